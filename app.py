@@ -1,0 +1,90 @@
+"""rokt-calendar-bridge: the Chalice route table and composition root. No logic lives here."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from chalice.app import Chalice, ConvertToMiddleware, Request, Response
+
+from chalicelib.models import Action
+from chalicelib.observability import flush_metrics, logger
+from chalicelib.settings import Settings
+from chalicelib.web import health, http_errors
+from chalicelib.wiring import Bridge, build_bridge
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+app = Chalice(app_name="rokt-calendar-bridge", configure_logs=False)
+app.debug = False
+# Chalice's app.log shares the service's logger name and pins it to ERROR; restore POWERTOOLS_LOG_LEVEL.
+logger.setLevel(None)
+app.register_middleware(
+    ConvertToMiddleware(
+        logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+    )
+)
+
+_bridge: Bridge | None = None
+_bridge_lock = threading.Lock()
+
+
+def bridge() -> Bridge:
+    """The object graph, built on first use from this stage's environment."""
+    global _bridge
+    if _bridge is None:
+        with _bridge_lock:
+            if _bridge is None:
+                _bridge = build_bridge(Settings.from_env(os.environ))
+    return _bridge
+
+
+def use_bridge(replacement: Bridge | None) -> None:
+    """Install a prebuilt graph (tests), or None to rebuild from the environment on next use."""
+    global _bridge
+    _bridge = replacement
+
+
+@app.middleware("http")
+def correlate_and_flush(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    if logger.get_correlation_id() is None:
+        logger.set_correlation_id(str(uuid.uuid4()))
+    response = get_response(event)
+    response.headers["X-Correlation-Id"] = str(logger.get_correlation_id())
+    flush_metrics()
+    return response
+
+
+def _request() -> Request:
+    request = app.current_request
+    if request is None:
+        raise RuntimeError("no current request outside a route")
+    return request
+
+
+@app.route("/health", methods=["GET"])
+@http_errors
+def get_health() -> Response:
+    return health()
+
+
+@app.route("/v1/subscriptionevent/{account_code}", methods=["POST"])
+@http_errors
+def create_event(account_code: str) -> Response:
+    return bridge().webhooks.handle(Action.CREATE, account_code, _request())
+
+
+@app.route("/v1/subscriptionevent/{account_code}/update", methods=["POST"])
+@http_errors
+def update_event(account_code: str) -> Response:
+    return bridge().webhooks.handle(Action.UPDATE, account_code, _request())
+
+
+@app.route("/v1/subscriptionevent/{account_code}/delete", methods=["POST"])
+@http_errors
+def delete_event(account_code: str) -> Response:
+    return bridge().webhooks.handle(Action.DELETE, account_code, _request())

@@ -1,0 +1,182 @@
+"""Our error types. Each knows its HTTP status, a stable code and the outcome operators see in logs.
+
+Raised where a problem is found; turned into an HTTP answer only in ``chalicelib.web``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one field of a webhook body, e.g. ``event.start``."""
+
+    field: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class ConfigError(Exception):
+    """The deployment's environment is incomplete or invalid (a bug in config.json, not in a webhook)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("invalid configuration: " + "; ".join(problems))
+        self.problems = tuple(problems)
+
+
+class BridgeError(Exception):
+    """Base for every failure that maps to an HTTP answer."""
+
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    outcome: ClassVar[str] = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class _WithDetails(BridgeError):
+    def __init__(self, message: str, details: Sequence[FieldError]) -> None:
+        super().__init__(message)
+        self.details = tuple(details)
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "details": [d.to_dict() for d in self.details]}
+
+
+class InvalidJson(BridgeError):
+    """The body is not UTF-8 JSON."""
+
+    status_code = 400
+    code = "invalid_json"
+    outcome = "invalid"
+
+
+class ValidationFailed(_WithDetails):
+    """One or more fields are missing or malformed; all of them are listed."""
+
+    status_code = 400
+    code = "validation_failed"
+    outcome = "invalid"
+
+
+class TemplateDefect(_WithDetails):
+    """The Braze Liquid rendered an empty attribute (no subscription id, no user id)."""
+
+    status_code = 422
+    code = "template_defect"
+    outcome = "invalid"
+
+
+class Unauthorized(BridgeError):
+    """Missing or unknown webhook secret."""
+
+    status_code = 401
+    code = "unauthorized"
+    outcome = "unauthorized"
+
+    def __init__(self, message: str = "missing or invalid Authorization bearer secret") -> None:
+        super().__init__(message)
+
+
+class PayloadTooLarge(BridgeError):
+    status_code = 413
+    code = "payload_too_large"
+    outcome = "invalid"
+
+
+class EventIdReused(BridgeError):
+    """The same eventId arrived again with different content."""
+
+    status_code = 422
+    code = "event_id_reused"
+    outcome = "rejected"
+
+
+class _RetryLater(BridgeError):
+    outcome = "retryable_failure"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class InFlight(_RetryLater):
+    """A webhook with the same idempotency key is being delivered right now."""
+
+    status_code = 429
+    code = "in_flight"
+
+
+class RateLimited(_RetryLater):
+    """Rokt answered 429."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "upstreamStatus": 429}
+
+
+class UpstreamFailed(BridgeError):
+    """Rokt answered 5xx (after our bounded retries) or the connection failed."""
+
+    status_code = 502
+    code = "upstream_error"
+    outcome = "retryable_failure"
+
+    def __init__(self, message: str, upstream_status: int | None = None) -> None:
+        super().__init__(message)
+        self.upstream_status = upstream_status
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        if self.upstream_status is not None:
+            body["upstreamStatus"] = self.upstream_status
+        return body
+
+
+class UpstreamTimeout(BridgeError):
+    """Rokt did not answer inside the time budget."""
+
+    status_code = 504
+    code = "upstream_timeout"
+    outcome = "retryable_failure"
+
+
+class DependencyUnavailable(BridgeError):
+    """SSM, DynamoDB, SQS or Rokt's token endpoint could not be used; safe to retry later."""
+
+    status_code = 503
+    code = "dependency_unavailable"
+    outcome = "retryable_failure"
+
+
+class RoktRejected(BridgeError):
+    """Rokt refused the event for good (a 4xx other than 401/429)."""
+
+    status_code = 422
+    code = "rejected_by_rokt"
+    outcome = "rejected"
+
+    def __init__(self, upstream_status: int, upstream_body: Any) -> None:
+        super().__init__(f"Rokt refused the event with HTTP {upstream_status}")
+        self.upstream_status = upstream_status
+        self.upstream_body = upstream_body

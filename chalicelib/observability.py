@@ -1,0 +1,32 @@
+"""Powertools Logger and Metrics, created once and shared; service and namespace come from the
+standard ``POWERTOOLS_*`` variables set per stage in ``.chalice/config.json``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+
+logger = Logger()
+metrics = Metrics()
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+
+
+def redact_emails(value: Any) -> Any:
+    """Mask e-mail addresses inside strings, lists and dicts (Rokt error bodies may echo subscribers)."""
+    if isinstance(value, str):
+        return _EMAIL.sub("[email redacted]", value)
+    if isinstance(value, list):
+        return [redact_emails(item) for item in value]
+    if isinstance(value, dict):
+        return {key: redact_emails(item) for key, item in value.items()}
+    return value
+
+
+def flush_metrics() -> None:
+    """Publish this invocation's metrics, if any (``/health`` records none and must not warn)."""
+    if metrics.metric_set:
+        metrics.flush_metrics()
+    metrics.clear_metrics()

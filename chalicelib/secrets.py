@@ -1,0 +1,80 @@
+"""SSM Parameter Store behind one small class: names relative to the stage prefix, errors typed.
+
+Built on Powertools Parameters so reads are cached (``max_age``) and decrypted the way Lambda users
+expect; every value the bridge reads here is a SecureString.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, SetParameterError
+from botocore.exceptions import ClientError
+
+from chalicelib.errors import DependencyUnavailable
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SSMProvider
+
+WEBHOOK_SECRETS = "webhook-secrets"
+ROKT_CLIENT_ID = "rokt/client-id"
+ROKT_CLIENT_SECRET = "rokt/client-secret"
+ROKT_ACCESS_TOKEN = "rokt/access-token"
+
+
+class ParameterMissing(DependencyUnavailable):
+    """A parameter the operator must create does not exist (see the README's Deploy section)."""
+
+
+class SecretStoreUnavailable(DependencyUnavailable):
+    """SSM could not be reached, throttled us, or refused access."""
+
+
+class SecretStore:
+    """SecureStrings under ``prefix``; read through the Powertools cache unless told to fetch."""
+
+    def __init__(self, provider: SSMProvider, prefix: str) -> None:
+        self._provider = provider
+        self._prefix = prefix.rstrip("/")
+
+    def name(self, relative: str) -> str:
+        return f"{self._prefix}/{relative}"
+
+    def get(self, relative: str, max_age: int, force_fetch: bool = False) -> str:
+        """The decrypted value, from cache when younger than ``max_age`` seconds."""
+        name = self.name(relative)
+        try:
+            value = self._provider.get(name, max_age=max_age, decrypt=True, force_fetch=force_fetch)
+        except GetParameterError as exc:
+            if _is_not_found(exc):
+                raise ParameterMissing(f"SSM parameter {name} does not exist") from exc
+            raise SecretStoreUnavailable(f"SSM parameter {name} could not be read") from exc
+        return str(value)
+
+    def get_json(self, relative: str) -> dict[str, Any] | None:
+        """A JSON SecureString read fresh from SSM; None when it does not exist yet or is not JSON."""
+        try:
+            raw = self.get(relative, max_age=0, force_fetch=True)
+        except ParameterMissing:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def put_secure(self, relative: str, value: str) -> None:
+        name = self.name(relative)
+        try:
+            # An empty key id means the account's default aws/ssm key.
+            self._provider.set(name, value, overwrite=True, parameter_type="SecureString", kms_key_id="")
+        except SetParameterError as exc:
+            raise SecretStoreUnavailable(f"SSM parameter {name} could not be written") from exc
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ClientError):
+        return bool(cause.response.get("Error", {}).get("Code") == "ParameterNotFound")
+    return "ParameterNotFound" in str(exc)

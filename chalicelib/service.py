@@ -1,0 +1,100 @@
+"""Use cases: deliver one validated event request to Rokt, or show what would be sent.
+
+Depends only on the models, the errors and a CalendarApi port, so it runs unchanged against the real
+Rokt client, the sandbox, or an in-memory fake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from chalicelib.errors import RoktRejected
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from chalicelib.clock import Deadline
+    from chalicelib.models import EventRequest
+    from chalicelib.rokt.client import UpstreamRequest, UpstreamResult
+
+Status = Literal["delivered", "rejected"]
+
+
+class CalendarApi(Protocol):
+    def plan(self, request: EventRequest) -> UpstreamRequest: ...
+
+    def send(self, plan: UpstreamRequest, deadline: Deadline) -> UpstreamResult: ...
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """The final word on one webhook; stored by idempotency and replayed for duplicates."""
+
+    status: Status
+    action: str
+    account_code: str
+    event_id: str
+    upstream_status: int
+    attempts: int = 1
+    upstream_body: Any = None
+    duplicate: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "action": self.action,
+            "accountCode": self.account_code,
+            "eventId": self.event_id,
+            "upstreamStatus": self.upstream_status,
+            "attempts": self.attempts,
+            "upstreamBody": self.upstream_body,
+            "duplicate": self.duplicate,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeliveryOutcome:
+        return cls(
+            status=data["status"],
+            action=data["action"],
+            account_code=data["accountCode"],
+            event_id=data["eventId"],
+            upstream_status=int(data["upstreamStatus"]),
+            attempts=int(data.get("attempts", 1)),
+            upstream_body=data.get("upstreamBody"),
+            duplicate=bool(data.get("duplicate", False)),
+        )
+
+
+class DeliveryService:
+    """Turns an EventRequest into one Rokt call and a DeliveryOutcome."""
+
+    def __init__(self, api: CalendarApi) -> None:
+        self._api = api
+
+    def preview(self, request: EventRequest) -> UpstreamRequest:
+        return self._api.plan(request)
+
+    def deliver(self, request: EventRequest, deadline: Deadline) -> DeliveryOutcome:
+        """Deliver ``request``. A definitive Rokt refusal is an outcome (remembered), not an error;
+        retryable failures raise so nothing is remembered and Braze's retry can succeed."""
+        plan = self._api.plan(request)
+        try:
+            result = self._api.send(plan, deadline)
+        except RoktRejected as exc:
+            return DeliveryOutcome(
+                status="rejected",
+                action=request.action.value,
+                account_code=request.account_code,
+                event_id=request.event_id,
+                upstream_status=exc.upstream_status,
+                upstream_body=exc.upstream_body,
+            )
+        return DeliveryOutcome(
+            status="delivered",
+            action=request.action.value,
+            account_code=request.account_code,
+            event_id=request.event_id,
+            upstream_status=result.status,
+            attempts=result.attempts,
+        )

@@ -1,0 +1,121 @@
+"""Typed configuration, read once from the environment: the only module that looks at env vars."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
+
+from chalicelib.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+DEFAULT_ROKT_API_URL = "https://api.roktcalendar.com"
+DEFAULT_TTL_SECONDS = 172_800
+DEFAULT_TIMEOUT_SECONDS = 8.0
+CONNECT_TIMEOUT_SECONDS = 3.05
+# API Gateway cuts REST integrations at 29 s; everything upstream must finish inside this budget.
+REQUEST_BUDGET_SECONDS = 25.0
+API_GATEWAY_LIMIT_SECONDS = 29.0
+
+UpdateShape = Literal["wrapped", "flat"]
+DeliveryMode = Literal["direct", "queued"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the bridge needs to know about its deployment."""
+
+    stage: str
+    rokt_api_url: str
+    ssm_prefix: str
+    idempotency_table: str
+    idempotency_ttl_seconds: int = DEFAULT_TTL_SECONDS
+    rokt_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    request_budget_seconds: float = REQUEST_BUDGET_SECONDS
+    delivery_mode: DeliveryMode = "direct"
+    delivery_queue_url: str | None = None
+    update_body_shape: UpdateShape = "wrapped"
+    webhook_secrets_max_age_seconds: int = 60
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from ``environ``, reporting every missing or invalid variable at once."""
+        problems: list[str] = []
+        stage = environ.get("BRIDGE_STAGE", "dev").strip() or "dev"
+        api_url = environ.get("ROKT_API_URL", DEFAULT_ROKT_API_URL).rstrip("/")
+        if not _is_acceptable_api_url(api_url):
+            problems.append("ROKT_API_URL must be an https:// URL (plain http only on loopback)")
+        prefix = environ.get("BRIDGE_SSM_PREFIX", f"/rokt-calendar-bridge/{stage}").rstrip("/")
+        if not prefix.startswith("/"):
+            problems.append("BRIDGE_SSM_PREFIX must start with '/'")
+        table = environ.get("IDEMPOTENCY_TABLE", "").strip()
+        if not table:
+            problems.append("IDEMPOTENCY_TABLE is required")
+        ttl = _number(environ, "IDEMPOTENCY_TTL_SECONDS", DEFAULT_TTL_SECONDS, int, problems)
+        timeout = _number(environ, "ROKT_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS, float, problems)
+        budget = _number(environ, "BRIDGE_REQUEST_BUDGET_SECONDS", REQUEST_BUDGET_SECONDS, float, problems)
+        if budget >= API_GATEWAY_LIMIT_SECONDS:
+            problems.append(f"BRIDGE_REQUEST_BUDGET_SECONDS must stay under {API_GATEWAY_LIMIT_SECONDS:g}")
+        if timeout + CONNECT_TIMEOUT_SECONDS > budget:
+            problems.append("ROKT_TIMEOUT_SECONDS plus the connect timeout must fit the request budget")
+        mode = environ.get("DELIVERY_MODE", "direct")
+        if mode not in ("direct", "queued"):
+            problems.append("DELIVERY_MODE must be 'direct' or 'queued'")
+        queue_url = environ.get("DELIVERY_QUEUE_URL") or None
+        if mode == "queued" and not queue_url:
+            problems.append("DELIVERY_QUEUE_URL is required when DELIVERY_MODE=queued")
+        shape = environ.get("ROKT_UPDATE_BODY_SHAPE", "wrapped")
+        if shape not in ("wrapped", "flat"):
+            problems.append("ROKT_UPDATE_BODY_SHAPE must be 'wrapped' or 'flat'")
+        if problems:
+            raise ConfigError(problems)
+        return cls(
+            stage=stage,
+            rokt_api_url=api_url,
+            ssm_prefix=prefix,
+            idempotency_table=table,
+            idempotency_ttl_seconds=int(ttl),
+            rokt_timeout_seconds=float(timeout),
+            request_budget_seconds=float(budget),
+            delivery_mode=mode,  # type: ignore[arg-type]
+            delivery_queue_url=queue_url,
+            update_body_shape=shape,  # type: ignore[arg-type]
+        )
+
+
+def _number(
+    environ: Mapping[str, str], name: str, default: float, kind: type[int] | type[float], problems: list[str]
+) -> float:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        problems.append(f"{name} must be a positive {kind.__name__}, got {raw!r}")
+        return default
+    if value <= 0:
+        problems.append(f"{name} must be a positive {kind.__name__}, got {raw!r}")
+        return default
+    return value
+
+
+def _is_acceptable_api_url(url: str) -> bool:
+    parts = urlsplit(url)
+    if not parts.hostname or parts.query or parts.fragment:
+        return False
+    if parts.scheme == "https":
+        return True
+    return parts.scheme == "http" and _is_loopback(parts.hostname)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

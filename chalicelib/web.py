@@ -1,0 +1,171 @@
+"""The HTTP edge: one webhook's way from Chalice request to Chalice response.
+
+Every BridgeError becomes an answer here and nowhere else (``error_response``); every webhook leaves
+exactly one summary log line and one set of metrics, whatever happened.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from aws_lambda_powertools.metrics import MetricUnit
+from chalice.app import Request, Response
+
+from chalicelib import __version__
+from chalicelib.clock import Deadline
+from chalicelib.errors import BridgeError
+from chalicelib.models import Action, EventRequest, decode_body, parse_request
+from chalicelib.observability import logger, metrics
+
+if TYPE_CHECKING:
+    from chalicelib.auth import WebhookAuthenticator
+    from chalicelib.service import DeliveryOutcome, DeliveryService
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+LAMBDA_SAFETY_MARGIN_SECONDS = 1.0
+
+View = TypeVar("View", bound=Callable[..., Response])
+
+
+class Deliverer(Protocol):
+    def deliver(self, request: EventRequest, deadline: Deadline, lambda_context: Any = None) -> DeliveryOutcome: ...
+
+
+def json_response(body: dict[str, Any], status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body=body, status_code=status_code, headers={**JSON_HEADERS, **(headers or {})})
+
+
+def error_response(exc: BridgeError) -> Response:
+    return json_response(exc.body(), exc.status_code, exc.headers())
+
+
+def http_errors(view: View) -> View:
+    """Map BridgeErrors to their answers and anything unexpected to a generic 500 with a correlation id."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return view(*args, **kwargs)
+        except BridgeError as exc:
+            return error_response(exc)
+        except Exception:
+            logger.exception("unhandled error")
+            return json_response(
+                {
+                    "error": "internal_error",
+                    "message": "the bridge failed unexpectedly; quote the correlation id to the operators",
+                    "correlationId": logger.get_correlation_id(),
+                },
+                500,
+            )
+
+    return wrapper  # type: ignore[return-value]
+
+
+def health() -> Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+def outcome_response(outcome: DeliveryOutcome) -> Response:
+    body: dict[str, Any]
+    if outcome.status == "delivered":
+        body = {
+            "status": "delivered",
+            "eventId": outcome.event_id,
+            "accountCode": outcome.account_code,
+            "upstreamStatus": outcome.upstream_status,
+        }
+        status = 200
+    else:
+        body = {
+            "error": "rejected_by_rokt",
+            "message": f"Rokt refused the event with HTTP {outcome.upstream_status}; see upstreamBody",
+            "eventId": outcome.event_id,
+            "accountCode": outcome.account_code,
+            "upstreamStatus": outcome.upstream_status,
+            "upstreamBody": outcome.upstream_body,
+        }
+        status = 422
+    if outcome.duplicate:
+        body["duplicate"] = True
+    return json_response(body, status)
+
+
+class WebhookEndpoint:
+    """Authenticate → decode → validate → (dry-run | deliver exactly once) → answer, with a summary."""
+
+    def __init__(
+        self,
+        authenticator: WebhookAuthenticator,
+        service: DeliveryService,
+        deliverer: Deliverer,
+        budget_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._authenticator = authenticator
+        self._service = service
+        self._deliverer = deliverer
+        self._budget = budget_seconds
+        self._clock = clock
+
+    def handle(self, action: Action, account_code: str, request: Request) -> Response:
+        started = self._clock()
+        summary: dict[str, Any] = {"route": action.value, "accountCode": account_code[:64]}
+        try:
+            response = self._process(action, account_code, request, summary)
+        except BridgeError as exc:
+            summary.update(outcome=exc.outcome, error=exc.code)
+            upstream_status = getattr(exc, "upstream_status", None)
+            if upstream_status is not None:
+                summary["upstreamStatus"] = upstream_status
+            response = error_response(exc)
+        summary["status"] = response.status_code
+        summary["latencyMs"] = round((self._clock() - started) * 1000, 1)
+        _record(summary)
+        return response
+
+    def _process(self, action: Action, account_code: str, request: Request, summary: dict[str, Any]) -> Response:
+        self._authenticator.authenticate(request.headers.get("authorization"))
+        raw = request.raw_body
+        event_request = parse_request(
+            action, account_code, decode_body(raw.encode("utf-8") if isinstance(raw, str) else raw)
+        )
+        summary["eventId"] = event_request.event_id
+        if event_request.unknown_fields:
+            summary["unknownFields"] = list(event_request.unknown_fields)
+        if _is_dry_run(request):
+            summary["outcome"] = "dry_run"
+            plan = self._service.preview(event_request)
+            return json_response({"status": "dry_run", "upstreamRequest": plan.to_dict()})
+        outcome = self._deliverer.deliver(event_request, self._deadline(request), request.lambda_context)
+        summary.update(
+            outcome="duplicate" if outcome.duplicate else outcome.status,
+            upstreamStatus=outcome.upstream_status,
+            attempts=outcome.attempts,
+        )
+        return outcome_response(outcome)
+
+    def _deadline(self, request: Request) -> Deadline:
+        seconds = self._budget
+        context = request.lambda_context
+        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+        if callable(remaining_ms):
+            seconds = min(seconds, remaining_ms() / 1000 - LAMBDA_SAFETY_MARGIN_SECONDS)
+        return Deadline(seconds, clock=self._clock)
+
+
+def _is_dry_run(request: Request) -> bool:
+    params: Mapping[str, str] = request.query_params or {}
+    return str(params.get("dryRun", "")).lower() in ("true", "1")
+
+
+def _record(summary: dict[str, Any]) -> None:
+    outcome = str(summary.get("outcome", "error"))
+    logger.info("webhook handled", extra=summary)
+    metrics.add_dimension("route", str(summary["route"]))
+    metrics.add_dimension("outcome", outcome)
+    metrics.add_metric(name="Webhooks", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="WebhookLatency", unit=MetricUnit.Milliseconds, value=float(summary["latencyMs"]))

@@ -1,0 +1,1 @@
+"""Developer and operator tooling for rokt-calendar-bridge; never deployed to Lambda."""

@@ -1,0 +1,280 @@
+"""The whole local stack on loopback: moto server (SSM, DynamoDB, SQS), the Rokt sandbox and
+``chalice local``, wired exactly as `.chalice/config.json`'s ``local`` stage says, on any ports.
+
+Used by ``make run`` and by the e2e tests, so both run the same path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import requests
+
+from devtools.bootstrap import ensure_table, put_secure
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_ssm.client import SSMClient
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+LOCAL_ROKT_CLIENT = ("local-client-id", "local-client-secret")
+LOCAL_WEBHOOK_SECRET = "local-webhook-secret"
+SHIPPED = ("app.py", "chalicelib", "requirements.txt")
+
+
+@contextlib.contextmanager
+def _no_file() -> Iterator[None]:
+    yield None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def stage_environment(stage: str = "local", project_dir: Path = PROJECT_DIR) -> dict[str, str]:
+    """The environment Chalice gives ``stage``: top-level variables overlaid by the stage's own."""
+    config = json.loads((project_dir / ".chalice" / "config.json").read_text())
+    env = dict(config.get("environment_variables", {}))
+    env.update(config["stages"][stage].get("environment_variables", {}))
+    return env
+
+
+def overlay_project(target: Path, stage: str, overrides: Mapping[str, str], project_dir: Path = PROJECT_DIR) -> Path:
+    """A project folder whose ``stage`` is a copy of ours with ``overrides`` applied; code is symlinked."""
+    config = json.loads((project_dir / ".chalice" / "config.json").read_text())
+    stage_config = dict(config["stages"][stage])
+    stage_config["environment_variables"] = {**stage_config.get("environment_variables", {}), **overrides}
+    config["stages"] = {stage: stage_config}
+    (target / ".chalice").mkdir(parents=True, exist_ok=True)
+    (target / ".chalice" / "config.json").write_text(json.dumps(config, indent=2))
+    for name in SHIPPED:
+        link = target / name
+        if not link.exists():
+            link.symlink_to(project_dir / name)
+    return target
+
+
+def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode} before {url} answered")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@dataclass
+class Ports:
+    moto: int = 5050
+    sandbox: int = 8081
+    bridge: int = 8000
+
+
+class LocalStack:
+    """Start/stop the three processes; every one on loopback, every one stopped on exit."""
+
+    def __init__(
+        self,
+        ports: Ports,
+        *,
+        stage: str = "local",
+        autoreload: bool = False,
+        quiet: bool = False,
+        token_ttl: float = 300.0,
+        extra_env: Mapping[str, str] | None = None,
+        progress: Callable[[str], None] = print,
+    ) -> None:
+        self.ports = ports
+        self.stage = stage
+        self.autoreload = autoreload
+        self.quiet = quiet
+        self.token_ttl = token_ttl
+        self.extra_env = dict(extra_env or {})
+        self.progress = progress
+        self.processes: list[subprocess.Popen[Any]] = []
+        self.workdir = Path(tempfile.mkdtemp(prefix="rokt-bridge-local-"))
+        self.env = stage_environment(stage)
+        self.env.update(
+            {
+                "AWS_ENDPOINT_URL": self.moto_url,
+                "ROKT_API_URL": self.sandbox_url,
+                **self.extra_env,
+            }
+        )
+
+    @property
+    def moto_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ports.moto}"
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ports.sandbox}"
+
+    @property
+    def bridge_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ports.bridge}"
+
+    def session(self) -> boto3.session.Session:
+        """A boto3 session with the local stage's credentials and region; clients add the endpoint."""
+        return boto3.session.Session(
+            region_name=self.env.get("AWS_DEFAULT_REGION", "us-east-1"),
+            aws_access_key_id=self.env.get("AWS_ACCESS_KEY_ID", "local-emulator"),
+            aws_secret_access_key=self.env.get("AWS_SECRET_ACCESS_KEY", "local-emulator"),
+        )
+
+    def dynamodb(self) -> DynamoDBClient:
+        return self.session().client("dynamodb", endpoint_url=self.moto_url)
+
+    def ssm(self) -> SSMClient:
+        return self.session().client("ssm", endpoint_url=self.moto_url)
+
+    def _spawn(self, args: list[str], name: str, to_log: bool) -> subprocess.Popen[Any]:
+        """Start a child in its own session; its output goes to ``<workdir>/<name>.log`` when asked."""
+        log_path = self.workdir / f"{name}.log"
+        with open(log_path, "wb") if (to_log or self.quiet) else _no_file() as log:
+            process = subprocess.Popen(
+                args,
+                cwd=PROJECT_DIR,
+                stdout=log,
+                stderr=subprocess.STDOUT if log else None,
+                start_new_session=True,
+            )
+        self.processes.append(process)
+        return process
+
+    def start_moto(self) -> None:
+        self.progress(f"AWS emulator (moto server): {self.moto_url}")
+        moto = self._spawn(
+            [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.ports.moto)], "moto", to_log=True
+        )
+        wait_for_http(f"{self.moto_url}/moto-api/", process=moto)
+
+    def start_sandbox(self) -> None:
+        self.progress(f"Rokt sandbox: {self.sandbox_url}")
+        sandbox = self._spawn(
+            [
+                sys.executable,
+                "-m",
+                "devtools",
+                "sandbox",
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(self.ports.sandbox),
+                "--token-ttl",
+                str(self.token_ttl),
+            ],
+            "sandbox",
+            to_log=True,
+        )
+        wait_for_http(f"{self.sandbox_url}/_sandbox/health", process=sandbox)
+
+    def bootstrap(self) -> None:
+        prefix = self.env["BRIDGE_SSM_PREFIX"]
+        ensure_table(self.dynamodb(), self.env["IDEMPOTENCY_TABLE"], self.progress)
+        ssm = self.ssm()
+        put_secure(ssm, f"{prefix}/rokt/client-id", LOCAL_ROKT_CLIENT[0], self.progress)
+        put_secure(ssm, f"{prefix}/rokt/client-secret", LOCAL_ROKT_CLIENT[1], self.progress)
+        put_secure(ssm, f"{prefix}/webhook-secrets", LOCAL_WEBHOOK_SECRET, self.progress)
+
+    def start_bridge(self) -> None:
+        project = overlay_project(self.workdir / "project", self.stage, self.env)
+        self.progress(f"bridge (chalice local --stage {self.stage}): {self.bridge_url}")
+        args = [
+            str(Path(sys.executable).parent / "chalice"),
+            "--project-dir",
+            str(project),
+            "local",
+            "--stage",
+            self.stage,
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(self.ports.bridge),
+        ]
+        if not self.autoreload:
+            args.append("--no-autoreload")
+        bridge = self._spawn(args, "bridge", to_log=False)
+        wait_for_http(f"{self.bridge_url}/health", timeout=60, process=bridge)
+
+    def start(self) -> LocalStack:
+        try:
+            self.start_moto()
+            self.start_sandbox()
+            self.bootstrap()
+            self.start_bridge()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.processes.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log(self, name: str) -> str:
+        """What a quiet child printed so far (``moto``, ``sandbox`` or ``bridge``)."""
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+SAMPLE_BODY = {
+    "event": {
+        "eventId": "Event_0001_user42",
+        "title": "Event Title",
+        "description": "Event Description",
+        "location": "Event Location",
+        "start": "2019-02-21T15:00:00",
+        "end": "2019-02-21T16:00:00",
+        "timezone": "Eastern Standard Time",
+        "notifyBefore": "15",
+    },
+    "subscriptionIds": ["06423672-b6ba-4536-aa36-70788a7a0a36"],
+}
+
+
+def sample_curl(bridge_url: str, secret: str = LOCAL_WEBHOOK_SECRET, account: str = "brazetest") -> str:
+    body = json.dumps(SAMPLE_BODY)
+    return (
+        f"curl -sS -X POST '{bridge_url}/v1/subscriptionevent/{account}' \\\n"
+        f"  -H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' \\\n"
+        f"  -d '{body}'"
+    )

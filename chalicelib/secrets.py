@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from botocore.exceptions import ClientError
 
 from chalicelib.errors import DependencyUnavailable
+from chalicelib.observability import logger
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SSMProvider
@@ -32,30 +33,40 @@ class SecretStoreUnavailable(DependencyUnavailable):
 
 
 class SecretStore:
-    """SecureStrings under ``prefix``; read through the Powertools cache unless told to fetch."""
+    """SecureStrings under ``prefix``; read through the Powertools cache unless told to fetch.
+
+    When SSM is unreachable or throttling, a value read successfully before is served again (and the
+    logs say so) rather than failing every webhook; a parameter that was deleted is never served.
+    """
 
     def __init__(self, provider: SSMProvider, prefix: str) -> None:
         self._provider = provider
         self._prefix = prefix.rstrip("/")
+        self._last_good: dict[str, str] = {}
 
     def name(self, relative: str) -> str:
         return f"{self._prefix}/{relative}"
 
-    def get(self, relative: str, max_age: int, force_fetch: bool = False) -> str:
+    def get(self, relative: str, max_age: int, force_fetch: bool = False, stale_if_error: bool = True) -> str:
         """The decrypted value, from cache when younger than ``max_age`` seconds."""
         name = self.name(relative)
         try:
-            value = self._provider.get(name, max_age=max_age, decrypt=True, force_fetch=force_fetch)
+            value = str(self._provider.get(name, max_age=max_age, decrypt=True, force_fetch=force_fetch))
         except GetParameterError as exc:
             if _is_not_found(exc):
+                self._last_good.pop(name, None)
                 raise ParameterMissing(f"SSM parameter {name} does not exist") from exc
+            if stale_if_error and name in self._last_good:
+                logger.warning("SSM unreachable; using the last value read", extra={"parameter": name})
+                return self._last_good[name]
             raise SecretStoreUnavailable(f"SSM parameter {name} could not be read") from exc
-        return str(value)
+        self._last_good[name] = value
+        return value
 
     def get_json(self, relative: str) -> dict[str, Any] | None:
         """A JSON SecureString read fresh from SSM; None when it does not exist yet or is not JSON."""
         try:
-            raw = self.get(relative, max_age=0, force_fetch=True)
+            raw = self.get(relative, max_age=0, force_fetch=True, stale_if_error=False)
         except ParameterMissing:
             return None
         try:

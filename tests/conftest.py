@@ -1,0 +1,226 @@
+"""Shared fixtures: a moto server and the Rokt sandbox on free loopback ports, reset for every test,
+and the bridge built by the production wiring with its clients pointed at them."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+# Before anything imports Powertools: name the service and the metrics namespace, and give boto3
+# harmless credentials so nothing can reach a real AWS account.
+os.environ.update(
+    {
+        "POWERTOOLS_SERVICE_NAME": "rokt-calendar-bridge",
+        "POWERTOOLS_METRICS_NAMESPACE": "RoktCalendarBridge",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "test-only",
+        "AWS_SECRET_ACCESS_KEY": "test-only",
+    }
+)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_PROFILE", None)
+
+import boto3
+import pytest
+import requests
+from chalice.test import Client
+from moto.server import ThreadedMotoServer
+
+import app as bridge_app
+from chalicelib.observability import logger
+from chalicelib.settings import Settings
+from chalicelib.wiring import Bridge, build_bridge
+from devtools.bootstrap import ensure_table, put_secure
+from devtools.localstack import free_port
+from devtools.rokt_sandbox import DEFAULT_CLIENTS, RoktSandbox
+
+PREFIX = "/rokt-calendar-bridge/test"
+TABLE = "rokt-calendar-bridge-test-idempotency"
+SECRET = "braze-secret-0123456789"
+CLIENT_ID, CLIENT_SECRET = next(iter(DEFAULT_CLIENTS.items()))
+SUBSCRIPTION = "06423672-b6ba-4536-aa36-70788a7a0a36"
+
+
+def seed_body(event_id: str = "Event_0001_user42", **event: Any) -> dict[str, Any]:
+    """The body the seed's Braze template renders (create), with optional field overrides."""
+    body: dict[str, Any] = {
+        "event": {
+            "eventId": event_id,
+            "title": "Event Title",
+            "description": "Event Description",
+            "location": "Event Location",
+            "start": "2019-02-21T15:00:00",
+            "end": "2019-02-21T16:00:00",
+            "timezone": "Eastern Standard Time",
+            "notifyBefore": "15",
+        },
+        "subscriptionIds": [SUBSCRIPTION],
+    }
+    body["event"].update(event)
+    return body
+
+
+@dataclass
+class Aws:
+    url: str
+    session: boto3.session.Session
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, endpoint_url=self.url)
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_url: str) -> Aws:
+    requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
+    session = boto3.session.Session(region_name="us-east-1")
+    handle = Aws(moto_url, session)
+    ensure_table(handle.client("dynamodb"), TABLE, progress=lambda _: None)
+    ssm = handle.client("ssm")
+    put_secure(ssm, f"{PREFIX}/rokt/client-id", CLIENT_ID, progress=lambda _: None)
+    put_secure(ssm, f"{PREFIX}/rokt/client-secret", CLIENT_SECRET, progress=lambda _: None)
+    put_secure(ssm, f"{PREFIX}/webhook-secrets", SECRET, progress=lambda _: None)
+    return handle
+
+
+class Sandbox:
+    """Test-side handle on the sandbox, driven through its HTTP control API like a person would."""
+
+    def __init__(self, server: RoktSandbox) -> None:
+        self.server = server
+        self.url = server.url
+
+    def fault(self, **fault: Any) -> None:
+        requests.post(f"{self.url}/_sandbox/faults", json=fault, timeout=5).raise_for_status()
+
+    def stats(self) -> dict[str, int]:
+        stats: dict[str, int] = requests.get(f"{self.url}/_sandbox/stats", timeout=5).json()
+        return stats
+
+    def count(self, name: str) -> int:
+        return self.stats().get(name, 0)
+
+    def events(self, account: str | None = None) -> list[dict[str, Any]]:
+        path = "/_sandbox/events" + (f"/{account}" if account else "")
+        events: list[dict[str, Any]] = requests.get(self.url + path, timeout=5).json()
+        return events
+
+    def requests(self) -> list[dict[str, Any]]:
+        received: list[dict[str, Any]] = requests.get(f"{self.url}/_sandbox/requests", timeout=5).json()
+        return received
+
+    def revoke_tokens(self) -> None:
+        requests.post(f"{self.url}/_sandbox/revoke-tokens", timeout=5).raise_for_status()
+
+    def configure(self, **config: Any) -> None:
+        requests.post(f"{self.url}/_sandbox/config", json=config, timeout=5).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[RoktSandbox]:
+    with RoktSandbox() as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(sandbox_server: RoktSandbox) -> Sandbox:
+    requests.post(f"{sandbox_server.url}/_sandbox/reset", timeout=5).raise_for_status()
+    requests.post(
+        f"{sandbox_server.url}/_sandbox/config", json={"tokenTtl": 300, "clients": DEFAULT_CLIENTS}, timeout=5
+    )
+    return Sandbox(sandbox_server)
+
+
+@pytest.fixture
+def settings(sandbox: Sandbox) -> Settings:
+    return Settings(
+        stage="test",
+        rokt_api_url=sandbox.url,
+        ssm_prefix=PREFIX,
+        idempotency_table=TABLE,
+        rokt_timeout_seconds=1.0,
+        request_budget_seconds=6.0,
+        webhook_secrets_max_age_seconds=0,
+    )
+
+
+def make_bridge(settings: Settings, aws: Aws, **overrides: Any) -> Bridge:
+    """One "Lambda container": its own clients, caches and token memory, sharing SSM and DynamoDB."""
+    return build_bridge(
+        replace(settings, **overrides) if overrides else settings,
+        ssm_client=aws.client("ssm"),
+        dynamodb_client=aws.client("dynamodb"),
+    )
+
+
+@pytest.fixture
+def bridge(settings: Settings, aws: Aws) -> Iterator[Bridge]:
+    built = make_bridge(settings, aws)
+    bridge_app.use_bridge(built)
+    yield built
+    bridge_app.use_bridge(None)
+
+
+@pytest.fixture
+def client(bridge: Bridge) -> Iterator[Client]:
+    with Client(bridge_app.app, stage_name="local") as test_client:
+        yield test_client
+
+
+class LogCapture:
+    """The bridge's log output exactly as CloudWatch receives it: one JSON object per line."""
+
+    def __init__(self, stream: io.StringIO) -> None:
+        self._stream = stream
+
+    @property
+    def text(self) -> str:
+        return self._stream.getvalue()
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text.splitlines() if line.strip()]
+
+    def messages(self) -> list[str]:
+        return [str(record["message"]) for record in self.records()]
+
+    def summaries(self) -> list[dict[str, Any]]:
+        return [r for r in self.records() if r["message"] == "webhook handled"]
+
+
+@pytest.fixture
+def json_logs() -> Iterator[LogCapture]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    yield LogCapture(stream)
+    logger.removeHandler(handler)
+
+
+def post(
+    client: Client,
+    path: str,
+    body: Any,
+    secret: str | None = SECRET,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """POST a webhook the way Braze does; ``body`` may be a dict (JSON-encoded) or raw str/bytes."""
+    raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    sent = {"Content-Type": "application/json", "User-Agent": "Braze Sender 1.0"}
+    if secret is not None:
+        sent["Authorization"] = f"Bearer {secret}"
+    sent.update(headers or {})
+    return client.http.post(path, headers=sent, body=raw)

@@ -7,9 +7,8 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Before anything imports Powertools: name the service and the metrics namespace, and give boto3
 # harmless credentials so nothing can reach a real AWS account.
@@ -38,6 +37,9 @@ from chalicelib.wiring import Bridge, build_bridge
 from devtools.bootstrap import ensure_table, put_secure
 from devtools.localstack import free_port
 from devtools.rokt_sandbox import DEFAULT_CLIENTS, RoktSandbox
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 PREFIX = "/rokt-calendar-bridge/test"
 TABLE = "rokt-calendar-bridge-test-idempotency"

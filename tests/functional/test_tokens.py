@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import EndpointConnectionError
 from chalice.test import Client
 
 import app as bridge_app
-from chalicelib.settings import Settings
 from chalicelib.wiring import Bridge, build_bridge
 from tests.conftest import CLIENT_SECRET, PREFIX, SECRET, Aws, Sandbox, make_bridge, post, seed_body
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from chalicelib.settings import Settings
 
 CREATE = "/v1/subscriptionevent/brazetest"
 

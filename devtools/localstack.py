@@ -256,7 +256,7 @@ class LocalStack:
         self.stop()
 
 
-SAMPLE_BODY = {
+SAMPLE_BODY: dict[str, Any] = {
     "event": {
         "eventId": "Event_0001_user42",
         "title": "Event Title",

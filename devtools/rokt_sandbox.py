@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import sys
 import threading
 import time
 from collections import Counter
@@ -448,6 +449,12 @@ class _SandboxServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.state = state
         self.verbose = verbose
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (timeout, dropped connection) is expected here, not an error."""
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class RoktSandbox:

@@ -41,6 +41,9 @@ from devtools.rokt_sandbox import DEFAULT_CLIENTS, RoktSandbox
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_ssm.client import SSMClient
+
 PREFIX = "/rokt-calendar-bridge/test"
 TABLE = "rokt-calendar-bridge-test-idempotency"
 SECRET = "braze-secret-0123456789"
@@ -72,8 +75,11 @@ class Aws:
     url: str
     session: boto3.session.Session
 
-    def client(self, service: str) -> Any:
-        return self.session.client(service, endpoint_url=self.url)
+    def ssm(self) -> SSMClient:
+        return self.session.client("ssm", endpoint_url=self.url)
+
+    def dynamodb(self) -> DynamoDBClient:
+        return self.session.client("dynamodb", endpoint_url=self.url)
 
 
 @pytest.fixture(scope="session")
@@ -90,8 +96,8 @@ def aws(moto_url: str) -> Aws:
     requests.post(f"{moto_url}/moto-api/reset", timeout=5).raise_for_status()
     session = boto3.session.Session(region_name="us-east-1")
     handle = Aws(moto_url, session)
-    ensure_table(handle.client("dynamodb"), TABLE, progress=lambda _: None)
-    ssm = handle.client("ssm")
+    ensure_table(handle.dynamodb(), TABLE, progress=lambda _: None)
+    ssm = handle.ssm()
     put_secure(ssm, f"{PREFIX}/rokt/client-id", CLIENT_ID, progress=lambda _: None)
     put_secure(ssm, f"{PREFIX}/rokt/client-secret", CLIENT_SECRET, progress=lambda _: None)
     put_secure(ssm, f"{PREFIX}/webhook-secrets", SECRET, progress=lambda _: None)
@@ -101,9 +107,20 @@ def aws(moto_url: str) -> Aws:
 class Sandbox:
     """Test-side handle on the sandbox, driven through its HTTP control API like a person would."""
 
-    def __init__(self, server: RoktSandbox) -> None:
-        self.server = server
-        self.url = server.url
+    def __init__(self, url: str, server: RoktSandbox | None = None) -> None:
+        self.url = url
+        self._server = server
+
+    @property
+    def server(self) -> RoktSandbox:
+        """The in-process server (for peeking at issued tokens); absent when it runs in a subprocess."""
+        if self._server is None:
+            raise RuntimeError("this sandbox runs in another process")
+        return self._server
+
+    def reset(self) -> None:
+        requests.post(f"{self.url}/_sandbox/reset", timeout=5).raise_for_status()
+        self.configure(tokenTtl=300, clients=DEFAULT_CLIENTS)
 
     def fault(self, **fault: Any) -> None:
         requests.post(f"{self.url}/_sandbox/faults", json=fault, timeout=5).raise_for_status()
@@ -139,11 +156,9 @@ def sandbox_server() -> Iterator[RoktSandbox]:
 
 @pytest.fixture
 def sandbox(sandbox_server: RoktSandbox) -> Sandbox:
-    requests.post(f"{sandbox_server.url}/_sandbox/reset", timeout=5).raise_for_status()
-    requests.post(
-        f"{sandbox_server.url}/_sandbox/config", json={"tokenTtl": 300, "clients": DEFAULT_CLIENTS}, timeout=5
-    )
-    return Sandbox(sandbox_server)
+    handle = Sandbox(sandbox_server.url, sandbox_server)
+    handle.reset()
+    return handle
 
 
 @pytest.fixture
@@ -163,8 +178,8 @@ def make_bridge(settings: Settings, aws: Aws, **overrides: Any) -> Bridge:
     """One "Lambda container": its own clients, caches and token memory, sharing SSM and DynamoDB."""
     return build_bridge(
         replace(settings, **overrides) if overrides else settings,
-        ssm_client=aws.client("ssm"),
-        dynamodb_client=aws.client("dynamodb"),
+        ssm_client=aws.ssm(),
+        dynamodb_client=aws.dynamodb(),
     )
 
 
@@ -207,9 +222,10 @@ def json_logs() -> Iterator[LogCapture]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logger.registered_formatter)
-    logger.addHandler(handler)
+    stdlib_logger = logging.getLogger(logger.name)
+    stdlib_logger.addHandler(handler)
     yield LogCapture(stream)
-    logger.removeHandler(handler)
+    stdlib_logger.removeHandler(handler)
 
 
 def post(

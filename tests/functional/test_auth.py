@@ -35,7 +35,7 @@ def test_unauthenticated_invalid_body_is_401_not_400(client, sandbox: Sandbox):
 
 
 def test_rotation_accepts_old_and_new_then_refuses_the_removed_one(client, sandbox: Sandbox, aws: Aws):
-    ssm = aws.client("ssm")
+    ssm = aws.ssm()
     ssm.put_parameter(
         Name=f"{PREFIX}/webhook-secrets", Value=f"{SECRET}, new-secret-2", Type="SecureString", Overwrite=True
     )
@@ -49,7 +49,7 @@ def test_rotation_accepts_old_and_new_then_refuses_the_removed_one(client, sandb
 
 
 def test_missing_secrets_parameter_is_503_not_open(client, sandbox: Sandbox, aws: Aws):
-    aws.client("ssm").delete_parameter(Name=f"{PREFIX}/webhook-secrets")
+    aws.ssm().delete_parameter(Name=f"{PREFIX}/webhook-secrets")
 
     response = post(client, CREATE, seed_body())
 

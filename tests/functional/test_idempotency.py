@@ -101,7 +101,7 @@ def test_dynamodb_down_answers_503_and_calls_nobody(settings, aws: Aws, sandbox:
     dead = aws.session.client("dynamodb", endpoint_url=f"http://127.0.0.1:{free_port()}")
     from chalicelib.wiring import build_bridge
 
-    bridge_app.use_bridge(build_bridge(settings, ssm_client=aws.client("ssm"), dynamodb_client=dead))
+    bridge_app.use_bridge(build_bridge(settings, ssm_client=aws.ssm(), dynamodb_client=dead))
     try:
         with Client(bridge_app.app, stage_name="local") as client:
             response = post(client, CREATE, seed_body())

@@ -64,7 +64,7 @@ def test_second_container_reuses_the_ssm_token_without_a_token_call(settings: Se
 
 def test_shared_token_is_a_secure_string_with_expiry(client, sandbox: Sandbox, aws: Aws):
     post(client, CREATE, seed_body())
-    ssm = aws.client("ssm")
+    ssm = aws.ssm()
 
     raw = ssm.get_parameter(Name=f"{PREFIX}/rokt/access-token", WithDecryption=True)["Parameter"]
     described = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [f"{PREFIX}/rokt/access-token"]}])[
@@ -99,9 +99,9 @@ def test_rejected_client_credentials_answer_503(client, sandbox: Sandbox):
 def test_ssm_outage_keeps_delivery_going_with_a_direct_token(settings: Settings, aws: Aws, sandbox: Sandbox, json_logs):
     # Given a warm container whose SSM then becomes unreachable and whose token gets revoked
     outage = SsmOutage()
-    ssm = aws.client("ssm")
+    ssm = aws.ssm()
     ssm.meta.events.register("before-send.ssm", outage)
-    bridge = build_bridge(settings, ssm_client=ssm, dynamodb_client=aws.client("dynamodb"))
+    bridge = build_bridge(settings, ssm_client=ssm, dynamodb_client=aws.dynamodb())
     with container(bridge) as client:
         assert post(client, CREATE, seed_body("warm_user1")).status_code == 200
         outage.active = True

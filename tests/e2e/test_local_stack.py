@@ -1,0 +1,136 @@
+"""The real thing on loopback: `chalice local` (from a copy of the `local` stage with only the
+endpoints, prefix and table replaced) + moto server + the Rokt sandbox, all as subprocesses."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import requests
+
+from devtools.localstack import LOCAL_WEBHOOK_SECRET, SAMPLE_BODY, LocalStack, Ports, free_port
+from tests.conftest import Sandbox
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    run = uuid.uuid4().hex[:8]
+    local = LocalStack(
+        Ports(moto=free_port(), sandbox=free_port(), bridge=free_port()),
+        quiet=True,
+        extra_env={
+            "BRIDGE_SSM_PREFIX": f"/e2e-{run}/bridge",
+            "IDEMPOTENCY_TABLE": f"e2e-{run}-idempotency",
+        },
+        progress=lambda _: None,
+    )
+    with local:
+        yield local
+
+
+@pytest.fixture
+def sandbox(stack: LocalStack) -> Sandbox:
+    handle = Sandbox(stack.sandbox_url)
+    handle.reset()
+    return handle
+
+
+def webhook(stack: LocalStack, path: str, body: Any, secret: str = LOCAL_WEBHOOK_SECRET) -> requests.Response:
+    return requests.post(
+        f"{stack.bridge_url}{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {secret}", "User-Agent": "Braze Sender e2e"},
+        timeout=35,
+    )
+
+
+def unique_body(**event: Any) -> dict[str, Any]:
+    body = {**SAMPLE_BODY, "event": {**SAMPLE_BODY["event"], "eventId": f"Event_{uuid.uuid4().hex[:10]}_user42"}}
+    body["event"].update(event)
+    return body
+
+
+def test_seed_webhook_is_delivered_through_chalice_local(stack: LocalStack, sandbox: Sandbox):
+    body = unique_body()
+
+    response = webhook(stack, "/v1/subscriptionevent/brazetest", body)
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "delivered"
+    assert response.headers["Content-Type"] == "application/json"
+    [stored] = sandbox.events("brazetest")
+    assert stored["event"]["eventId"] == body["event"]["eventId"]
+    assert stored["event"]["notifyBefore"] == 15
+
+
+def test_update_and_delete_through_chalice_local(stack: LocalStack, sandbox: Sandbox):
+    body = unique_body()
+    webhook(stack, "/v1/subscriptionevent/brazetest", body)
+
+    updated = webhook(stack, "/v1/subscriptionevent/brazetest/update", {"event": {**body["event"], "title": "New"}})
+    deleted = webhook(stack, "/v1/subscriptionevent/brazetest/delete", {"event": {"eventId": body["event"]["eventId"]}})
+
+    assert (updated.status_code, deleted.status_code) == (200, 200)
+    [stored] = sandbox.events("brazetest")
+    assert (stored["event"]["title"], stored["deleted"]) == ("New", True)
+
+
+def test_twenty_concurrent_duplicates_reach_rokt_once(stack: LocalStack, sandbox: Sandbox):
+    body = unique_body()
+    sandbox.fault(delay=0.5)  # keep the first delivery in flight while the others arrive
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(lambda _: webhook(stack, "/v1/subscriptionevent/brazetest", body), range(20)))
+
+    statuses = sorted(a.status_code for a in answers)
+    assert set(statuses) <= {200, 429}
+    assert 200 in statuses
+    assert all(a.headers.get("Retry-After") for a in answers if a.status_code == 429)
+    assert sandbox.count("events_created") == 1
+    after = webhook(stack, "/v1/subscriptionevent/brazetest", body)
+    [first] = [a.json() for a in answers if a.status_code == 200 and "duplicate" not in a.json()]
+    assert after.json() == {**first, "duplicate": True}
+
+
+def test_slow_rokt_is_answered_504_before_api_gateway_gives_up(stack: LocalStack, sandbox: Sandbox):
+    sandbox.fault(delay=40)
+    started = time.monotonic()
+
+    response = webhook(stack, "/v1/subscriptionevent/brazetest", unique_body())
+
+    assert response.status_code == 504
+    assert time.monotonic() - started < 29
+
+
+def test_dry_run_over_http_sends_nothing(stack: LocalStack, sandbox: Sandbox):
+    response = webhook(stack, "/v1/subscriptionevent/brazetest?dryRun=true", unique_body())
+
+    assert response.status_code == 200
+    assert response.json()["upstreamRequest"]["url"] == f"{stack.sandbox_url}/v1/subscriptionevent/brazetest"
+    assert sandbox.requests() == []
+
+
+@pytest.mark.parametrize("path", ["..%2F..%2Foauth2%2Ftoken", "a%3Fb%3Dc", "%2E%2E", "x" * 300, "a%0D%0AX-Evil:%201"])
+def test_hostile_account_codes_never_reach_rokt_over_http(stack: LocalStack, sandbox: Sandbox, path: str):
+    response = webhook(stack, f"/v1/subscriptionevent/{path}", unique_body())
+
+    assert 400 <= response.status_code < 500
+    assert sandbox.requests() == []
+
+
+def test_bridge_logs_are_json_lines(stack: LocalStack, sandbox: Sandbox):
+    webhook(stack, "/v1/subscriptionevent/brazetest", unique_body())
+    time.sleep(0.2)
+
+    summaries = [line for line in stack.log("bridge").splitlines() if '"message":"webhook handled"' in line]
+
+    assert summaries
+    assert LOCAL_WEBHOOK_SECRET not in stack.log("bridge")

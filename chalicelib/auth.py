@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import time
+from typing import TYPE_CHECKING
 
 from chalicelib.errors import Unauthorized
 from chalicelib.observability import logger
-from chalicelib.secrets import WEBHOOK_SECRETS, SecretStore
+from chalicelib.secrets import WEBHOOK_SECRETS, WEBHOOK_SIGNING_KEYS, SecretStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+SIGNATURE_HEADER = "x-bridge-signature"
+TIMESTAMP_HEADER = "x-bridge-timestamp"
+SIGNATURE_TOLERANCE_SECONDS = 300
 
 
 class WebhookAuthenticator:
@@ -34,8 +44,52 @@ class WebhookAuthenticator:
             raise Unauthorized()
 
     def _accepted(self) -> list[str]:
-        raw = self._store.get(WEBHOOK_SECRETS, max_age=self._max_age)
-        return [part.strip() for part in raw.split(",") if part.strip()]
+        return _split(self._store.get(WEBHOOK_SECRETS, max_age=self._max_age))
+
+
+class SignatureVerifier:
+    """Optional per-message proof: ``X-Bridge-Signature`` = hex HMAC-SHA256 of ``"<timestamp>.<eventId>"``.
+
+    Braze computes it in Liquid with a signing key (SSM ``webhook-signing-keys``, comma-separated for
+    rotation); ``X-Bridge-Timestamp`` (unix seconds) must be within the tolerance window, so a captured
+    request cannot be replayed later, and a replay inside the window is only a duplicate.
+    """
+
+    def __init__(
+        self,
+        store: SecretStore,
+        max_age: int,
+        tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._max_age = max_age
+        self._tolerance = tolerance
+        self._clock = clock
+
+    def verify(self, headers: Mapping[str, str], event_id: str) -> None:
+        timestamp = (headers.get(TIMESTAMP_HEADER) or "").strip()
+        signature = (headers.get(SIGNATURE_HEADER) or "").strip().lower()
+        if not timestamp.isdigit() or not signature:
+            raise Unauthorized("missing X-Bridge-Timestamp or X-Bridge-Signature header")
+        if abs(self._clock() - int(timestamp)) > self._tolerance:
+            raise Unauthorized(f"X-Bridge-Timestamp is more than {self._tolerance} s away from now")
+        matched = False
+        for key in _split(self._store.get(WEBHOOK_SIGNING_KEYS, max_age=self._max_age)):
+            expected = sign(key, timestamp, event_id)
+            matched |= hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii", "replace"))
+        if not matched:
+            raise Unauthorized("X-Bridge-Signature does not match the event id and timestamp")
+
+
+def sign(key: str, timestamp: str, event_id: str) -> str:
+    """What Braze's Liquid computes: ``{{ ts | append: '.' | append: eventId | hmac_sha256_hex: key }}``."""
+    message = f"{timestamp}.{event_id}".encode()
+    return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def _split(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
 
 
 def bearer_token(authorization: str | None) -> str | None:

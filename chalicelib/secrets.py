@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SSMProvider
 
 WEBHOOK_SECRETS = "webhook-secrets"
+WEBHOOK_SIGNING_KEYS = "webhook-signing-keys"
 ROKT_CLIENT_ID = "rokt/client-id"
 ROKT_CLIENT_SECRET = "rokt/client-secret"
 ROKT_ACCESS_TOKEN = "rokt/access-token"

@@ -39,6 +39,7 @@ class Settings:
     delivery_queue_url: str | None = None
     update_body_shape: UpdateShape = "wrapped"
     webhook_secrets_max_age_seconds: int = 60
+    require_signature: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -61,15 +62,12 @@ class Settings:
             problems.append(f"BRIDGE_REQUEST_BUDGET_SECONDS must stay under {API_GATEWAY_LIMIT_SECONDS:g}")
         if timeout + CONNECT_TIMEOUT_SECONDS > budget:
             problems.append("ROKT_TIMEOUT_SECONDS plus the connect timeout must fit the request budget")
-        mode = environ.get("DELIVERY_MODE", "direct")
-        if mode not in ("direct", "queued"):
-            problems.append("DELIVERY_MODE must be 'direct' or 'queued'")
+        mode = _choice(environ, "DELIVERY_MODE", ("direct", "queued"), problems)
         queue_url = environ.get("DELIVERY_QUEUE_URL") or None
         if mode == "queued" and not queue_url:
             problems.append("DELIVERY_QUEUE_URL is required when DELIVERY_MODE=queued")
-        shape = environ.get("ROKT_UPDATE_BODY_SHAPE", "wrapped")
-        if shape not in ("wrapped", "flat"):
-            problems.append("ROKT_UPDATE_BODY_SHAPE must be 'wrapped' or 'flat'")
+        shape = _choice(environ, "ROKT_UPDATE_BODY_SHAPE", ("wrapped", "flat"), problems)
+        signature = _choice(environ, "WEBHOOK_SIGNATURE", ("off", "required"), problems)
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -83,7 +81,16 @@ class Settings:
             delivery_mode=mode,  # type: ignore[arg-type]
             delivery_queue_url=queue_url,
             update_body_shape=shape,  # type: ignore[arg-type]
+            require_signature=signature == "required",
         )
+
+
+def _choice(environ: Mapping[str, str], name: str, allowed: tuple[str, ...], problems: list[str]) -> str:
+    """The variable's value if it is one of ``allowed`` (the first is the default)."""
+    value = environ.get(name, allowed[0])
+    if value not in allowed:
+        problems.append(f"{name} must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}")
+    return value
 
 
 def _number(

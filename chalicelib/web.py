@@ -21,7 +21,7 @@ from chalicelib.models import Action, EventRequest, decode_body, parse_request
 from chalicelib.observability import logger, metrics
 
 if TYPE_CHECKING:
-    from chalicelib.auth import WebhookAuthenticator
+    from chalicelib.auth import SignatureVerifier, WebhookAuthenticator
     from chalicelib.service import DeliveryOutcome, DeliveryService
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -103,9 +103,12 @@ class WebhookEndpoint:
         service: DeliveryService,
         deliverer: Deliverer,
         budget_seconds: float,
+        *,
+        signatures: SignatureVerifier | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._authenticator = authenticator
+        self._signatures = signatures
         self._service = service
         self._deliverer = deliverer
         self._budget = budget_seconds
@@ -134,6 +137,8 @@ class WebhookEndpoint:
             action, account_code, decode_body(raw.encode("utf-8") if isinstance(raw, str) else raw)
         )
         summary["eventId"] = event_request.event_id
+        if self._signatures is not None:
+            self._signatures.verify(request.headers, event_request.event_id)
         if event_request.unknown_fields:
             summary["unknownFields"] = list(event_request.unknown_fields)
         if _is_dry_run(request):

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.parameters import SSMProvider
 from botocore.config import Config
 
-from chalicelib.auth import WebhookAuthenticator
+from chalicelib.auth import SignatureVerifier, WebhookAuthenticator
 from chalicelib.idempotency import IdempotentDeliverer
 from chalicelib.rokt.client import RoktCalendarClient
 from chalicelib.rokt.tokens import TokenEndpoint, TokenProvider
@@ -71,5 +71,8 @@ def build_bridge(
         service,
         deliverer,
         settings.request_budget_seconds,
+        signatures=SignatureVerifier(store, settings.webhook_secrets_max_age_seconds)
+        if settings.require_signature
+        else None,
     )
     return Bridge(settings=settings, webhooks=webhooks, tokens=tokens, rokt=rokt)

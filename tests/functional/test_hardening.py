@@ -1,0 +1,196 @@
+"""Hostile and broken input: refused clearly, never a 5xx, never an upstream call, nothing leaked."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import string
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import pytest
+from chalice.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import app as bridge_app
+from chalicelib.auth import sign
+from chalicelib.models import KNOWN_EVENT_FIELDS
+from tests.conftest import PREFIX, SECRET, SUBSCRIPTION, Aws, Sandbox, make_bridge, post, seed_body
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from chalicelib.settings import Settings
+    from tests.conftest import LogCapture
+
+CREATE = "/v1/subscriptionevent/brazetest"
+SIGNING_KEY = "signing-key-for-tests-0123456789"
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+
+
+@pytest.fixture
+def signed_client(settings: Settings, aws: Aws, sandbox: Sandbox) -> Iterator[Client]:
+    aws.ssm().put_parameter(Name=f"{PREFIX}/webhook-signing-keys", Value=f"old-key, {SIGNING_KEY}", Type="SecureString")
+    bridge_app.use_bridge(make_bridge(settings, aws, require_signature=True))
+    try:
+        with Client(bridge_app.app, stage_name="local") as client:
+            yield client
+    finally:
+        bridge_app.use_bridge(None)
+
+
+def signature_headers(event_id: str, key: str = SIGNING_KEY, at: float | None = None) -> dict[str, str]:
+    timestamp = str(int(time.time() if at is None else at))
+    return {"X-Bridge-Timestamp": timestamp, "X-Bridge-Signature": sign(key, timestamp, event_id)}
+
+
+def test_signature_mode_accepts_a_valid_signature(signed_client, sandbox: Sandbox):
+    response = post(signed_client, CREATE, seed_body(), headers=signature_headers("Event_0001_user42"))
+
+    assert response.status_code == 200
+    assert sandbox.count("events_created") == 1
+
+
+def test_signature_mode_accepts_any_listed_key_for_rotation(signed_client, sandbox: Sandbox):
+    response = post(signed_client, CREATE, seed_body(), headers=signature_headers("Event_0001_user42", "old-key"))
+
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({}, "missing"),
+        (signature_headers("Event_0001_user43"), "does not match"),  # signed for another event
+        (signature_headers("Event_0001_user42", key="guessed"), "does not match"),
+        (signature_headers("Event_0001_user42", at=time.time() - 3600), "away from now"),
+        (signature_headers("Event_0001_user42", at=time.time() + 3600), "away from now"),
+    ],
+)
+def test_signature_mode_refuses_tampered_stale_or_missing(signed_client, sandbox: Sandbox, headers, reason):
+    response = post(signed_client, CREATE, seed_body(), headers=headers)
+
+    assert response.status_code == 401
+    assert reason in response.json_body["message"]
+    assert sandbox.requests() == []
+
+
+def test_body_over_256_kib_is_413(client, sandbox: Sandbox):
+    body = seed_body(description="x" * (300 * 1024))
+
+    response = post(client, CREATE, body)
+
+    assert response.status_code == 413
+    assert response.json_body["error"] == "payload_too_large"
+    assert sandbox.requests() == []
+
+
+def test_deeply_nested_json_is_400(client, sandbox: Sandbox):
+    response = post(client, CREATE, "[" * 50_000 + "]" * 50_000)
+
+    assert response.status_code == 400
+    assert response.json_body["error"] == "invalid_json"
+    assert sandbox.requests() == []
+
+
+def test_non_utf8_body_is_400(client, sandbox: Sandbox):
+    response = post(client, CREATE, b'{"event": "\xff\xfe"}')
+
+    assert response.status_code == 400
+    assert "UTF-8" in response.json_body["message"]
+
+
+def test_validation_lists_every_problem_at_once(client, sandbox: Sandbox):
+    response = post(client, CREATE, {"event": {"eventId": "e_1", "start": "yesterday"}, "subscriptionIds": [5]})
+
+    assert response.status_code == 400
+    assert response.json_body["error"] == "validation_failed"
+    fields = {d["field"] for d in response.json_body["details"]}
+    assert fields == {"event.title", "event.start", "event.timezone", "subscriptionIds[0]"}
+    assert sandbox.requests() == []
+
+
+def test_template_defects_are_422_with_advice(client, sandbox: Sandbox):
+    response = post(client, CREATE, {**seed_body("Event_0001_"), "subscriptionIds": [""]})
+
+    assert response.status_code == 422
+    assert response.json_body["error"] == "template_defect"
+    messages = " ".join(d["message"] for d in response.json_body["details"])
+    assert "rokt:subscription_id" in messages
+    assert "user_id" in messages
+    assert sandbox.requests() == []
+
+
+class _Exploding:
+    def handle(self, *args: Any) -> Any:
+        raise RuntimeError("internal detail that must not reach Braze")
+
+
+def test_crash_answers_generic_json_500_with_correlation_id(bridge, json_logs: LogCapture):
+    bridge_app.use_bridge(dataclasses.replace(bridge, webhooks=_Exploding()))  # type: ignore[arg-type]
+    with Client(bridge_app.app, stage_name="local") as client:
+        response = post(client, CREATE, seed_body())
+
+    assert response.status_code == 500
+    assert response.json_body["error"] == "internal_error"
+    assert response.json_body["correlationId"] == response.headers["X-Correlation-Id"]
+    assert "internal detail" not in response.body.decode()
+    assert "Traceback" not in response.body.decode()
+    [error] = [r for r in json_logs.records() if r["level"] == "ERROR"]
+    assert error["correlation_id"] == response.json_body["correlationId"]
+
+
+def test_logs_hold_no_secret_email_or_body(client, sandbox: Sandbox, json_logs: LogCapture):
+    body = seed_body(description="Write to jane.doe@example.com", contact="john@example.org")
+    post(client, CREATE, body)
+    post(client, CREATE, seed_body("e_user2"), secret="not-the-secret-123")
+    post(client, CREATE, "{bad json jane.doe@example.com")
+
+    text = json_logs.text
+    assert len(json_logs.summaries()) == 3
+    assert not EMAIL.search(text)
+    for leaked in (SECRET, "not-the-secret-123", "Write to", "Event Description"):
+        assert leaked not in text
+    [first] = [s for s in json_logs.summaries() if s.get("eventId") == "Event_0001_user42"]
+    assert first["unknownFields"] == ["contact"]
+
+
+json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12)
+json_value = st.recursive(
+    json_leaf,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=12,
+)
+event_values = json_value | st.sampled_from(["2019-02-21T15:00:00", "Eastern Standard Time", "15", "", "x_"])
+events = st.fixed_dictionaries({}, optional=dict.fromkeys(sorted(KNOWN_EVENT_FIELDS), event_values))
+bodies = st.one_of(
+    json_value.map(json.dumps),
+    st.builds(
+        lambda event, ids: json.dumps({"event": event, "subscriptionIds": ids}),
+        events,
+        st.lists(st.sampled_from([SUBSCRIPTION, "", "nope", " "]), max_size=3) | json_value,
+    ),
+    st.binary(max_size=64),
+)
+accounts = st.text(alphabet=string.ascii_letters + string.digits + "-_%./?#~ \r\n\x00é", min_size=1, max_size=70)
+routes = st.sampled_from(["", "/update", "/delete"])
+
+
+@settings(
+    max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(account=accounts, route=routes, body=bodies)
+def test_property_never_5xx_and_invalid_input_never_goes_upstream(client, sandbox: Sandbox, account, route, body):
+    before = sandbox.stats()
+
+    response = post(client, f"/v1/subscriptionevent/{quote(account, safe='')}{route}", body)
+
+    assert response.status_code < 500, response.body
+    refused_by_rokt = response.status_code == 422 and b"rejected_by_rokt" in response.body
+    if response.status_code >= 400 and not refused_by_rokt:
+        after = sandbox.stats()
+        assert after.get("events_requests", 0) == before.get("events_requests", 0)
+        assert after.get("token_requests", 0) == before.get("token_requests", 0)

@@ -130,7 +130,7 @@ class _Exploding:
 
 
 def test_crash_answers_generic_json_500_with_correlation_id(bridge, json_logs: LogCapture):
-    bridge_app.use_bridge(dataclasses.replace(bridge, webhooks=_Exploding()))  # type: ignore[arg-type]
+    bridge_app.use_bridge(dataclasses.replace(bridge, webhooks=_Exploding()))
     with Client(bridge_app.app, stage_name="local") as client:
         response = post(client, CREATE, seed_body())
 

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 
 logger = Logger()
 metrics = Metrics()
@@ -30,3 +31,9 @@ def flush_metrics() -> None:
     if metrics.metric_set:
         metrics.flush_metrics()
     metrics.clear_metrics()
+
+
+def count_token_refresh(source: str) -> None:
+    """A container renewed its Rokt token: from Rokt itself (``oauth``) or another container (``ssm``)."""
+    name = "TokenRefreshes" if source == "oauth" else "SharedTokenReuses"
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)

@@ -6,13 +6,14 @@ Rokt client, the sandbox, or an in-memory fake.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from chalicelib.errors import RoktRejected
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from chalicelib.clock import Deadline
     from chalicelib.models import EventRequest
@@ -38,6 +39,7 @@ class DeliveryOutcome:
     upstream_status: int
     attempts: int = 1
     upstream_body: Any = None
+    upstream_ms: float = 0.0
     duplicate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,6 +51,7 @@ class DeliveryOutcome:
             "upstreamStatus": self.upstream_status,
             "attempts": self.attempts,
             "upstreamBody": self.upstream_body,
+            "upstreamMs": self.upstream_ms,
             "duplicate": self.duplicate,
         }
 
@@ -62,6 +65,7 @@ class DeliveryOutcome:
             upstream_status=int(data["upstreamStatus"]),
             attempts=int(data.get("attempts", 1)),
             upstream_body=data.get("upstreamBody"),
+            upstream_ms=float(data.get("upstreamMs", 0.0)),
             duplicate=bool(data.get("duplicate", False)),
         )
 
@@ -69,8 +73,9 @@ class DeliveryOutcome:
 class DeliveryService:
     """Turns an EventRequest into one Rokt call and a DeliveryOutcome."""
 
-    def __init__(self, api: CalendarApi) -> None:
+    def __init__(self, api: CalendarApi, clock: Callable[[], float] = time.monotonic) -> None:
         self._api = api
+        self._clock = clock
 
     def preview(self, request: EventRequest) -> UpstreamRequest:
         return self._api.plan(request)
@@ -79,6 +84,7 @@ class DeliveryService:
         """Deliver ``request``. A definitive Rokt refusal is an outcome (remembered), not an error;
         retryable failures raise so nothing is remembered and Braze's retry can succeed."""
         plan = self._api.plan(request)
+        started = self._clock()
         try:
             result = self._api.send(plan, deadline)
         except RoktRejected as exc:
@@ -89,6 +95,7 @@ class DeliveryService:
                 event_id=request.event_id,
                 upstream_status=exc.upstream_status,
                 upstream_body=exc.upstream_body,
+                upstream_ms=self._elapsed_ms(started),
             )
         return DeliveryOutcome(
             status="delivered",
@@ -97,4 +104,8 @@ class DeliveryService:
             event_id=request.event_id,
             upstream_status=result.status,
             attempts=result.attempts,
+            upstream_ms=self._elapsed_ms(started),
         )
+
+    def _elapsed_ms(self, started: float) -> float:
+        return round((self._clock() - started) * 1000, 1)

@@ -40,6 +40,7 @@ class Settings:
     update_body_shape: UpdateShape = "wrapped"
     webhook_secrets_max_age_seconds: int = 60
     require_signature: bool = False
+    tracing: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -68,6 +69,7 @@ class Settings:
             problems.append("DELIVERY_QUEUE_URL is required when DELIVERY_MODE=queued")
         shape = _choice(environ, "ROKT_UPDATE_BODY_SHAPE", ("wrapped", "flat"), problems)
         signature = _choice(environ, "WEBHOOK_SIGNATURE", ("off", "required"), problems)
+        tracing = _choice(environ, "BRIDGE_TRACING", ("off", "xray"), problems)
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -82,6 +84,7 @@ class Settings:
             delivery_queue_url=queue_url,
             update_body_shape=shape,  # type: ignore[arg-type]
             require_signature=signature == "required",
+            tracing=tracing == "xray",
         )
 
 

@@ -21,6 +21,8 @@ from chalicelib.models import Action, EventRequest, decode_body, parse_request
 from chalicelib.observability import logger, metrics
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
+
     from chalicelib.auth import SignatureVerifier, WebhookAuthenticator
     from chalicelib.service import DeliveryOutcome, DeliveryService
 
@@ -105,8 +107,10 @@ class WebhookEndpoint:
         budget_seconds: float,
         *,
         signatures: SignatureVerifier | None = None,
+        tracer: Tracer | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._tracer = tracer
         self._authenticator = authenticator
         self._signatures = signatures
         self._service = service
@@ -115,6 +119,15 @@ class WebhookEndpoint:
         self._clock = clock
 
     def handle(self, action: Action, account_code: str, request: Request) -> Response:
+        if self._tracer is None:
+            return self._handle(action, account_code, request)
+        with self._tracer.provider.in_subsegment(f"## webhook {action.value}"):
+            response = self._handle(action, account_code, request)
+            self._tracer.put_annotation("route", action.value)
+            self._tracer.put_annotation("status", str(response.status_code))
+            return response
+
+    def _handle(self, action: Action, account_code: str, request: Request) -> Response:
         started = self._clock()
         summary: dict[str, Any] = {"route": action.value, "accountCode": account_code[:64]}
         try:
@@ -149,8 +162,9 @@ class WebhookEndpoint:
         summary.update(
             outcome="duplicate" if outcome.duplicate else outcome.status,
             upstreamStatus=outcome.upstream_status,
-            attempts=outcome.attempts,
         )
+        if not outcome.duplicate:
+            summary.update(attempts=outcome.attempts, upstreamLatencyMs=outcome.upstream_ms)
         return outcome_response(outcome)
 
     def _deadline(self, request: Request) -> Deadline:
@@ -167,10 +181,27 @@ def _is_dry_run(request: Request) -> bool:
     return str(params.get("dryRun", "")).lower() in ("true", "1")
 
 
+# One count per outcome, so dashboards need no high-cardinality dimension (never eventId).
+OUTCOME_METRICS = {
+    "delivered": "Delivered",
+    "duplicate": "Duplicates",
+    "invalid": "Invalid",
+    "rejected": "RejectedByRokt",
+    "retryable_failure": "RetryableFailures",
+    "unauthorized": "Unauthorized",
+    "dry_run": "DryRuns",
+    "error": "Errors",
+}
+
+
 def _record(summary: dict[str, Any]) -> None:
-    outcome = str(summary.get("outcome", "error"))
+    outcome = str(summary.setdefault("outcome", "error"))
     logger.info("webhook handled", extra=summary)
     metrics.add_dimension("route", str(summary["route"]))
-    metrics.add_dimension("outcome", outcome)
     metrics.add_metric(name="Webhooks", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=OUTCOME_METRICS.get(outcome, "Errors"), unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="WebhookLatency", unit=MetricUnit.Milliseconds, value=float(summary["latencyMs"]))
+    if "upstreamLatencyMs" in summary:
+        metrics.add_metric(
+            name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=float(summary["upstreamLatencyMs"])
+        )

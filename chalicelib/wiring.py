@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING
 
 import boto3
 import requests
+from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.parameters import SSMProvider
 from botocore.config import Config
 
 from chalicelib.auth import SignatureVerifier, WebhookAuthenticator
 from chalicelib.idempotency import IdempotentDeliverer
+from chalicelib.observability import count_token_refresh
 from chalicelib.rokt.client import RoktCalendarClient
 from chalicelib.rokt.tokens import TokenEndpoint, TokenProvider
 from chalicelib.secrets import SecretStore
@@ -54,6 +56,7 @@ def build_bridge(
     tokens = TokenProvider(
         TokenEndpoint(session, settings.rokt_api_url, CONNECT_TIMEOUT_SECONDS, settings.rokt_timeout_seconds),
         store,
+        on_refresh=count_token_refresh,
     )
     rokt = RoktCalendarClient(
         settings.rokt_api_url,
@@ -74,5 +77,7 @@ def build_bridge(
         signatures=SignatureVerifier(store, settings.webhook_secrets_max_age_seconds)
         if settings.require_signature
         else None,
+        # Tracer() loads the X-Ray SDK (~170 ms of cold start) and patches boto3 and requests: only on request.
+        tracer=Tracer() if settings.tracing else None,
     )
     return Bridge(settings=settings, webhooks=webhooks, tokens=tokens, rokt=rokt)

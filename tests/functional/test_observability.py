@@ -1,0 +1,123 @@
+"""Logs and metrics as operators see them in CloudWatch, and the documented queries run on them."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from chalice.test import Client
+
+import app as bridge_app
+from tests import insights
+from tests.conftest import Sandbox, make_bridge, post, seed_body
+
+if TYPE_CHECKING:
+    from tests.conftest import LogCapture
+
+CREATE = "/v1/subscriptionevent/brazetest"
+
+
+def four_webhooks(client, sandbox: Sandbox) -> None:
+    """A delivered, a duplicate, an invalid and a failed webhook."""
+    post(client, CREATE, seed_body())
+    post(client, CREATE, seed_body())
+    post(client, CREATE, seed_body("bad_user1", start="soon"))
+    sandbox.fault(status=503, count=3)
+    post(client, CREATE, seed_body("failing_user1"))
+
+
+def test_one_summary_line_per_webhook_with_the_operator_fields(client, sandbox: Sandbox, json_logs: LogCapture):
+    four_webhooks(client, sandbox)
+
+    delivered, duplicate, invalid, failed = json_logs.summaries()
+    for summary in (delivered, duplicate, invalid, failed):
+        assert summary["service"] == "rokt-calendar-bridge"
+        assert summary["level"] == "INFO"
+        assert summary["correlation_id"]
+        assert summary["route"] == "create"
+        assert summary["accountCode"] == "brazetest"
+        assert summary["latencyMs"] >= 0
+    assert delivered["outcome"] == "delivered"
+    assert (delivered["upstreamStatus"], delivered["attempts"], delivered["status"]) == (202, 1, 200)
+    assert delivered["upstreamLatencyMs"] > 0
+    assert (duplicate["outcome"], duplicate["eventId"], duplicate["status"]) == ("duplicate", "Event_0001_user42", 200)
+    assert "attempts" not in duplicate
+    assert (invalid["outcome"], invalid["error"], invalid["status"]) == ("invalid", "validation_failed", 400)
+    assert "eventId" not in invalid
+    assert (failed["outcome"], failed["upstreamStatus"], failed["status"]) == ("retryable_failure", 503, 502)
+    assert len(json_logs.records()) == 4
+
+
+def test_correlation_id_is_answered_in_a_header(client, sandbox: Sandbox, json_logs: LogCapture):
+    response = post(client, CREATE, seed_body())
+
+    [summary] = json_logs.summaries()
+    assert response.headers["X-Correlation-Id"] == summary["correlation_id"]
+
+
+def test_emf_metrics_are_printed_per_webhook(client, sandbox: Sandbox, capsys):
+    post(client, CREATE, seed_body())
+    post(client, CREATE, seed_body())
+
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    first, second = blobs
+    directive = first["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "RoktCalendarBridge"
+    assert directive["Dimensions"] == [["route", "service"]]
+    names = {m["Name"] for m in directive["Metrics"]}
+    assert {"Webhooks", "Delivered", "WebhookLatency", "UpstreamLatency", "TokenRefreshes"} <= names
+    assert first["route"] == "create"
+    assert "eventId" not in first
+    assert second["Duplicates"] == [1.0]
+    assert "UpstreamLatency" not in second
+
+
+def test_health_emits_no_metrics(client, capsys):
+    client.http.get("/health")
+
+    assert '"_aws"' not in capsys.readouterr().out
+
+
+def test_documented_queries_answer_the_operator_questions(client, sandbox: Sandbox, json_logs: LogCapture):
+    four_webhooks(client, sandbox)
+    records = json_logs.records()
+    queries = insights.documented_queries()
+
+    history = insights.run(queries["one-event-history"], records)
+    failures = insights.run(queries["failures-by-status"], records)
+    duplicates = insights.run(queries["duplicates-rate"], records)
+    slowest = insights.run(queries["slowest-upstream"], records)
+    warnings = insights.run(queries["warnings"], records)
+
+    assert [row["outcome"] for row in history] == ["delivered", "duplicate"]
+    assert {(r["outcome"], r["status"], r["upstreamStatus"], r["webhooks"]) for r in failures} == {
+        ("invalid", 400, None, 1),
+        ("retryable_failure", 502, 503, 1),
+    }
+    assert {(r["outcome"], r["webhooks"]) for r in duplicates} == {
+        ("delivered", 1),
+        ("duplicate", 1),
+        ("invalid", 1),
+        ("retryable_failure", 1),
+    }
+    assert [row["eventId"] for row in slowest] == ["Event_0001_user42"]
+    assert warnings == []
+    assert set(queries) == {
+        "one-event-history",
+        "failures-by-status",
+        "duplicates-rate",
+        "slowest-upstream",
+        "warnings",
+    }
+
+
+def test_tracing_enabled_outside_lambda_disables_itself_quietly(settings, aws, sandbox: Sandbox):
+    bridge_app.use_bridge(make_bridge(settings, aws, tracing=True))
+    try:
+        with Client(bridge_app.app, stage_name="local") as client:
+            response = post(client, CREATE, seed_body())
+    finally:
+        bridge_app.use_bridge(None)
+
+    assert response.status_code == 200
+    assert sandbox.count("events_created") == 1

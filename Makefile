@@ -7,7 +7,7 @@ PORT ?= 8000
 MOTO_PORT ?= 5050
 SANDBOX_PORT ?= 8081
 
-.PHONY: install run test lint unit e2e bench clean
+.PHONY: install run test lint unit e2e bench clean package
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,3 +39,12 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+STAGE ?= prod
+package: install
+	mkdir -p build
+	$(BIN)/python -m devtools merge-template --stage $(STAGE) > build/merge-$(STAGE).json
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $(STAGE) \
+		--merge-template build/merge-$(STAGE).json build/$(STAGE)
+	$(BIN)/cfn-lint build/$(STAGE)/sam.json
+	@ls -l build/$(STAGE)/deployment.zip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -70,6 +71,8 @@ class Settings:
         shape = _choice(environ, "ROKT_UPDATE_BODY_SHAPE", ("wrapped", "flat"), problems)
         signature = _choice(environ, "WEBHOOK_SIGNATURE", ("off", "required"), problems)
         tracing = _choice(environ, "BRIDGE_TRACING", ("off", "xray"), problems)
+        if tracing == "xray" and importlib.util.find_spec("aws_xray_sdk") is None:
+            problems.append("BRIDGE_TRACING=xray needs aws-xray-sdk in the package (requirements.txt or a layer)")
         if problems:
             raise ConfigError(problems)
         return cls(

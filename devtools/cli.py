@@ -1,14 +1,22 @@
-"""Command line for developers and operators. Every command has ``--help``."""
+"""Command line for developers and operators: the local stack, the Rokt sandbox, and stage operations.
+
+Every command has --help."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
+import json
 import signal
 import sys
 import time
 from typing import TYPE_CHECKING
 
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from devtools import deploy, ops
 from devtools.localstack import LocalStack, Ports, sample_curl
 from devtools.rokt_sandbox import RoktSandbox
 
@@ -51,6 +59,68 @@ def _cmd_run(args: argparse.Namespace) -> int:
         stack.stop()
 
 
+def _read_secret(prompt: str) -> str:
+    """From a no-echo prompt on a terminal, else one line of stdin; never from the command line."""
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().strip()
+
+
+def _cmd_bootstrap(args: argparse.Namespace) -> int:
+    ops.bootstrap(ops.StageNames.of(args.stage), boto3.client("dynamodb"))
+    return 0
+
+
+def _cmd_secrets(args: argparse.Namespace) -> int:
+    names = ops.StageNames.of(args.stage)
+    ssm = boto3.client("ssm")
+    if args.action == "set-rokt-credentials":
+        client_id = _read_secret("Rokt client id: ")
+        client_secret = _read_secret("Rokt client secret: ")
+        ops.set_rokt_credentials(names, ssm, client_id, client_secret)
+    elif args.action == "add-webhook-secret":
+        given = None if args.generate else _read_secret("new webhook secret: ")
+        value = ops.add_webhook_secret(names, ssm, given)
+        if args.generate:
+            print(f"Put this in Braze's Authorization header: Bearer {value}")
+    else:
+        ops.remove_webhook_secret(names, ssm, _read_secret("webhook secret to remove: "), args.allow_none_left)
+    return 0
+
+
+def _cmd_braze_template(args: argparse.Namespace) -> int:
+    names = ops.StageNames.of(args.stage)
+    api_url = args.api_url or ops.deployed_api_url(args.stage)
+    if not api_url:
+        raise ops.OpsError(f"stage {args.stage} has no deployed API here; pass --api-url (see `chalice url`)")
+    for text in ops.braze_templates(api_url.rstrip("/"), names.signature_required).values():
+        print(text)
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    names = ops.StageNames.of(args.stage)
+    api_url = args.api_url or ops.deployed_api_url(args.stage)
+    print(f"checking stage {names.stage} (parameters under {names.prefix}, table {names.table})", flush=True)
+    checks = ops.doctor(names, boto3.client("ssm"), boto3.client("dynamodb"), api_url)
+    for check in checks:
+        print(f"  {'ok ' if check.ok else 'FAIL'}  {check.name}: {check.detail}", flush=True)
+    failed = [c for c in checks if not c.ok]
+    print(f"{len(failed)} problem(s)" if failed else "all good")
+    return 1 if failed else 0
+
+
+def _cmd_policies(args: argparse.Namespace) -> int:
+    for path in deploy.write_policies():
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_merge_template(args: argparse.Namespace) -> int:
+    print(json.dumps(deploy.merge_template(args.stage), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m devtools", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,10 +138,52 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sandbox-port", type=int, default=8081, help="Rokt sandbox port (default 8081)")
     run.add_argument("--no-autoreload", action="store_true", help="do not restart the bridge on code changes")
     run.set_defaults(func=_cmd_run)
+
+    aws_note = "Uses the AWS credentials, region and AWS_ENDPOINT_URL of the environment."
+    bootstrap = commands.add_parser("bootstrap", help="create the stage's DynamoDB table (idempotent)", epilog=aws_note)
+    bootstrap.add_argument("--stage", required=True, help="stage in .chalice/config.json")
+    bootstrap.set_defaults(func=_cmd_bootstrap)
+
+    secrets_cmd = commands.add_parser(
+        "secrets", help="write the stage's SecureStrings (values from a prompt or stdin)", epilog=aws_note
+    )
+    secrets_cmd.add_argument("action", choices=["set-rokt-credentials", "add-webhook-secret", "remove-webhook-secret"])
+    secrets_cmd.add_argument("--stage", required=True, help="stage in .chalice/config.json")
+    secrets_cmd.add_argument("--generate", action="store_true", help="add-webhook-secret: generate a random secret")
+    secrets_cmd.add_argument(
+        "--allow-none-left", action="store_true", help="remove-webhook-secret: allow removing the last one"
+    )
+    secrets_cmd.set_defaults(func=_cmd_secrets)
+
+    template = commands.add_parser("braze-template", help="print the Braze webhook templates for a stage")
+    template.add_argument("--stage", required=True, help="stage in .chalice/config.json")
+    template.add_argument("--api-url", help="the bridge's URL (default: the one `chalice deploy` recorded)")
+    template.set_defaults(func=_cmd_braze_template)
+
+    doctor = commands.add_parser(
+        "doctor", help="check a stage's parameters, table, Rokt token and API", epilog=aws_note
+    )
+    doctor.add_argument("--stage", required=True, help="stage in .chalice/config.json")
+    doctor.add_argument("--api-url", help="the bridge's URL, for a dry-run webhook")
+    doctor.set_defaults(func=_cmd_doctor)
+
+    policies = commands.add_parser("policies", help="regenerate .chalice/policy-<stage>.json from config.json")
+    policies.set_defaults(func=_cmd_policies)
+
+    merge = commands.add_parser("merge-template", help="print CloudFormation resources for chalice package")
+    merge.add_argument("--stage", required=True, choices=deploy.DEPLOYED_STAGES)
+    merge.set_defaults(func=_cmd_merge_template)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except ops.OpsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (BotoCoreError, ClientError) as exc:
+        print(f"error: AWS refused or could not be reached: {exc}", file=sys.stderr)
+        return 2
     return result

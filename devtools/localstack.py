@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import requests
 
-from devtools.bootstrap import ensure_table, put_secure
+from devtools import ops
+from devtools.project import (
+    LOCAL_ROKT_CLIENT,
+    LOCAL_WEBHOOK_SECRET,
+    PROJECT_DIR,
+    SAMPLE_BODY,
+    stage_environment,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -31,10 +38,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_ssm.client import SSMClient
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
-LOCAL_ROKT_CLIENT = ("local-client-id", "local-client-secret")
-LOCAL_WEBHOOK_SECRET = "local-webhook-secret"
 SHIPPED = ("app.py", "chalicelib", "requirements.txt")
 
 
@@ -48,14 +52,6 @@ def free_port() -> int:
         sock.bind((LOOPBACK, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def stage_environment(stage: str = "local", project_dir: Path = PROJECT_DIR) -> dict[str, str]:
-    """The environment Chalice gives ``stage``: top-level variables overlaid by the stage's own."""
-    config = json.loads((project_dir / ".chalice" / "config.json").read_text())
-    env = dict(config.get("environment_variables", {}))
-    env.update(config["stages"][stage].get("environment_variables", {}))
-    return env
 
 
 def overlay_project(target: Path, stage: str, overrides: Mapping[str, str], project_dir: Path = PROJECT_DIR) -> Path:
@@ -193,12 +189,11 @@ class LocalStack:
         wait_for_http(f"{self.sandbox_url}/_sandbox/health", process=sandbox)
 
     def bootstrap(self) -> None:
-        prefix = self.env["BRIDGE_SSM_PREFIX"]
-        ensure_table(self.dynamodb(), self.env["IDEMPOTENCY_TABLE"], self.progress)
-        ssm = self.ssm()
-        put_secure(ssm, f"{prefix}/rokt/client-id", LOCAL_ROKT_CLIENT[0], self.progress)
-        put_secure(ssm, f"{prefix}/rokt/client-secret", LOCAL_ROKT_CLIENT[1], self.progress)
-        put_secure(ssm, f"{prefix}/webhook-secrets", LOCAL_WEBHOOK_SECRET, self.progress)
+        """The operators' bootstrap and secrets commands, with the local stack's values."""
+        names = ops.StageNames.from_environment(self.stage, self.env)
+        ops.bootstrap(names, self.dynamodb(), self.progress)
+        ops.set_rokt_credentials(names, self.ssm(), *LOCAL_ROKT_CLIENT, progress=self.progress)
+        ops.add_webhook_secret(names, self.ssm(), LOCAL_WEBHOOK_SECRET, progress=self.progress)
 
     def start_bridge(self) -> None:
         project = overlay_project(self.workdir / "project", self.stage, self.env)
@@ -254,21 +249,6 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-SAMPLE_BODY: dict[str, Any] = {
-    "event": {
-        "eventId": "Event_0001_user42",
-        "title": "Event Title",
-        "description": "Event Description",
-        "location": "Event Location",
-        "start": "2019-02-21T15:00:00",
-        "end": "2019-02-21T16:00:00",
-        "timezone": "Eastern Standard Time",
-        "notifyBefore": "15",
-    },
-    "subscriptionIds": ["06423672-b6ba-4536-aa36-70788a7a0a36"],
-}
 
 
 def sample_curl(bridge_url: str, secret: str = LOCAL_WEBHOOK_SECRET, account: str = "brazetest") -> str:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from devtools.localstack import LOCAL_WEBHOOK_SECRET, SAMPLE_BODY, LocalStack, Ports, free_port
+from devtools.localstack import LocalStack, Ports, free_port
+from devtools.project import LOCAL_WEBHOOK_SECRET, SAMPLE_BODY
 from tests.conftest import Sandbox
 
 if TYPE_CHECKING:

@@ -1,0 +1,175 @@
+"""What a stage needs in AWS, derived from `.chalice/config.json` so names never drift:
+the least-privilege IAM policy and the CloudFormation resources merged by ``chalice package``."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from devtools.project import PROJECT_DIR, stage_environment
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+APP_NAME = "rokt-calendar-bridge"
+DEPLOYED_STAGES = ("dev", "prod")
+
+
+def _arn(service: str, resource: str) -> str:
+    return f"arn:aws:{service}:*:*:{resource}"
+
+
+def iam_policy(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+    """Only what the bridge calls: its own parameters, its table, its logs, X-Ray."""
+    env = stage_environment(stage, project_dir)
+    prefix = env["BRIDGE_SSM_PREFIX"].rstrip("/")
+    table = env["IDEMPOTENCY_TABLE"]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadOwnParameters",
+                "Effect": "Allow",
+                "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+                "Resource": _arn("ssm", f"parameter{prefix}/*"),
+            },
+            {
+                "Sid": "WriteSharedTokenOnly",
+                "Effect": "Allow",
+                "Action": ["ssm:PutParameter"],
+                "Resource": _arn("ssm", f"parameter{prefix}/rokt/access-token"),
+            },
+            {
+                # SecureStrings use the account's aws/ssm key, whose ARN differs per account; the
+                # condition limits decrypt/encrypt to calls made through SSM.
+                "Sid": "SecureStringsViaSsmOnly",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:Encrypt"],
+                "Resource": "*",
+                "Condition": {"StringLike": {"kms:ViaService": "ssm.*.amazonaws.com"}},
+            },
+            {
+                "Sid": "IdempotencyRecords",
+                "Effect": "Allow",
+                "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+                "Resource": _arn("dynamodb", f"table/{table}"),
+            },
+            {
+                "Sid": "OwnLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": _arn("logs", f"log-group:/aws/lambda/{APP_NAME}-{stage}*"),
+            },
+            {
+                # X-Ray has no resource-level permissions.
+                "Sid": "Tracing",
+                "Effect": "Allow",
+                "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                "Resource": "*",
+            },
+        ],
+    }
+
+
+def _outcome_alarm(stage: str, metric: str, threshold: int, description: str) -> dict[str, Any]:
+    """Sum of an EMF outcome metric over the three routes (EMF dimensions: service, route)."""
+    queries: list[dict[str, Any]] = [
+        {
+            "Id": f"m{index}",
+            "ReturnData": False,
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": "RoktCalendarBridge",
+                    "MetricName": metric,
+                    "Dimensions": [{"Name": "service", "Value": APP_NAME}, {"Name": "route", "Value": route}],
+                },
+                "Period": 60,
+                "Stat": "Sum",
+            },
+        }
+        for index, route in enumerate(("create", "update", "delete"))
+    ]
+    queries.append({"Id": "total", "Expression": "m0 + m1 + m2", "Label": metric, "ReturnData": True})
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmName": f"{APP_NAME}-{stage}-{metric}",
+            "AlarmDescription": description,
+            "Metrics": queries,
+            "EvaluationPeriods": 5,
+            "DatapointsToAlarm": 3,
+            "Threshold": threshold,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [{"Ref": "AlarmTopic"}],
+        },
+    }
+
+
+def merge_template(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+    """Resources `chalice deploy` cannot express, for ``chalice package --merge-template``."""
+    table = stage_environment(stage, project_dir)["IDEMPOTENCY_TABLE"]
+    return {
+        "Resources": {
+            "IdempotencyTable": {
+                "Type": "AWS::DynamoDB::Table",
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
+                "Properties": {
+                    "TableName": table,
+                    "BillingMode": "PAY_PER_REQUEST",
+                    "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+                    "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+                    "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
+                    "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                    "SSESpecification": {"SSEEnabled": True},
+                },
+            },
+            "AlarmTopic": {
+                "Type": "AWS::SNS::Topic",
+                "Properties": {"TopicName": f"{APP_NAME}-{stage}-alarms"},
+            },
+            "Api5xxAlarm": {
+                "Type": "AWS::CloudWatch::Alarm",
+                "Properties": {
+                    "AlarmName": f"{APP_NAME}-{stage}-api-5xx",
+                    "AlarmDescription": "API Gateway answers 5xx to Braze (bridge errors, timeouts)",
+                    "Namespace": "AWS/ApiGateway",
+                    "MetricName": "5XXError",
+                    "Dimensions": [{"Name": "ApiName", "Value": APP_NAME}],
+                    "Statistic": "Sum",
+                    "Period": 60,
+                    "EvaluationPeriods": 5,
+                    "DatapointsToAlarm": 3,
+                    "Threshold": 50,
+                    "ComparisonOperator": "GreaterThanThreshold",
+                    "TreatMissingData": "notBreaching",
+                    "AlarmActions": [{"Ref": "AlarmTopic"}],
+                },
+            },
+            "RoktFailureAlarm": _outcome_alarm(
+                stage, "RetryableFailures", 100, "Rokt, SSM or DynamoDB failing: Braze is retrying webhooks"
+            ),
+            "RoktRejectionAlarm": _outcome_alarm(
+                stage, "RejectedByRokt", 50, "Rokt refuses events for good: check the Braze template"
+            ),
+        },
+        "Outputs": {
+            "IdempotencyTableName": {"Value": {"Ref": "IdempotencyTable"}},
+            "AlarmTopicArn": {"Value": {"Ref": "AlarmTopic"}},
+        },
+    }
+
+
+def write_policies(project_dir: Path = PROJECT_DIR) -> list[Path]:
+    written = []
+    for stage in DEPLOYED_STAGES:
+        path = project_dir / ".chalice" / f"policy-{stage}.json"
+        path.write_text(json.dumps(iam_policy(stage, project_dir), indent=2) + "\n")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in write_policies():
+        print(f"wrote {path}")

@@ -1,0 +1,260 @@
+"""Operator tasks against the AWS the environment points at (real, or the emulator via
+AWS_ENDPOINT_URL): bootstrap a stage, manage its secrets, print Braze templates, diagnose."""
+
+from __future__ import annotations
+
+import json
+import secrets as random_secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import requests
+from botocore.exceptions import BotoCoreError, ClientError
+
+from devtools.bootstrap import ensure_table, put_secure
+from devtools.project import PROJECT_DIR, SAMPLE_BODY, stage_environment
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_ssm.client import SSMClient
+
+    Progress = Callable[[str], None]
+
+
+class OpsError(Exception):
+    """A problem the operator must fix, said in plain words."""
+
+
+@dataclass(frozen=True)
+class StageNames:
+    stage: str
+    prefix: str
+    table: str
+    rokt_api_url: str
+    signature_required: bool
+
+    @classmethod
+    def of(cls, stage: str, project_dir: Path = PROJECT_DIR) -> StageNames:
+        try:
+            env = stage_environment(stage, project_dir)
+        except KeyError as exc:
+            raise OpsError(f"stage {stage!r} is not in .chalice/config.json") from exc
+        return cls.from_environment(stage, env)
+
+    @classmethod
+    def from_environment(cls, stage: str, env: Mapping[str, str]) -> StageNames:
+        return cls(
+            stage=stage,
+            prefix=env.get("BRIDGE_SSM_PREFIX", f"/rokt-calendar-bridge/{stage}").rstrip("/"),
+            table=env["IDEMPOTENCY_TABLE"],
+            rokt_api_url=env.get("ROKT_API_URL", "https://api.roktcalendar.com").rstrip("/"),
+            signature_required=env.get("WEBHOOK_SIGNATURE") == "required",
+        )
+
+
+def bootstrap(names: StageNames, dynamodb: DynamoDBClient, progress: Progress = print) -> None:
+    """Create the stage's idempotency table; running it again changes nothing."""
+    ensure_table(dynamodb, names.table, progress)
+    progress(f"next: set the Rokt credentials and a webhook secret for stage {names.stage} (see `secrets --help`)")
+
+
+def set_rokt_credentials(
+    names: StageNames, ssm: SSMClient, client_id: str, client_secret: str, progress: Progress = print
+) -> None:
+    if not client_id.strip() or not client_secret.strip():
+        raise OpsError("the Rokt client id and secret must not be empty")
+    put_secure(ssm, f"{names.prefix}/rokt/client-id", client_id.strip(), progress)
+    put_secure(ssm, f"{names.prefix}/rokt/client-secret", client_secret.strip(), progress)
+
+
+def _secret_list(ssm: SSMClient, name: str) -> list[str]:
+    try:
+        raw = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"].get("Value", "")
+    except ssm.exceptions.ParameterNotFound:
+        return []
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def add_webhook_secret(names: StageNames, ssm: SSMClient, secret: str | None, progress: Progress = print) -> str:
+    """Add ``secret`` (or a generated one) to the accepted list; return it so Braze can be configured."""
+    value = (secret or random_secrets.token_urlsafe(32)).strip()
+    if len(value) < 16 or "," in value:
+        raise OpsError("a webhook secret needs at least 16 characters and no comma")
+    name = f"{names.prefix}/webhook-secrets"
+    current = _secret_list(ssm, name)
+    if value in current:
+        progress("that secret is already accepted")
+        return value
+    put_secure(ssm, name, ",".join([*current, value]), progress)
+    progress(f"{len(current) + 1} secret(s) now accepted")
+    return value
+
+
+def remove_webhook_secret(
+    names: StageNames, ssm: SSMClient, secret: str, allow_none_left: bool = False, progress: Progress = print
+) -> None:
+    name = f"{names.prefix}/webhook-secrets"
+    current = _secret_list(ssm, name)
+    if secret.strip() not in current:
+        raise OpsError("that secret is not in the accepted list; nothing changed")
+    remaining = [s for s in current if s != secret.strip()]
+    if not remaining and not allow_none_left:
+        raise OpsError("that is the last accepted secret: every webhook would be refused (pass --allow-none-left)")
+    if remaining:
+        put_secure(ssm, name, ",".join(remaining), progress)
+    else:
+        ssm.delete_parameter(Name=name)
+        progress(f"parameter {name}: deleted")
+    progress(f"{len(remaining)} secret(s) still accepted; Braze calls with the removed one now get 401")
+
+
+def deployed_api_url(stage: str, project_dir: Path = PROJECT_DIR) -> str | None:
+    """The API URL `chalice deploy` recorded for ``stage``, if it was deployed from this checkout."""
+    record = project_dir / ".chalice" / "deployed" / f"{stage}.json"
+    if not record.exists():
+        return None
+    for resource in json.loads(record.read_text()).get("resources", []):
+        if resource.get("resource_type") == "rest_api" and resource.get("rest_api_url"):
+            return str(resource["rest_api_url"]).rstrip("/")
+    return None
+
+
+_ACCOUNT = "{% assign accountCode = {{custom_attribute.${rokt:account_code}}}[0] | split: '/' | first %}"
+_CAPTURES = """{% capture eventId %}Event_0001_{{${user_id}}}{% endcapture %}
+{% capture eventTitle %}Event Title{% endcapture %}
+{% capture eventDescr %}Event Description{% endcapture %}
+{% capture eventLocation %}Event Location{% endcapture %}
+{% capture eventStart %}2019-02-21T15:00:00{% endcapture %}
+{% capture eventEnd %}2019-02-21T16:00:00{% endcapture %}
+{% capture notifyBefore %}15{% endcapture %}
+{% capture eventTZ %}Eastern Standard Time{% endcapture %}"""
+_EVENT = """  "event": {
+    "eventId": "{{eventId}}",
+    "title": "{{eventTitle | json_escape}}",
+    "description": "{{eventDescr | json_escape}}",
+    "location": "{{eventLocation | json_escape}}",
+    "start": "{{eventStart}}",
+    "end": "{{eventEnd}}",
+    "timezone": "{{eventTZ}}",
+    "notifyBefore": "{{notifyBefore}}"
+  }"""
+_SUBSCRIPTIONS = """  "subscriptionIds": ["{{custom_attribute.${rokt:subscription_id} | join: '","' }}"]"""
+_SIGNATURE_HEADERS = """X-Bridge-Timestamp: {% assign ts = 'now' | date: '%s' %}{{ts}}
+X-Bridge-Signature: {{ ts | append: '.' | append: eventId | hmac_sha256_hex: '<signing key>' }}"""
+
+
+def braze_templates(api_url: str, signature_required: bool = False) -> dict[str, str]:
+    """Ready-to-paste Braze webhook templates (create, update, delete) for the bridge at ``api_url``."""
+    bodies = {
+        "create": f"{_CAPTURES}\n{{\n{_EVENT},\n{_SUBSCRIPTIONS}\n}}",
+        "update": f"{_CAPTURES}\n{{\n{_EVENT}\n}}",
+        "delete": "{% capture eventId %}Event_0001_{{${user_id}}}{% endcapture %}\n"
+        + '{\n  "event": {"eventId": "{{eventId}}"}\n}',
+    }
+    suffixes = {"create": "", "update": "/update", "delete": "/delete"}
+    headers = "Content-Type: application/json\nAuthorization: Bearer <webhook secret>"
+    if signature_required:
+        headers += "\n" + _SIGNATURE_HEADERS
+    return {
+        name: (
+            f"## {name}\n"
+            f"Webhook URL:\n{_ACCOUNT}{api_url}/v1/subscriptionevent/{{{{accountCode}}}}{suffixes[name]}\n\n"
+            f"HTTP method: POST\n\nRequest headers:\n{headers}\n\nRequest body (Raw text):\n{bodies[name]}\n"
+        )
+        for name in ("create", "update", "delete")
+    }
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def doctor(
+    names: StageNames,
+    ssm: SSMClient,
+    dynamodb: DynamoDBClient,
+    api_url: str | None = None,
+    session: requests.Session | None = None,
+) -> list[Check]:
+    """Every thing a working stage needs, each with a plain-words verdict."""
+    session = session or requests.Session()
+    checks = [_parameter_check(ssm, f"{names.prefix}/{suffix}") for suffix in _required_parameters(names)]
+    checks.append(_table_check(dynamodb, names.table))
+    values = {c.name: c for c in checks}
+    client_id = f"{names.prefix}/rokt/client-id"
+    if values[client_id].ok and values[f"{names.prefix}/rokt/client-secret"].ok:
+        checks.append(_token_check(ssm, names, session))
+    if api_url and values[f"{names.prefix}/webhook-secrets"].ok:
+        checks.append(_dry_run_check(ssm, names, api_url, session))
+    elif not api_url:
+        checks.append(Check("dry-run webhook", True, "skipped: no API URL (deploy first or pass --api-url)"))
+    return checks
+
+
+def _required_parameters(names: StageNames) -> list[str]:
+    required = ["rokt/client-id", "rokt/client-secret", "webhook-secrets"]
+    return [*required, "webhook-signing-keys"] if names.signature_required else required
+
+
+def _parameter_check(ssm: SSMClient, name: str) -> Check:
+    try:
+        found = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [name]}])["Parameters"]
+    except (ClientError, BotoCoreError) as exc:
+        return Check(name, False, f"SSM could not be asked ({type(exc).__name__}); check credentials and region")
+    if not found:
+        return Check(name, False, "missing: create it with `python -m devtools secrets ...`")
+    if found[0].get("Type") != "SecureString":
+        return Check(name, False, f"is a {found[0].get('Type')}, must be a SecureString: delete and set it again")
+    return Check(name, True, "present, SecureString")
+
+
+def _table_check(dynamodb: DynamoDBClient, table: str) -> Check:
+    try:
+        status = dynamodb.describe_table(TableName=table)["Table"].get("TableStatus")
+        ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    except dynamodb.exceptions.ResourceNotFoundException:
+        return Check(f"table {table}", False, "missing: run `python -m devtools bootstrap --stage <stage>`")
+    except (ClientError, BotoCoreError) as exc:
+        return Check(f"table {table}", False, f"DynamoDB could not be asked ({type(exc).__name__})")
+    if ttl.get("AttributeName") != "expiration" or ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        return Check(f"table {table}", False, f"{status}, but TTL is not enabled on 'expiration'")
+    return Check(f"table {table}", True, f"{status}, TTL on 'expiration'")
+
+
+def _token_check(ssm: SSMClient, names: StageNames, session: requests.Session) -> Check:
+    def value(suffix: str) -> str:
+        return str(ssm.get_parameter(Name=f"{names.prefix}/{suffix}", WithDecryption=True)["Parameter"]["Value"])
+
+    url = f"{names.rokt_api_url}/oauth2/token"
+    try:
+        response = session.post(
+            url,
+            data={"grant_type": "client_credentials"},
+            auth=(value("rokt/client-id"), value("rokt/client-secret")),
+            timeout=10,
+        )
+    except requests.RequestException as exc:
+        return Check("Rokt token endpoint", False, f"{url} unreachable ({type(exc).__name__})")
+    if response.status_code in (400, 401, 403):
+        return Check("Rokt token endpoint", False, f"refused the client credentials (HTTP {response.status_code})")
+    if response.status_code != 200 or "access_token" not in response.text:
+        return Check("Rokt token endpoint", False, f"answered HTTP {response.status_code} without a token")
+    return Check("Rokt token endpoint", True, f"issued a token (lives {response.json().get('expires_in')} s)")
+
+
+def _dry_run_check(ssm: SSMClient, names: StageNames, api_url: str, session: requests.Session) -> Check:
+    secret = _secret_list(ssm, f"{names.prefix}/webhook-secrets")[0]
+    url = f"{api_url.rstrip('/')}/v1/subscriptionevent/doctor?dryRun=true"
+    try:
+        response = session.post(url, json=SAMPLE_BODY, headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+    except requests.RequestException as exc:
+        return Check("dry-run webhook", False, f"{api_url} unreachable ({type(exc).__name__})")
+    if response.status_code != 200:
+        return Check("dry-run webhook", False, f"answered HTTP {response.status_code}: {response.text[:200]}")
+    return Check("dry-run webhook", True, "the bridge authenticated and validated the seed's sample webhook")

@@ -1,0 +1,52 @@
+"""`chalice package` + our merge template gives a valid CloudFormation template and a small zip."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from devtools import deploy
+from devtools.project import PROJECT_DIR, stage_environment
+
+pytestmark = pytest.mark.e2e
+
+ZIP_BUDGET_BYTES = 3 * 1024 * 1024
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize("stage", deploy.DEPLOYED_STAGES)
+def test_chalice_package_merges_and_passes_cfn_lint(stage: str, tmp_path: Path):
+    merge = tmp_path / "merge.json"
+    merge.write_text(json.dumps(deploy.merge_template(stage)))
+    out = tmp_path / "out"
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
+
+    subprocess.run(
+        [str(BIN / "chalice"), "--project-dir", str(PROJECT_DIR), "package", "--stage", stage,
+         "--merge-template", str(merge), str(out)],
+        check=True, env=env, capture_output=True, timeout=300,
+    )  # fmt: skip
+    lint = subprocess.run(
+        [str(BIN / "cfn-lint"), str(out / "sam.json")], check=False, capture_output=True, text=True, timeout=300
+    )
+
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    template = json.loads((out / "sam.json").read_text())
+    resources = template["Resources"]
+    table = resources["IdempotencyTable"]["Properties"]
+    assert table["TableName"] == stage_environment(stage)["IDEMPOTENCY_TABLE"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert resources["APIHandler"]["Properties"]["Timeout"] == 30
+    assert resources["APIHandler"]["Properties"]["Tracing"] == "Active"
+    assert {"Api5xxAlarm", "RoktFailureAlarm", "RoktRejectionAlarm"} <= set(resources)
+    zipped = out / "deployment.zip"
+    assert zipped.stat().st_size <= ZIP_BUDGET_BYTES
+    names = zipfile.ZipFile(zipped).namelist()
+    assert not any(n.startswith(("boto3/", "botocore/", "devtools/", "tests/")) for n in names)
+    assert "chalicelib/data/windows_zones.json" in names

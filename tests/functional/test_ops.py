@@ -1,0 +1,164 @@
+"""The operators' commands against the emulated AWS (moto server) and the Rokt sandbox."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+
+from devtools import cli, deploy, ops
+from devtools.project import PROJECT_DIR, stage_environment
+from tests.conftest import PREFIX, SECRET, TABLE, Aws, Sandbox
+
+
+@pytest.fixture
+def names(sandbox: Sandbox) -> ops.StageNames:
+    return ops.StageNames(stage="test", prefix=PREFIX, table=TABLE, rokt_api_url=sandbox.url, signature_required=False)
+
+
+@pytest.fixture
+def cli_env(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI builds its own boto3 clients from the environment, as it would for an operator."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.url)
+
+
+def parameter(aws: Aws, name: str) -> str:
+    return aws.ssm().get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+
+
+def test_bootstrap_twice_is_harmless(aws: Aws, names: ops.StageNames):
+    messages: list[str] = []
+    fresh = ops.StageNames("x", "/x", "fresh-table", "http://127.0.0.1:1", False)
+
+    ops.bootstrap(fresh, aws.dynamodb(), messages.append)
+    ops.bootstrap(fresh, aws.dynamodb(), messages.append)
+
+    assert any("created" in m for m in messages)
+    assert any("already exists" in m for m in messages)
+    ttl = aws.dynamodb().describe_time_to_live(TableName="fresh-table")["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == "expiration"
+
+
+def test_webhook_secret_rotation_round_trip(aws: Aws, names: ops.StageNames):
+    generated = ops.add_webhook_secret(names, aws.ssm(), None, progress=lambda _: None)
+    ops.add_webhook_secret(names, aws.ssm(), "third-secret-abcdefgh", progress=lambda _: None)
+
+    assert parameter(aws, f"{PREFIX}/webhook-secrets") == f"{SECRET},{generated},third-secret-abcdefgh"
+    ops.remove_webhook_secret(names, aws.ssm(), SECRET, progress=lambda _: None)
+    assert parameter(aws, f"{PREFIX}/webhook-secrets") == f"{generated},third-secret-abcdefgh"
+    described = aws.ssm().describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Values": [f"{PREFIX}/webhook-secrets"]}]
+    )["Parameters"]
+    assert described[0]["Type"] == "SecureString"
+
+
+def test_removing_the_last_secret_needs_consent(aws: Aws, names: ops.StageNames):
+    with pytest.raises(ops.OpsError, match="last accepted secret"):
+        ops.remove_webhook_secret(names, aws.ssm(), SECRET)
+
+
+@pytest.mark.parametrize("bad", ["short", "has,comma-0123456789"])
+def test_weak_or_malformed_secrets_are_refused(aws: Aws, names: ops.StageNames, bad: str):
+    with pytest.raises(ops.OpsError):
+        ops.add_webhook_secret(names, aws.ssm(), bad)
+
+
+def test_cli_reads_secrets_from_stdin_never_argv(cli_env, aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO("new-client-id\nnew-client-secret\n"))
+
+    code = cli.main(["secrets", "set-rokt-credentials", "--stage", "local"])
+
+    assert code == 0
+    local_prefix = stage_environment("local")["BRIDGE_SSM_PREFIX"]
+    assert parameter(aws, f"{local_prefix}/rokt/client-id") == "new-client-id"
+    assert parameter(aws, f"{local_prefix}/rokt/client-secret") == "new-client-secret"
+    assert "new-client-secret" not in capsys.readouterr().out
+
+
+def test_cli_bootstrap_creates_the_stage_table(cli_env, aws: Aws, capsys):
+    assert cli.main(["bootstrap", "--stage", "local"]) == 0
+    assert cli.main(["bootstrap", "--stage", "local"]) == 0
+
+    assert stage_environment("local")["IDEMPOTENCY_TABLE"] in aws.dynamodb().list_tables()["TableNames"]
+
+
+def test_cli_unknown_stage_is_a_clear_error(capsys):
+    assert cli.main(["braze-template", "--stage", "staging", "--api-url", "https://x"]) == 2
+    assert "stage 'staging' is not in .chalice/config.json" in capsys.readouterr().err
+
+
+def strip_liquid(text: str) -> str:
+    """Render Liquid the crude way: captures print nothing, tags vanish, every output becomes "x"."""
+    without_captures = re.sub(r"\{% capture .*?%\}.*?\{% endcapture %\}", "", text, flags=re.S)
+    without_tags = re.sub(r"\{%.*?%\}", "", without_captures, flags=re.S)
+    return re.sub(r"\{\{.*?\}\}", "x", without_tags, flags=re.S)
+
+
+def test_braze_templates_point_at_the_stage_and_hold_json_bodies(capsys):
+    url = "https://abc123.execute-api.eu-west-1.amazonaws.com/api"
+
+    assert cli.main(["braze-template", "--stage", "prod", "--api-url", url]) == 0
+
+    printed = capsys.readouterr().out
+    templates = ops.braze_templates(url)
+    assert printed.count(url) == 3
+    for name, text in templates.items():
+        assert f"{url}/v1/subscriptionevent/{{{{accountCode}}}}" in text
+        assert "Authorization: Bearer <webhook secret>" in text
+        body = json.loads(strip_liquid(text.split("Request body (Raw text):\n", 1)[1]))
+        assert body["event"]["eventId"] == "x"
+        assert ("subscriptionIds" in body) == (name == "create")
+
+
+def test_braze_template_needs_a_url_when_not_deployed(capsys):
+    assert cli.main(["braze-template", "--stage", "dev"]) == 2
+    assert "--api-url" in capsys.readouterr().err
+
+
+def test_doctor_reports_a_missing_parameter_clearly(aws: Aws, names: ops.StageNames):
+    aws.ssm().delete_parameter(Name=f"{PREFIX}/rokt/client-secret")
+
+    checks = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb())}
+
+    missing = checks[f"{PREFIX}/rokt/client-secret"]
+    assert not missing.ok
+    assert "missing" in missing.detail
+    assert "Rokt token endpoint" not in checks
+
+
+def test_doctor_passes_on_a_complete_stage(aws: Aws, names: ops.StageNames, sandbox: Sandbox):
+    checks = ops.doctor(names, aws.ssm(), aws.dynamodb())
+
+    assert all(c.ok for c in checks), checks
+    assert any(c.name == "Rokt token endpoint" and "issued a token" in c.detail for c in checks)
+
+
+def test_doctor_names_refused_rokt_credentials(aws: Aws, names: ops.StageNames, sandbox: Sandbox):
+    sandbox.configure(clients={"another": "client"})
+
+    checks = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb())}
+
+    assert "refused the client credentials" in checks["Rokt token endpoint"].detail
+
+
+def test_policies_in_the_repo_are_the_generated_ones():
+    for stage in deploy.DEPLOYED_STAGES:
+        checked_in = json.loads((PROJECT_DIR / ".chalice" / f"policy-{stage}.json").read_text())
+        assert checked_in == deploy.iam_policy(stage)
+
+
+@pytest.mark.parametrize("stage", deploy.DEPLOYED_STAGES)
+def test_policies_name_only_the_stage_resources(stage: str):
+    env = stage_environment(stage)
+    policy = deploy.iam_policy(stage)
+
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert by_sid["ReadOwnParameters"]["Resource"].endswith(f"parameter{env['BRIDGE_SSM_PREFIX']}/*")
+    assert by_sid["WriteSharedTokenOnly"]["Resource"].endswith(f"{env['BRIDGE_SSM_PREFIX']}/rokt/access-token")
+    assert by_sid["IdempotencyRecords"]["Resource"].endswith(f"table/{env['IDEMPOTENCY_TABLE']}")
+    wildcard = {sid for sid, s in by_sid.items() if s["Resource"] == "*"}
+    assert wildcard == {"SecureStringsViaSsmOnly", "Tracing"}
+    assert by_sid["SecureStringsViaSsmOnly"]["Condition"]
+    assert all("*" not in a for s in policy["Statement"] for a in s["Action"])

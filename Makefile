@@ -18,7 +18,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP)
 
 run: install
-	$(BIN)/python -m devtools run --port $(PORT) --moto-port $(MOTO_PORT) --sandbox-port $(SANDBOX_PORT)
+	$(BIN)/python -m devtools run --port $(PORT) --moto-port $(MOTO_PORT) --sandbox-port $(SANDBOX_PORT) \
+		$(if $(QUEUED),--queued,)
 
 lint: install
 	$(BIN)/ruff check .

@@ -8,10 +8,11 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
-from chalice.app import Chalice, ConvertToMiddleware, Request, Response
+from chalice.app import Chalice, ConvertToMiddleware, Request, Response, SQSEvent
 
 from chalicelib.models import Action
 from chalicelib.observability import flush_metrics, logger
+from chalicelib.queue import BATCH_SIZE, DELIVERY_QUEUE_NAME, MAX_CONCURRENCY
 from chalicelib.settings import Settings
 from chalicelib.web import health, http_errors
 from chalicelib.wiring import Bridge, build_bridge
@@ -59,6 +60,13 @@ def correlate_and_flush(event: Any, get_response: Callable[[Any], Response]) -> 
     return response
 
 
+@app.middleware("sqs")
+def flush_queue_metrics(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    response = get_response(event)
+    flush_metrics()
+    return response
+
+
 def _request() -> Request:
     request = app.current_request
     if request is None:
@@ -88,3 +96,10 @@ def update_event(account_code: str) -> Response:
 @http_errors
 def delete_event(account_code: str) -> Response:
     return bridge().webhooks.handle(Action.DELETE, account_code, _request())
+
+
+# Chalice resolves the queue by name in the deploying account and region (one queue per stage:
+# deploy stages to separate accounts or regions when using queued mode). See README "Queued mode".
+@app.on_sqs_message(queue=DELIVERY_QUEUE_NAME, batch_size=BATCH_SIZE, maximum_concurrency=MAX_CONCURRENCY)
+def deliver_queued(event: SQSEvent) -> dict[str, Any]:
+    return bridge().consumer().handle(event.to_dict(), event.context)

@@ -6,8 +6,9 @@ Key rules (documented in the README):
 - update: action + accountCode + eventId + content, so an identical re-send is suppressed while a
   changed update goes through.
 
-The key prefix is fixed so that the HTTP handler and the queue consumer (different Lambda functions)
-share records, and so that renaming this module cannot orphan in-flight records.
+Key prefixes are fixed so that the HTTP handler and the queue consumer (different Lambda functions)
+share delivery records, and so that renaming this module cannot orphan in-flight records. Queued
+mode's intake dedupes the enqueue under its own prefix: "already queued" is not "already delivered".
 """
 
 from __future__ import annotations
@@ -27,15 +28,20 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 
 from chalicelib.errors import DependencyUnavailable, EventIdReused, InFlight
 from chalicelib.models import Action, EventRequest
-from chalicelib.service import DeliveryOutcome, DeliveryService
+from chalicelib.service import DeliveryOutcome
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
     from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
     from chalicelib.clock import Deadline
 
+    UseCase = Callable[[EventRequest, Deadline], DeliveryOutcome]
+
 KEY_PREFIX = "rokt-calendar-bridge.deliver"
+INTAKE_KEY_PREFIX = "rokt-calendar-bridge.intake"
 IN_FLIGHT_RETRY_AFTER_SECONDS = 5
 
 
@@ -63,10 +69,19 @@ def _mark_duplicate(response: Any, idempotent_data: DataRecord) -> Any:
 
 
 class IdempotentDeliverer:
-    """DeliveryService.deliver, run at most once per idempotency key within the TTL."""
+    """A delivery use case (deliver, or enqueue), run at most once per idempotency key within the TTL.
 
-    def __init__(self, service: DeliveryService, persistence: BasePersistenceLayer, ttl_seconds: int) -> None:
-        self._service = service
+    Give each instance its own persistence layer: Powertools configures a layer once, for one config.
+    """
+
+    def __init__(
+        self,
+        run: UseCase,
+        persistence: BasePersistenceLayer,
+        ttl_seconds: int,
+        key_prefix: str = KEY_PREFIX,
+    ) -> None:
+        self._use_case = run
         self._config = IdempotencyConfig(
             event_key_jmespath="key",
             payload_validation_jmespath="fingerprint",
@@ -79,7 +94,7 @@ class IdempotentDeliverer:
             data_keyword_argument="delivery",
             persistence_store=persistence,
             config=self._config,
-            key_prefix=KEY_PREFIX,
+            key_prefix=key_prefix,
         )
 
     def deliver(self, request: EventRequest, deadline: Deadline, lambda_context: Any = None) -> DeliveryOutcome:
@@ -102,4 +117,4 @@ class IdempotentDeliverer:
         return DeliveryOutcome.from_dict(data)
 
     def _deliver(self, delivery: IdempotentDelivery, deadline: Deadline) -> dict[str, Any]:
-        return self._service.deliver(delivery.request, deadline).to_dict()
+        return self._use_case(delivery.request, deadline).to_dict()

@@ -37,3 +37,31 @@ def count_token_refresh(source: str) -> None:
     """A container renewed its Rokt token: from Rokt itself (``oauth``) or another container (``ssm``)."""
     name = "TokenRefreshes" if source == "oauth" else "SharedTokenReuses"
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+
+# One count per outcome, so dashboards need no high-cardinality dimension (never eventId).
+OUTCOME_METRICS = {
+    "delivered": "Delivered",
+    "duplicate": "Duplicates",
+    "queued": "Queued",
+    "invalid": "Invalid",
+    "rejected": "RejectedByRokt",
+    "retryable_failure": "RetryableFailures",
+    "unauthorized": "Unauthorized",
+    "dry_run": "DryRuns",
+    "error": "Errors",
+}
+
+
+def record_outcome(message: str, summary: dict[str, Any]) -> None:
+    """The one log line and the metrics for one webhook (or one queued message)."""
+    outcome = str(summary.setdefault("outcome", "error"))
+    logger.info(message, extra=summary)
+    metrics.add_dimension("route", str(summary["route"]))
+    metrics.add_metric(name="Webhooks", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=OUTCOME_METRICS.get(outcome, "Errors"), unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="WebhookLatency", unit=MetricUnit.Milliseconds, value=float(summary["latencyMs"]))
+    if "upstreamLatencyMs" in summary:
+        metrics.add_metric(
+            name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=float(summary["upstreamLatencyMs"])
+        )

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from chalicelib.models import EventRequest
     from chalicelib.rokt.client import UpstreamRequest, UpstreamResult
 
-Status = Literal["delivered", "rejected"]
+Status = Literal["delivered", "rejected", "queued"]
 
 
 class CalendarApi(Protocol):
@@ -41,6 +41,11 @@ class DeliveryOutcome:
     upstream_body: Any = None
     upstream_ms: float = 0.0
     duplicate: bool = False
+
+    @property
+    def reached_rokt(self) -> bool:
+        """False for an intake that only queued the request."""
+        return self.status != "queued"
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -11,14 +11,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from aws_lambda_powertools.metrics import MetricUnit
 from chalice.app import Request, Response
 
 from chalicelib import __version__
 from chalicelib.clock import Deadline
 from chalicelib.errors import BridgeError
 from chalicelib.models import Action, EventRequest, decode_body, parse_request
-from chalicelib.observability import logger, metrics
+from chalicelib.observability import logger, record_outcome
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
@@ -73,7 +72,10 @@ def health() -> Response:
 
 def outcome_response(outcome: DeliveryOutcome) -> Response:
     body: dict[str, Any]
-    if outcome.status == "delivered":
+    if outcome.status == "queued":
+        body = {"status": "queued", "eventId": outcome.event_id, "accountCode": outcome.account_code}
+        status = 202
+    elif outcome.status == "delivered":
         body = {
             "status": "delivered",
             "eventId": outcome.event_id,
@@ -140,7 +142,7 @@ class WebhookEndpoint:
             response = error_response(exc)
         summary["status"] = response.status_code
         summary["latencyMs"] = round((self._clock() - started) * 1000, 1)
-        _record(summary)
+        record_outcome("webhook handled", summary)
         return response
 
     def _process(self, action: Action, account_code: str, request: Request, summary: dict[str, Any]) -> Response:
@@ -159,12 +161,11 @@ class WebhookEndpoint:
             plan = self._service.preview(event_request)
             return json_response({"status": "dry_run", "upstreamRequest": plan.to_dict()})
         outcome = self._deliverer.deliver(event_request, self._deadline(request), request.lambda_context)
-        summary.update(
-            outcome="duplicate" if outcome.duplicate else outcome.status,
-            upstreamStatus=outcome.upstream_status,
-        )
-        if not outcome.duplicate:
-            summary.update(attempts=outcome.attempts, upstreamLatencyMs=outcome.upstream_ms)
+        summary["outcome"] = "duplicate" if outcome.duplicate else outcome.status
+        if outcome.reached_rokt:
+            summary["upstreamStatus"] = outcome.upstream_status
+            if not outcome.duplicate:
+                summary.update(attempts=outcome.attempts, upstreamLatencyMs=outcome.upstream_ms)
         return outcome_response(outcome)
 
     def _deadline(self, request: Request) -> Deadline:
@@ -179,29 +180,3 @@ class WebhookEndpoint:
 def _is_dry_run(request: Request) -> bool:
     params: Mapping[str, str] = request.query_params or {}
     return str(params.get("dryRun", "")).lower() in ("true", "1")
-
-
-# One count per outcome, so dashboards need no high-cardinality dimension (never eventId).
-OUTCOME_METRICS = {
-    "delivered": "Delivered",
-    "duplicate": "Duplicates",
-    "invalid": "Invalid",
-    "rejected": "RejectedByRokt",
-    "retryable_failure": "RetryableFailures",
-    "unauthorized": "Unauthorized",
-    "dry_run": "DryRuns",
-    "error": "Errors",
-}
-
-
-def _record(summary: dict[str, Any]) -> None:
-    outcome = str(summary.setdefault("outcome", "error"))
-    logger.info("webhook handled", extra=summary)
-    metrics.add_dimension("route", str(summary["route"]))
-    metrics.add_metric(name="Webhooks", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name=OUTCOME_METRICS.get(outcome, "Errors"), unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="WebhookLatency", unit=MetricUnit.Milliseconds, value=float(summary["latencyMs"]))
-    if "upstreamLatencyMs" in summary:
-        metrics.add_metric(
-            name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=float(summary["upstreamLatencyMs"])
-        )

@@ -6,6 +6,8 @@ their own clients or session to exercise the same graph against moto and the Rok
 
 from __future__ import annotations
 
+import functools
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,8 +19,9 @@ from aws_lambda_powertools.utilities.parameters import SSMProvider
 from botocore.config import Config
 
 from chalicelib.auth import SignatureVerifier, WebhookAuthenticator
-from chalicelib.idempotency import IdempotentDeliverer
+from chalicelib.idempotency import INTAKE_KEY_PREFIX, IdempotentDeliverer
 from chalicelib.observability import count_token_refresh
+from chalicelib.queue import DeliveryQueue, QueueConsumer
 from chalicelib.rokt.client import RoktCalendarClient
 from chalicelib.rokt.tokens import TokenEndpoint, TokenProvider
 from chalicelib.secrets import SecretStore
@@ -27,8 +30,13 @@ from chalicelib.settings import CONNECT_TIMEOUT_SECONDS, Settings
 from chalicelib.web import WebhookEndpoint
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_ssm.client import SSMClient
+
+    from chalicelib.web import Deliverer
 
 # Fail fast when AWS is unreachable so the answer (503) still beats API Gateway's 29 s.
 AWS_CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=4, retries={"mode": "standard", "total_max_attempts": 3})
@@ -40,6 +48,7 @@ class Bridge:
     webhooks: WebhookEndpoint
     tokens: TokenProvider
     rokt: RoktCalendarClient
+    consumer: Callable[[], QueueConsumer]  # built on first use: only the SQS handler needs it
 
 
 def build_bridge(
@@ -48,6 +57,8 @@ def build_bridge(
     ssm_client: SSMClient | None = None,
     dynamodb_client: DynamoDBClient | None = None,
     session: requests.Session | None = None,
+    sqs_client: SQSClient | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Bridge:
     ssm_client = ssm_client or boto3.client("ssm", config=AWS_CLIENT_CONFIG)
     dynamodb_client = dynamodb_client or boto3.client("dynamodb", config=AWS_CLIENT_CONFIG)
@@ -56,6 +67,7 @@ def build_bridge(
     tokens = TokenProvider(
         TokenEndpoint(session, settings.rokt_api_url, CONNECT_TIMEOUT_SECONDS, settings.rokt_timeout_seconds),
         store,
+        clock=clock,
         on_refresh=count_token_refresh,
     )
     rokt = RoktCalendarClient(
@@ -67,12 +79,23 @@ def build_bridge(
         update_shape=settings.update_body_shape,
     )
     service = DeliveryService(rokt)
-    persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb_client)
-    deliverer = IdempotentDeliverer(service, persistence, settings.idempotency_ttl_seconds)
+    deliverer = IdempotentDeliverer(
+        service.deliver, _persistence(settings, dynamodb_client), settings.idempotency_ttl_seconds
+    )
+    sqs = functools.cache(lambda: sqs_client or boto3.client("sqs", config=AWS_CLIENT_CONFIG))
+    intake: Deliverer = deliverer
+    if settings.delivery_mode == "queued" and settings.delivery_queue_url:
+        queue = DeliveryQueue(sqs(), settings.delivery_queue_url)
+        intake = IdempotentDeliverer(
+            queue.enqueue,
+            _persistence(settings, dynamodb_client),
+            settings.idempotency_ttl_seconds,
+            key_prefix=INTAKE_KEY_PREFIX,
+        )
     webhooks = WebhookEndpoint(
         WebhookAuthenticator(store, settings.webhook_secrets_max_age_seconds),
         service,
-        deliverer,
+        intake,
         settings.request_budget_seconds,
         signatures=SignatureVerifier(store, settings.webhook_secrets_max_age_seconds)
         if settings.require_signature
@@ -80,4 +103,15 @@ def build_bridge(
         # Tracer() loads the X-Ray SDK (~170 ms of cold start) and patches boto3 and requests: only on request.
         tracer=Tracer() if settings.tracing else None,
     )
-    return Bridge(settings=settings, webhooks=webhooks, tokens=tokens, rokt=rokt)
+    return Bridge(
+        settings=settings,
+        webhooks=webhooks,
+        tokens=tokens,
+        rokt=rokt,
+        consumer=functools.cache(lambda: QueueConsumer(deliverer, sqs())),
+    )
+
+
+def _persistence(settings: Settings, dynamodb_client: DynamoDBClient) -> DynamoDBPersistenceLayer:
+    """A layer per idempotent use case: Powertools binds a layer to the first config it serves."""
+    return DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb_client)

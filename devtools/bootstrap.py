@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,7 @@ from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_ssm.client import SSMClient
 
 Progress = Callable[[str], None]
@@ -47,3 +49,27 @@ def put_secure(ssm: SSMClient, name: str, value: str, progress: Progress = print
         progress(f"parameter {name}: already set, left as is")
         return
     progress(f"parameter {name}: set (SecureString)")
+
+
+def ensure_queues(
+    sqs: SQSClient,
+    queue_name: str,
+    dlq_name: str,
+    max_receives: int,
+    *,
+    visibility_timeout: int = 180,
+    progress: Progress = print,
+) -> tuple[str, str]:
+    """The delivery queue and its DLQ (redrive after ``max_receives``); returns both URLs. Idempotent."""
+    dlq_url = sqs.create_queue(QueueName=dlq_name, Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName=queue_name,
+        Attributes={
+            # At least 6x the consumer's Lambda timeout, as AWS advises for SQS event sources.
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}),
+        },
+    )["QueueUrl"]
+    progress(f"queue {queue_name}: ready, dead letters to {dlq_name} after {max_receives} receives")
+    return queue_url, dlq_url

@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import boto3
@@ -18,6 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from devtools import deploy, ops
 from devtools.localstack import LocalStack, Ports, sample_curl
+from devtools.project import PROJECT_DIR, stage_environment
+from devtools.queue_worker import serve
 from devtools.rokt_sandbox import RoktSandbox
 
 if TYPE_CHECKING:
@@ -35,7 +38,9 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     stack = LocalStack(
-        Ports(moto=args.moto_port, sandbox=args.sandbox_port, bridge=args.port), autoreload=not args.no_autoreload
+        Ports(moto=args.moto_port, sandbox=args.sandbox_port, bridge=args.port),
+        autoreload=not args.no_autoreload,
+        queued=args.queued,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
@@ -121,6 +126,19 @@ def _cmd_merge_template(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_queue_worker(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(args.project_dir, args.stage, stage_environment(args.stage, Path(args.project_dir)))
+    return 0
+
+
+def _cmd_replay_dlq(args: argparse.Namespace) -> int:
+    ops.StageNames.of(args.stage)
+    ops.replay_dlq(boto3.client("sqs"), account_code=args.account_code, event_id=args.event_id, dry_run=args.dry_run)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m devtools", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--moto-port", type=int, default=5050, help="AWS emulator port (default 5050)")
     run.add_argument("--sandbox-port", type=int, default=8081, help="Rokt sandbox port (default 8081)")
     run.add_argument("--no-autoreload", action="store_true", help="do not restart the bridge on code changes")
+    run.add_argument("--queued", action="store_true", help="DELIVERY_MODE=queued, with a local queue worker")
     run.set_defaults(func=_cmd_run)
 
     aws_note = "Uses the AWS credentials, region and AWS_ENDPOINT_URL of the environment."
@@ -166,6 +185,20 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--stage", required=True, help="stage in .chalice/config.json")
     doctor.add_argument("--api-url", help="the bridge's URL, for a dry-run webhook")
     doctor.set_defaults(func=_cmd_doctor)
+
+    replay = commands.add_parser(
+        "replay-dlq", help="move dead-lettered deliveries back to the delivery queue", epilog=aws_note
+    )
+    replay.add_argument("--stage", required=True, help="stage in .chalice/config.json")
+    replay.add_argument("--account-code", help="only messages for this account code")
+    replay.add_argument("--event-id", help="only messages for this event id")
+    replay.add_argument("--dry-run", action="store_true", help="list and count, move nothing")
+    replay.set_defaults(func=_cmd_replay_dlq)
+
+    worker = commands.add_parser("queue-worker", help="(local) feed the delivery queue to the SQS handler")
+    worker.add_argument("--project-dir", default=str(PROJECT_DIR), help="project whose config.json to use")
+    worker.add_argument("--stage", default="local", help="stage whose environment to use (default local)")
+    worker.set_defaults(func=_cmd_queue_worker)
 
     policies = commands.add_parser("policies", help="regenerate .chalice/policy-<stage>.json from config.json")
     policies.set_defaults(func=_cmd_policies)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, MAX_RECEIVES
 from devtools.project import PROJECT_DIR, stage_environment
 
 if TYPE_CHECKING:
@@ -53,6 +54,19 @@ def iam_policy(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
                 "Resource": _arn("dynamodb", f"table/{table}"),
+            },
+            {
+                "Sid": "DeliveryQueue",
+                "Effect": "Allow",
+                "Action": [
+                    "sqs:SendMessage",
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:GetQueueAttributes",
+                    "sqs:GetQueueUrl",
+                ],
+                "Resource": _arn("sqs", DELIVERY_QUEUE_NAME),
             },
             {
                 "Sid": "OwnLogs",
@@ -106,6 +120,55 @@ def _outcome_alarm(stage: str, metric: str, threshold: int, description: str) ->
     }
 
 
+def _queue_resources(stage: str) -> dict[str, Any]:
+    """Queued mode: the queue + DLQ Chalice's SQS handler reads, and ReportBatchItemFailures on its
+    event source, which `chalice deploy` cannot set (without it a partly failed batch is lost)."""
+    return {
+        "DeliveryDeadLetterQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {"QueueName": DELIVERY_DLQ_NAME, "MessageRetentionPeriod": 1_209_600},
+        },
+        "DeliveryQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": DELIVERY_QUEUE_NAME,
+                "VisibilityTimeout": 180,
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": {"Fn::GetAtt": ["DeliveryDeadLetterQueue", "Arn"]},
+                    "maxReceiveCount": MAX_RECEIVES,
+                },
+            },
+        },
+        "DeliverQueued": {
+            "DependsOn": ["DeliveryQueue"],
+            "Properties": {
+                "Events": {
+                    "DeliverQueuedSqsEventSource": {
+                        "Properties": {"FunctionResponseTypes": ["ReportBatchItemFailures"]}
+                    }
+                }
+            },
+        },
+        "DeadLetterAlarm": {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmName": f"{APP_NAME}-{stage}-dead-letters",
+                "AlarmDescription": "Deliveries gave up after every retry: inspect, then `devtools replay-dlq`",
+                "Namespace": "AWS/SQS",
+                "MetricName": "ApproximateNumberOfMessagesVisible",
+                "Dimensions": [{"Name": "QueueName", "Value": DELIVERY_DLQ_NAME}],
+                "Statistic": "Maximum",
+                "Period": 300,
+                "EvaluationPeriods": 1,
+                "Threshold": 0,
+                "ComparisonOperator": "GreaterThanThreshold",
+                "TreatMissingData": "notBreaching",
+                "AlarmActions": [{"Ref": "AlarmTopic"}],
+            },
+        },
+    }
+
+
 def merge_template(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     """Resources `chalice deploy` cannot express, for ``chalice package --merge-template``."""
     table = stage_environment(stage, project_dir)["IDEMPOTENCY_TABLE"]
@@ -153,8 +216,11 @@ def merge_template(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any
             "RoktRejectionAlarm": _outcome_alarm(
                 stage, "RejectedByRokt", 50, "Rokt refuses events for good: check the Braze template"
             ),
+            **_queue_resources(stage),
         },
         "Outputs": {
+            "DeliveryQueueUrl": {"Value": {"Ref": "DeliveryQueue"}},
+            "DeliveryDeadLetterQueueUrl": {"Value": {"Ref": "DeliveryDeadLetterQueue"}},
             "IdempotencyTableName": {"Value": {"Ref": "IdempotencyTable"}},
             "AlarmTopicArn": {"Value": {"Ref": "AlarmTopic"}},
         },

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_ssm.client import SSMClient
 
 LOOPBACK = "127.0.0.1"
@@ -100,6 +101,7 @@ class LocalStack:
         autoreload: bool = False,
         quiet: bool = False,
         token_ttl: float = 300.0,
+        queued: bool = False,
         extra_env: Mapping[str, str] | None = None,
         progress: Callable[[str], None] = print,
     ) -> None:
@@ -108,6 +110,7 @@ class LocalStack:
         self.autoreload = autoreload
         self.quiet = quiet
         self.token_ttl = token_ttl
+        self.queued = queued
         self.extra_env = dict(extra_env or {})
         self.progress = progress
         self.processes: list[subprocess.Popen[Any]] = []
@@ -147,7 +150,12 @@ class LocalStack:
     def ssm(self) -> SSMClient:
         return self.session().client("ssm", endpoint_url=self.moto_url)
 
-    def _spawn(self, args: list[str], name: str, to_log: bool) -> subprocess.Popen[Any]:
+    def sqs(self) -> SQSClient:
+        return self.session().client("sqs", endpoint_url=self.moto_url)
+
+    def _spawn(
+        self, args: list[str], name: str, to_log: bool, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[Any]:
         """Start a child in its own session; its output goes to ``<workdir>/<name>.log`` when asked."""
         log_path = self.workdir / f"{name}.log"
         with open(log_path, "wb") if (to_log or self.quiet) else _no_file() as log:
@@ -156,6 +164,7 @@ class LocalStack:
                 cwd=PROJECT_DIR,
                 stdout=log,
                 stderr=subprocess.STDOUT if log else None,
+                env={**os.environ, **(env or {})},
                 start_new_session=True,
             )
         self.processes.append(process)
@@ -191,7 +200,9 @@ class LocalStack:
     def bootstrap(self) -> None:
         """The operators' bootstrap and secrets commands, with the local stack's values."""
         names = ops.StageNames.from_environment(self.stage, self.env)
-        ops.bootstrap(names, self.dynamodb(), self.progress)
+        queue_url, _ = ops.bootstrap(names, self.dynamodb(), self.sqs(), progress=self.progress) or ("", "")
+        if self.queued:
+            self.env.update(DELIVERY_MODE="queued", DELIVERY_QUEUE_URL=queue_url)
         ops.set_rokt_credentials(names, self.ssm(), *LOCAL_ROKT_CLIENT, progress=self.progress)
         ops.add_webhook_secret(names, self.ssm(), LOCAL_WEBHOOK_SECRET, progress=self.progress)
 
@@ -215,12 +226,28 @@ class LocalStack:
         bridge = self._spawn(args, "bridge", to_log=False)
         wait_for_http(f"{self.bridge_url}/health", timeout=60, process=bridge)
 
+    def start_queue_worker(self) -> None:
+        """chalice local never triggers SQS handlers: this poller feeds the same consumer function."""
+        self.progress("queue worker: polling the delivery queue")
+        project = self.workdir / "project"
+        worker = self._spawn(
+            [sys.executable, "-m", "devtools", "queue-worker", "--project-dir", str(project), "--stage", self.stage],
+            "queue-worker",
+            to_log=False,
+            env=self.env,
+        )
+        time.sleep(0.5)
+        if worker.poll() is not None:
+            raise RuntimeError(f"the queue worker exited with {worker.returncode}")
+
     def start(self) -> LocalStack:
         try:
             self.start_moto()
             self.start_sandbox()
             self.bootstrap()
             self.start_bridge()
+            if self.queued:
+                self.start_queue_worker()
         except BaseException:
             self.stop()
             raise

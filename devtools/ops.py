@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import secrets as random_secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
-from devtools.bootstrap import ensure_table, put_secure
+from chalicelib.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, MAX_RECEIVES
+from devtools.bootstrap import ensure_queues, ensure_table, put_secure
 from devtools.project import PROJECT_DIR, SAMPLE_BODY, stage_environment
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_ssm.client import SSMClient
 
     Progress = Callable[[str], None]
@@ -55,10 +57,71 @@ class StageNames:
         )
 
 
-def bootstrap(names: StageNames, dynamodb: DynamoDBClient, progress: Progress = print) -> None:
-    """Create the stage's idempotency table; running it again changes nothing."""
+def bootstrap(
+    names: StageNames, dynamodb: DynamoDBClient, sqs: SQSClient | None = None, *, progress: Progress = print
+) -> tuple[str, str] | None:
+    """Create the stage's idempotency table (and delivery queue + DLQ); running it again changes nothing."""
     ensure_table(dynamodb, names.table, progress)
+    queues = None
+    if sqs is not None:
+        queues = ensure_queues(sqs, DELIVERY_QUEUE_NAME, DELIVERY_DLQ_NAME, MAX_RECEIVES, progress=progress)
     progress(f"next: set the Rokt credentials and a webhook secret for stage {names.stage} (see `secrets --help`)")
+    return queues
+
+
+def replay_dlq(
+    sqs: SQSClient,
+    *,
+    account_code: str | None = None,
+    event_id: str | None = None,
+    dry_run: bool = False,
+    limit: int = 10_000,
+    progress: Progress = print,
+) -> int:
+    """Move dead letters back to the delivery queue (all, or those matching); return how many matched."""
+    dlq_url = sqs.get_queue_url(QueueName=DELIVERY_DLQ_NAME)["QueueUrl"]
+    queue_url = sqs.get_queue_url(QueueName=DELIVERY_QUEUE_NAME)["QueueUrl"]
+    matched = seen = 0
+    skipped: list[str] = []
+    while seen < limit:
+        batch = sqs.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=60
+        ).get("Messages", [])
+        if not batch:
+            break
+        for message in batch:
+            seen += 1
+            attributes: Mapping[str, Any] = message.get("MessageAttributes", {})
+            account = _attribute(attributes, "accountCode")
+            event = _attribute(attributes, "eventId")
+            if (account_code and account != account_code) or (event_id and event != event_id):
+                skipped.append(message["ReceiptHandle"])
+                continue
+            matched += 1
+            progress(f"{'would replay' if dry_run else 'replaying'} {account}/{event} ({message['MessageId']})")
+            if dry_run:
+                skipped.append(message["ReceiptHandle"])
+                continue
+            sqs.send_message(QueueUrl=queue_url, MessageBody=message["Body"], MessageAttributes=_copyable(attributes))
+            sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
+    for handle in skipped:  # make the ones left alone visible again right away
+        sqs.change_message_visibility(QueueUrl=dlq_url, ReceiptHandle=handle, VisibilityTimeout=0)
+    progress(f"{matched} of {seen} dead letter(s) {'would be ' if dry_run else ''}replayed")
+    return matched
+
+
+def _attribute(attributes: Mapping[str, Any], name: str) -> str | None:
+    value = attributes.get(name) or {}
+    found = value.get("StringValue")
+    return str(found) if found is not None else None
+
+
+def _copyable(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        name: {"DataType": value["DataType"], "StringValue": value["StringValue"]}
+        for name, value in attributes.items()
+        if "StringValue" in value
+    }
 
 
 def set_rokt_credentials(

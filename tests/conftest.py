@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_ssm.client import SSMClient
 
 PREFIX = "/rokt-calendar-bridge/test"
@@ -80,6 +81,9 @@ class Aws:
 
     def dynamodb(self) -> DynamoDBClient:
         return self.session.client("dynamodb", endpoint_url=self.url)
+
+    def sqs(self) -> SQSClient:
+        return self.session.client("sqs", endpoint_url=self.url)
 
 
 @pytest.fixture(scope="session")
@@ -141,6 +145,9 @@ class Sandbox:
         received: list[dict[str, Any]] = requests.get(f"{self.url}/_sandbox/requests", timeout=5).json()
         return received
 
+    def clear_faults(self) -> None:
+        requests.delete(f"{self.url}/_sandbox/faults", timeout=5).raise_for_status()
+
     def revoke_tokens(self) -> None:
         requests.post(f"{self.url}/_sandbox/revoke-tokens", timeout=5).raise_for_status()
 
@@ -180,6 +187,7 @@ def make_bridge(settings: Settings, aws: Aws, **overrides: Any) -> Bridge:
         replace(settings, **overrides) if overrides else settings,
         ssm_client=aws.ssm(),
         dynamodb_client=aws.dynamodb(),
+        sqs_client=aws.sqs(),
     )
 
 

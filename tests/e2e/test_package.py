@@ -44,7 +44,11 @@ def test_chalice_package_merges_and_passes_cfn_lint(stage: str, tmp_path: Path):
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
     assert resources["APIHandler"]["Properties"]["Timeout"] == 30
     assert resources["APIHandler"]["Properties"]["Tracing"] == "Active"
-    assert {"Api5xxAlarm", "RoktFailureAlarm", "RoktRejectionAlarm"} <= set(resources)
+    assert {"Api5xxAlarm", "RoktFailureAlarm", "RoktRejectionAlarm", "DeadLetterAlarm"} <= set(resources)
+    consumer = resources["DeliverQueued"]["Properties"]["Events"]["DeliverQueuedSqsEventSource"]["Properties"]
+    assert consumer["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert consumer["ScalingConfig"] == {"MaximumConcurrency": 5}
+    assert resources["DeliveryQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 8
     zipped = out / "deployment.zip"
     assert zipped.stat().st_size <= ZIP_BUDGET_BYTES
     names = zipfile.ZipFile(zipped).namelist()

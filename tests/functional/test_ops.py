@@ -32,8 +32,8 @@ def test_bootstrap_twice_is_harmless(aws: Aws, names: ops.StageNames):
     messages: list[str] = []
     fresh = ops.StageNames("x", "/x", "fresh-table", "http://127.0.0.1:1", False)
 
-    ops.bootstrap(fresh, aws.dynamodb(), messages.append)
-    ops.bootstrap(fresh, aws.dynamodb(), messages.append)
+    ops.bootstrap(fresh, aws.dynamodb(), progress=messages.append)
+    ops.bootstrap(fresh, aws.dynamodb(), progress=messages.append)
 
     assert any("created" in m for m in messages)
     assert any("already exists" in m for m in messages)

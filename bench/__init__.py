@@ -1,0 +1,1 @@
+"""Benchmarks: measure, never assert. Run with `make bench`."""

@@ -1,0 +1,199 @@
+"""`make bench`: cost per webhook, measured on loopback against moto server and the Rokt sandbox.
+
+Every figure comes from one run with bridge and reference measured side by side (alternating), and is
+reported as a ratio wherever the machine's speed would otherwise dominate. Nothing here is asserted.
+Sizes: BENCH_WEBHOOKS (10000), BENCH_CPU_WEBHOOKS (400), BENCH_ROUNDS (3), BENCH_COLD_RUNS (5).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from devtools.deploy import merge_template
+from devtools.localstack import LocalStack, Ports, free_port
+from devtools.project import LOCAL_ROKT_CLIENT, LOCAL_WEBHOOK_SECRET, PROJECT_DIR
+
+RESULTS = PROJECT_DIR / "bench" / "results.json"
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def worker(env: dict[str, str], mode: str, *args: str) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run(
+            [sys.executable, "-m", "bench.worker", mode, "--secret", LOCAL_WEBHOOK_SECRET, "--out", out.name, *args],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            check=True,
+            timeout=900,
+        )
+        result: dict[str, Any] = json.loads(Path(out.name).read_text())
+        return result
+
+
+def sandbox_stats(stack: LocalStack) -> dict[str, int]:
+    stats: dict[str, int] = requests.get(f"{stack.sandbox_url}/_sandbox/stats", timeout=5).json()
+    return stats
+
+
+def share_fresh_token(stack: LocalStack) -> None:
+    """Act as one more container: put a fresh token in SSM for the reference handler to read."""
+    answer = requests.post(
+        f"{stack.sandbox_url}/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        auth=LOCAL_ROKT_CLIENT,
+        timeout=5,
+    ).json()
+    value = json.dumps({"access_token": answer["access_token"], "expires_at": time.time() + answer["expires_in"]})
+    stack.ssm().put_parameter(
+        Name=f"{stack.env['BRIDGE_SSM_PREFIX']}/rokt/access-token", Value=value, Type="SecureString", Overwrite=True
+    )
+
+
+def measure_calls(stack: LocalStack, env: dict[str, str], webhooks: int) -> dict[str, Any]:
+    say(f"[1/4] remote calls: {webhooks} webhooks across 8 containers within one token lifetime…")
+    before = sandbox_stats(stack)
+    started = time.monotonic()
+    result = worker(env, "calls", "--n", str(webhooks))
+    after = sandbox_stats(stack)
+    aws = result["aws_calls"]
+    token_calls = after.get("token_requests", 0) - before.get("token_requests", 0)
+    event_calls = after.get("events_requests", 0) - before.get("events_requests", 0)
+    ssm_reads = sum(v for k, v in aws.items() if k in ("ssm.GetParameter", "ssm.GetParameters"))
+    dynamodb = sum(v for k, v in aws.items() if k.startswith("dynamodb."))
+    total = sum(aws.values()) + token_calls + event_calls
+    say(f"      done in {time.monotonic() - started:.0f} s")
+    return {
+        "webhooks": webhooks,
+        "aws_calls": aws,
+        "token_calls_total": token_calls,
+        "rokt_event_calls": event_calls,
+        "ssm_reads_per_webhook": ssm_reads / webhooks,
+        "dynamodb_calls_per_webhook": dynamodb / webhooks,
+        "remote_calls_per_webhook": total / webhooks,
+        "seed_template_rokt_calls_per_webhook": 2.0,
+    }
+
+
+def measure_cpu(env: dict[str, str], webhooks: int, rounds: int) -> dict[str, Any]:
+    say(f"[2/4] CPU per warm webhook: bridge vs reference, {rounds} alternating rounds of {webhooks}…")
+    per: dict[str, list[float]] = {"bridge": [], "reference": []}
+    for round_index in range(rounds):
+        for target in ("bridge", "reference"):
+            result = worker(env, "cpu", "--target", target, "--n", str(webhooks))
+            per[target].append(result["cpu_seconds"] / result["webhooks"])
+        say(f"      round {round_index + 1}: bridge {per['bridge'][-1] * 1000:.2f} ms, "
+            f"reference {per['reference'][-1] * 1000:.2f} ms")  # fmt: skip
+    bridge, reference = statistics.median(per["bridge"]), statistics.median(per["reference"])
+    return {
+        "cpu_ms_per_webhook_bridge": bridge * 1000,
+        "cpu_ms_per_webhook_reference": reference * 1000,
+        "cpu_ratio_vs_reference": bridge / reference,
+    }
+
+
+def measure_cold(env: dict[str, str], runs: int) -> dict[str, Any]:
+    say(f"[3/4] cold start (import + first delivered webhook): {runs} alternating runs each…")
+    per: dict[str, list[float]] = {"bridge": [], "reference": []}
+    for _ in range(runs):
+        for target in ("bridge", "reference"):
+            per[target].append(worker(env, "cold", "--target", target)["cold_seconds"])
+    bridge, reference = statistics.median(per["bridge"]), statistics.median(per["reference"])
+    return {
+        "cold_start_ms_bridge": bridge * 1000,
+        "cold_start_ms_reference": reference * 1000,
+        "cold_start_ratio": bridge / reference,
+    }
+
+
+def measure_package() -> dict[str, Any]:
+    say("[4/4] deployment package (chalice package --stage prod)…")
+    with tempfile.TemporaryDirectory() as tmp:
+        merge = Path(tmp) / "merge.json"
+        merge.write_text(json.dumps(merge_template("prod")))
+        subprocess.run(
+            [str(Path(sys.executable).parent / "chalice"), "package", "--stage", "prod", "--merge-template",
+             str(merge), str(Path(tmp) / "out")],
+            cwd=PROJECT_DIR, env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"},
+            check=True, capture_output=True, timeout=600,
+        )  # fmt: skip
+        zipped = Path(tmp) / "out" / "deployment.zip"
+        with zipfile.ZipFile(zipped) as archive:
+            unzipped = sum(info.file_size for info in archive.infolist())
+        return {"package_zip_bytes": zipped.stat().st_size, "package_unzipped_bytes": unzipped}
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [
+        ("webhooks (8 containers, one token lifetime)", f"{results['webhooks']}", ""),
+        ("Rokt token calls in total", f"{results['token_calls_total']}", "goal ≤ 2 (seed template: 1 per webhook)"),
+        ("Rokt event calls per webhook", f"{results['rokt_event_calls'] / results['webhooks']:.3f}", "1"),
+        ("SSM reads per webhook", f"{results['ssm_reads_per_webhook']:.4f}", "goal ≤ 0.01"),
+        ("DynamoDB calls per webhook", f"{results['dynamodb_calls_per_webhook']:.3f}", "put + update"),
+        ("remote calls per webhook (all kinds)", f"{results['remote_calls_per_webhook']:.3f}", "goal ≤ 3"),
+        ("CPU per warm webhook: bridge / reference", f"{results['cpu_ratio_vs_reference']:.2f}×",
+         f"{results['cpu_ms_per_webhook_bridge']:.2f} / {results['cpu_ms_per_webhook_reference']:.2f} ms; goal ≤ 1.3×"),
+        ("cold start: bridge / reference", f"{results['cold_start_ratio']:.2f}×",
+         f"{results['cold_start_ms_bridge']:.0f} / {results['cold_start_ms_reference']:.0f} ms; goal ≤ 1.3×"),
+        ("deployment zip", f"{results['package_zip_bytes'] / 1e6:.2f} MB",
+         f"{results['package_unzipped_bytes'] / 1e6:.1f} MB unzipped; goal ≤ 3 MB"),
+    ]  # fmt: skip
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{name:<{width}}  {value:>10}  {note}" for name, value, note in rows)
+
+
+def main() -> None:
+    webhooks = int(os.environ.get("BENCH_WEBHOOKS", "10000"))
+    cpu_webhooks = int(os.environ.get("BENCH_CPU_WEBHOOKS", "400"))
+    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+    cold_runs = int(os.environ.get("BENCH_COLD_RUNS", "5"))
+    run = uuid.uuid4().hex[:8]
+    stack = LocalStack(
+        Ports(moto=free_port(), sandbox=free_port(), bridge=free_port()),
+        quiet=True,
+        extra_env={"BRIDGE_SSM_PREFIX": f"/bench-{run}/bridge", "IDEMPOTENCY_TABLE": f"bench-{run}-idempotency"},
+        progress=lambda _: None,
+    )
+    say("starting moto server and the Rokt sandbox on loopback…")
+    started = time.monotonic()
+    try:
+        stack.start_moto()
+        stack.start_sandbox()
+        stack.bootstrap()
+        env = {
+            **os.environ,
+            **stack.env,
+            "REFERENCE_TOKEN_PARAMETER": f"{stack.env['BRIDGE_SSM_PREFIX']}/rokt/access-token",
+            "PYTHONPATH": str(PROJECT_DIR),
+        }
+        results: dict[str, Any] = measure_calls(stack, env, webhooks)
+        share_fresh_token(stack)
+        results |= measure_cpu(env, cpu_webhooks, rounds)
+        results |= measure_cold(env, cold_runs)
+    finally:
+        stack.stop()
+    results |= measure_package()
+    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    results["seconds"] = round(time.monotonic() - started, 1)
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    say("\n" + table(results))
+    say(f"\nwritten to {RESULTS.relative_to(PROJECT_DIR)} in {results['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""One measurement in a fresh process (stdout discarded, results as JSON on a file).
+
+Modes: ``calls`` (remote calls over N webhooks across 8 containers, counted at the services),
+``cpu`` (CPU seconds per warm webhook), ``cold`` (import + first delivered webhook, wall clock).
+Both the bridge and the reference handler are invoked exactly as Lambda invokes them:
+``app(event, context)`` with an API Gateway proxy event.
+"""
+
+from __future__ import annotations
+
+import time
+
+STARTED = time.perf_counter()
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+BODY: dict[str, Any] = {
+    "event": {
+        "eventId": "",
+        "title": "Event Title",
+        "description": "Event Description",
+        "location": "Event Location",
+        "start": "2019-02-21T15:00:00",
+        "end": "2019-02-21T16:00:00",
+        "timezone": "Eastern Standard Time",
+        "notifyBefore": "15",
+    },
+    "subscriptionIds": ["06423672-b6ba-4536-aa36-70788a7a0a36"],
+}
+
+
+def api_event(target: str, event_id: str, secret: str) -> dict[str, Any]:
+    """An API Gateway REST proxy event for a create webhook to ``target`` (bridge or reference)."""
+    param = "account_code" if target == "bridge" else "account"
+    body = json.loads(json.dumps(BODY))
+    body["event"]["eventId"] = event_id
+    headers = {"content-type": "application/json", "authorization": f"Bearer {secret}", "user-agent": "Braze Sender"}
+    return {
+        "resource": f"/v1/subscriptionevent/{{{param}}}",
+        "path": "/v1/subscriptionevent/brazetest",
+        "httpMethod": "POST",
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": {param: "brazetest"},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": f"/v1/subscriptionevent/{{{param}}}",
+            "httpMethod": "POST",
+            "requestId": str(uuid.uuid4()),
+            "stage": "api",
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+class Context:
+    """The parts of a Lambda context Chalice and Powertools read."""
+
+    function_name = "rokt-calendar-bridge-bench"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+
+    def __init__(self) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def load(target: str) -> Any:
+    module = importlib.import_module("app" if target == "bridge" else "bench.reference_app")
+    return module.app
+
+
+def invoke(app: Any, target: str, event_id: str, secret: str) -> dict[str, Any]:
+    answer: dict[str, Any] = app(api_event(target, event_id, secret), Context())
+    if answer["statusCode"] != 200:
+        raise RuntimeError(f"{target} answered {answer['statusCode']}: {answer['body']}")
+    return answer
+
+
+def run_calls(args: argparse.Namespace) -> dict[str, Any]:
+    import boto3
+
+    import app as bridge_app
+    from bench.aws_proxy import CountingProxy
+    from chalicelib.settings import Settings
+    from chalicelib.wiring import build_bridge
+
+    settings = Settings.from_env(os.environ)
+    start = time.time()
+    progress = {"done": 0}
+
+    def simulated_clock() -> float:
+        # The N webhooks are spread evenly over one 300 s token lifetime (minus a margin).
+        return start + 240.0 * progress["done"] / args.n
+
+    with CountingProxy(os.environ["AWS_ENDPOINT_URL"]) as proxy:
+        session = boto3.session.Session()
+        containers = [
+            build_bridge(
+                settings,
+                ssm_client=session.client("ssm", endpoint_url=proxy.url),
+                dynamodb_client=session.client("dynamodb", endpoint_url=proxy.url),
+                clock=simulated_clock,
+            )
+            for _ in range(args.containers)
+        ]
+        for index in range(args.n):
+            bridge_app.use_bridge(containers[index % args.containers])
+            invoke(bridge_app.app, "bridge", f"calls_{index}_user", args.secret)
+            progress["done"] = index + 1
+        return {"aws_calls": dict(proxy.counts), "seconds": time.time() - start}
+
+
+def run_cpu(args: argparse.Namespace) -> dict[str, Any]:
+    app = load(args.target)
+    run = uuid.uuid4().hex[:6]
+    for index in range(args.warmup):
+        invoke(app, args.target, f"warm_{run}_{index}_user", args.secret)
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    for index in range(args.n):
+        invoke(app, args.target, f"cpu_{run}_{index}_user", args.secret)
+    return {
+        "cpu_seconds": time.process_time() - cpu_before,
+        "wall_seconds": time.perf_counter() - wall_before,
+        "webhooks": args.n,
+    }
+
+
+def run_cold(args: argparse.Namespace) -> dict[str, Any]:
+    app = load(args.target)
+    invoke(app, args.target, f"cold_{uuid.uuid4().hex[:8]}_user", args.secret)
+    return {"cold_seconds": time.perf_counter() - STARTED, "cpu_seconds": time.process_time()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["calls", "cpu", "cold"])
+    parser.add_argument("--target", choices=["bridge", "reference"], default="bridge")
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--containers", type=int, default=8)
+    parser.add_argument("--secret", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    result = {"calls": run_calls, "cpu": run_cpu, "cold": run_cold}[args.mode](args)
+    Path(args.out).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

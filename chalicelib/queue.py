@@ -1,0 +1,145 @@
+"""Queued delivery for big sends: the intake puts validated requests on SQS and answers 202 at once;
+the consumer delivers them at the rate its batch size and concurrency allow.
+
+Retryable failures stay on the queue: the message's visibility is pushed out by Rokt's Retry-After
+(capped) or by a backoff that grows with the receive count, and the queue's redrive policy moves it
+to the DLQ after MAX_RECEIVES attempts. Definitive refusals are recorded by idempotency and dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.clock import Deadline
+from chalicelib.errors import BridgeError, DependencyUnavailable
+from chalicelib.models import EventRequest
+from chalicelib.observability import logger, record_outcome
+from chalicelib.service import DeliveryOutcome
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from mypy_boto3_sqs.client import SQSClient
+
+    from chalicelib.web import Deliverer
+
+# The knobs that keep the consumer under Rokt's rate: at most BATCH_SIZE x MAX_CONCURRENCY in flight.
+DELIVERY_QUEUE_NAME = "rokt-calendar-bridge-deliveries"
+DELIVERY_DLQ_NAME = "rokt-calendar-bridge-deliveries-dlq"
+BATCH_SIZE = 10
+MAX_CONCURRENCY = 5
+MAX_RECEIVES = 8
+BASE_BACKOFF_SECONDS = 30
+MAX_BACKOFF_SECONDS = 900
+CONSUMER_BUDGET_SECONDS = 25.0
+
+
+class DeliveryQueue:
+    """The producer side: one SQS message per validated request."""
+
+    def __init__(self, sqs: SQSClient, queue_url: str) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+
+    def enqueue(self, request: EventRequest, deadline: Deadline) -> DeliveryOutcome:
+        try:
+            self._sqs.send_message(
+                QueueUrl=self._queue_url,
+                MessageBody=json.dumps({"request": request.to_dict(), "queuedAt": time.time()}),
+                MessageAttributes={
+                    "accountCode": {"DataType": "String", "StringValue": request.account_code},
+                    "eventId": {"DataType": "String", "StringValue": request.event_id},
+                },
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise DependencyUnavailable("the delivery queue (SQS) is unavailable") from exc
+        return DeliveryOutcome(
+            status="queued",
+            action=request.action.value,
+            account_code=request.account_code,
+            event_id=request.event_id,
+            upstream_status=0,
+            attempts=0,
+        )
+
+
+def backoff_seconds(receive_count: int, retry_after: int | None) -> int:
+    """Visibility delay before the next attempt: Retry-After if Rokt gave one, else exponential."""
+    grown = BASE_BACKOFF_SECONDS * 2 ** max(receive_count - 1, 0)
+    wanted = max(retry_after or 0, grown if retry_after is None else 0)
+    return int(min(max(wanted, 1), MAX_BACKOFF_SECONDS))
+
+
+class QueueConsumer:
+    """The SQS handler's logic: deliver every record, report only the failed ones back to SQS."""
+
+    def __init__(
+        self,
+        deliverer: Deliverer,
+        sqs: SQSClient,
+        budget_seconds: float = CONSUMER_BUDGET_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._deliverer = deliverer
+        self._sqs = sqs
+        self._queue_urls: dict[str, str] = {}
+        self._budget = budget_seconds
+        self._clock = clock
+        self._context: Any = None
+
+    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        self._context = context
+        processor = BatchProcessor(event_type=EventType.SQS)
+        result: dict[str, Any] = dict(
+            process_partial_response(event=event, record_handler=self._deliver, processor=processor, context=context)
+        )
+        return result
+
+    def _deliver(self, record: SQSRecord) -> None:
+        started = self._clock()
+        receives = int(record.attributes.approximate_receive_count or 1)
+        summary: dict[str, Any] = {"route": "queue", "messageId": record.message_id, "receiveCount": receives}
+        try:
+            request = EventRequest.from_dict(json.loads(record.body)["request"])
+            summary.update(accountCode=request.account_code, eventId=request.event_id, action=request.action.value)
+            outcome = self._deliverer.deliver(request, Deadline(self._budget, clock=self._clock), self._context)
+            summary.update(
+                outcome="duplicate" if outcome.duplicate else outcome.status, upstreamStatus=outcome.upstream_status
+            )
+        except BridgeError as exc:
+            summary.update(outcome=exc.outcome, error=exc.code)
+            if exc.outcome == "retryable_failure":
+                self._delay(record, backoff_seconds(receives, getattr(exc, "retry_after", None)))
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            summary.update(outcome="invalid", error="unreadable_message")
+            raise ValueError("queue message is not a delivery this bridge wrote") from exc
+        finally:
+            summary["latencyMs"] = round((self._clock() - started) * 1000, 1)
+            record_outcome("queued webhook handled", summary)
+
+    def _delay(self, record: SQSRecord, seconds: int) -> None:
+        try:
+            self._sqs.change_message_visibility(
+                QueueUrl=self._queue_url(record.event_source_arn),
+                ReceiptHandle=record.receipt_handle,
+                VisibilityTimeout=seconds,
+            )
+        except (BotoCoreError, ClientError, ValueError):
+            logger.warning("could not delay a failed message; SQS retries it after the default visibility timeout")
+
+    def _queue_url(self, arn: str) -> str:
+        """The URL of the queue a record came from (``arn:aws:sqs:<region>:<account>:<name>``)."""
+        if arn not in self._queue_urls:
+            parts = arn.split(":")
+            if len(parts) != 6 or parts[2] != "sqs":
+                raise ValueError(f"not an SQS queue ARN: {arn!r}")
+            answer = self._sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])
+            self._queue_urls[arn] = answer["QueueUrl"]
+        return self._queue_urls[arn]

@@ -7,7 +7,7 @@ PORT ?= 8000
 MOTO_PORT ?= 5050
 SANDBOX_PORT ?= 8081
 
-.PHONY: install run test lint unit e2e bench clean package
+.PHONY: install run test lint unit e2e bench clean package soak
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,3 +49,6 @@ package: install
 		--merge-template build/merge-$(STAGE).json build/$(STAGE)
 	$(BIN)/cfn-lint build/$(STAGE)/sam.json
 	@ls -l build/$(STAGE)/deployment.zip
+
+soak: install
+	$(BIN)/python -m tests.soak

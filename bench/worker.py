@@ -94,9 +94,9 @@ def run_calls(args: argparse.Namespace) -> dict[str, Any]:
     import boto3
 
     import app as bridge_app
-    from bench.aws_proxy import CountingProxy
     from chalicelib.settings import Settings
     from chalicelib.wiring import build_bridge
+    from devtools.aws_proxy import AwsProxy
 
     settings = Settings.from_env(os.environ)
     start = time.time()
@@ -106,7 +106,7 @@ def run_calls(args: argparse.Namespace) -> dict[str, Any]:
         # The N webhooks are spread evenly over one 300 s token lifetime (minus a margin).
         return start + 240.0 * progress["done"] / args.n
 
-    with CountingProxy(os.environ["AWS_ENDPOINT_URL"]) as proxy:
+    with AwsProxy(os.environ["AWS_ENDPOINT_URL"]) as proxy:
         session = boto3.session.Session()
         containers = [
             build_bridge(

@@ -1,0 +1,102 @@
+"""The reliability rig shared by the fault matrix (tests) and the soak (`make soak`): the local stack
+with a fault-injecting AWS proxy, the Rokt sandbox's fault knobs, and webhooks to send."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from typing import TYPE_CHECKING
+
+from devtools.aws_proxy import AwsFault, AwsProxy
+from devtools.localstack import LocalStack, Ports, free_port
+from devtools.project import SAMPLE_BODY
+from tests.braze_simulator import Webhook
+from tests.conftest import Sandbox
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+
+class Rig:
+    def __init__(self, stack: LocalStack, proxy: AwsProxy) -> None:
+        self.stack = stack
+        self.proxy = proxy
+        self.sandbox = Sandbox(stack.sandbox_url)
+
+
+@contextlib.contextmanager
+def running_rig(rokt_timeout: str = "1") -> Iterator[Rig]:
+    """The local stack with the bridge's AWS traffic going through a fault-injecting proxy."""
+    run = uuid.uuid4().hex[:8]
+    ports = Ports(moto=free_port(), sandbox=free_port(), bridge=free_port())
+    with AwsProxy(f"http://127.0.0.1:{ports.moto}") as proxy:
+        stack = LocalStack(
+            ports,
+            quiet=True,
+            extra_env={
+                "AWS_ENDPOINT_URL": proxy.url,  # the bridge talks to AWS through the fault proxy
+                "BRIDGE_SSM_PREFIX": f"/fm-{run}/bridge",
+                "IDEMPOTENCY_TABLE": f"fm-{run}-idempotency",
+                "ROKT_TIMEOUT_SECONDS": rokt_timeout,
+            },
+            progress=lambda _: None,
+        )
+        with stack:
+            yield Rig(stack, proxy)
+
+
+def webhooks(count: int = 12, duplicates: int = 2) -> list[Webhook]:
+    run = uuid.uuid4().hex[:8]
+    event = SAMPLE_BODY["event"]
+    unique = [
+        Webhook("/v1/subscriptionevent/brazetest", {**SAMPLE_BODY, "event": {**event, "eventId": f"E{run}_{i}_user"}})
+        for i in range(count)
+    ]
+    return unique + [Webhook(w.path, w.body) for w in unique[:duplicates]]
+
+
+def tokens_revoked_mid_run(rig: Rig) -> None:
+    timer = threading.Timer(0.3, rig.sandbox.revoke_tokens)
+    timer.daemon = True
+    timer.start()
+
+
+def token_endpoint_down(rig: Rig) -> None:
+    rig.sandbox.revoke_tokens()
+    rig.sandbox.fault(target="token", status=503, count=6)
+
+
+def ssm_throttled(rig: Rig) -> None:
+    rig.sandbox.revoke_tokens()  # so the bridge must go to SSM for a token
+    rig.proxy.fail(AwsFault("ssm", count=6))  # every attempt of the token read and write-back
+
+
+def ssm_unreachable(rig: Rig) -> None:
+    rig.sandbox.revoke_tokens()
+    rig.proxy.fail(AwsFault("ssm", count=6, drop=True))
+
+
+def dynamodb_outage(rig: Rig) -> None:
+    rig.proxy.fail(AwsFault("dynamodb", "PutItem", count=12, status=500, code="InternalServerError"))
+
+
+def dynamodb_drops_connections(rig: Rig) -> None:
+    rig.proxy.fail(AwsFault("dynamodb", "PutItem", count=9, drop=True))
+
+
+FAULTS: dict[str, Callable[[Rig], None]] = {
+    "rokt-500": lambda r: r.sandbox.fault(status=500, count=8),
+    "rokt-502": lambda r: r.sandbox.fault(status=502, count=8),
+    "rokt-503-retry-after": lambda r: r.sandbox.fault(status=503, retryAfter="1", count=8),
+    "rokt-429-retry-after": lambda r: r.sandbox.fault(status=429, retryAfter="30", count=6),
+    "rokt-429-no-retry-after": lambda r: r.sandbox.fault(status=429, count=6),
+    "rokt-too-slow": lambda r: r.sandbox.fault(delay=1.5, drop=True, count=3),
+    "rokt-drops-connections": lambda r: r.sandbox.fault(drop=True, count=5),
+    "tokens-revoked-mid-run": tokens_revoked_mid_run,
+    "token-endpoint-down": token_endpoint_down,
+    "ssm-throttled": ssm_throttled,
+    "ssm-unreachable": ssm_unreachable,
+    "dynamodb-outage": dynamodb_outage,
+    "dynamodb-drops-connections": dynamodb_drops_connections,
+}

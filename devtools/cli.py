@@ -12,12 +12,12 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from devtools import deploy, ops
+from devtools import capacity, deploy, ops
 from devtools.localstack import LocalStack, Ports, sample_curl
 from devtools.project import PROJECT_DIR, stage_environment
 from devtools.queue_worker import serve
@@ -139,6 +139,22 @@ def _cmd_replay_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_capacity(args: argparse.Namespace) -> int:
+    send = capacity.Send(
+        audience=args.audience,
+        braze_rate_per_minute=args.braze_rate,
+        upstream_ms=args.upstream_ms,
+        rokt_rate_per_second=args.rokt_rate,
+        aws_call_ms=args.aws_call_ms,
+    )
+    try:
+        measured = capacity.Measured.load(Path(args.results))
+    except FileNotFoundError as exc:
+        raise ops.OpsError(str(exc)) from exc
+    print(capacity.render(send, capacity.plan(send, measured)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m devtools", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--queued", action="store_true", help="DELIVERY_MODE=queued, with a local queue worker")
     run.set_defaults(func=_cmd_run)
 
+    _add_operator_commands(commands)
+    return parser
+
+
+def _add_operator_commands(commands: Any) -> None:
+    """Stage operations: bootstrap, secrets, templates, diagnosis, dead letters, capacity, infra."""
     aws_note = "Uses the AWS credentials, region and AWS_ENDPOINT_URL of the environment."
     bootstrap = commands.add_parser("bootstrap", help="create the stage's DynamoDB table (idempotent)", epilog=aws_note)
     bootstrap.add_argument("--stage", required=True, help="stage in .chalice/config.json")
@@ -200,13 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--stage", default="local", help="stage whose environment to use (default local)")
     worker.set_defaults(func=_cmd_queue_worker)
 
+    cap = commands.add_parser("capacity", help="what a Braze send needs from AWS and Rokt (from bench/results.json)")
+    cap.add_argument("--audience", type=int, required=True, help="users in the send")
+    cap.add_argument("--braze-rate", type=int, required=True, help="Braze rate limit, webhooks per minute")
+    cap.add_argument("--upstream-ms", type=float, default=300.0, help="average Rokt call latency (default 300)")
+    cap.add_argument("--rokt-rate", type=float, required=True, help="calls per second Rokt allows")
+    cap.add_argument("--aws-call-ms", type=float, default=8.0, help="average DynamoDB call latency (default 8)")
+    cap.add_argument("--results", default=str(capacity.RESULTS), help="bench results to use")
+    cap.set_defaults(func=_cmd_capacity)
+
     policies = commands.add_parser("policies", help="regenerate .chalice/policy-<stage>.json from config.json")
     policies.set_defaults(func=_cmd_policies)
 
     merge = commands.add_parser("merge-template", help="print CloudFormation resources for chalice package")
     merge.add_argument("--stage", required=True, choices=deploy.DEPLOYED_STAGES)
     merge.set_defaults(func=_cmd_merge_template)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

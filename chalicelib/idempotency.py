@@ -47,11 +47,13 @@ IN_FLIGHT_RETRY_AFTER_SECONDS = 5
 
 @dataclass(frozen=True)
 class IdempotentDelivery:
-    """What Powertools hashes: ``key`` identifies the record, ``fingerprint`` validates replays."""
+    """What Powertools hashes: ``key`` identifies the record, ``fingerprint`` validates replays.
+
+    Only these two strings: Powertools deep-copies this argument on every call.
+    """
 
     key: str
     fingerprint: str
-    request: EventRequest
 
 
 def delivery_for(request: EventRequest) -> IdempotentDelivery:
@@ -61,7 +63,7 @@ def delivery_for(request: EventRequest) -> IdempotentDelivery:
     parts = [request.action.value, request.account_code, request.event_id]
     if request.action is Action.UPDATE:
         parts.append(fingerprint)
-    return IdempotentDelivery(key="\n".join(parts), fingerprint=fingerprint, request=request)
+    return IdempotentDelivery(key="\n".join(parts), fingerprint=fingerprint)
 
 
 def _mark_duplicate(response: Any, idempotent_data: DataRecord) -> Any:
@@ -101,7 +103,7 @@ class IdempotentDeliverer:
         if lambda_context is not None:
             self._config.register_lambda_context(lambda_context)
         try:
-            data = self._run(delivery=delivery_for(request), deadline=deadline)
+            data = self._run(delivery=delivery_for(request), request=request, deadline=deadline)
         except IdempotencyAlreadyInProgressError as exc:
             raise InFlight(
                 f"event {request.event_id!r} is being delivered right now; retry shortly for its result",
@@ -116,5 +118,5 @@ class IdempotentDeliverer:
             raise DependencyUnavailable("the idempotency store (DynamoDB) is unavailable") from exc
         return DeliveryOutcome.from_dict(data)
 
-    def _deliver(self, delivery: IdempotentDelivery, deadline: Deadline) -> dict[str, Any]:
-        return self._use_case(delivery.request, deadline).to_dict()
+    def _deliver(self, delivery: IdempotentDelivery, request: EventRequest, deadline: Deadline) -> dict[str, Any]:
+        return self._use_case(request, deadline).to_dict()

@@ -8,6 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.exceptions import SchemaValidationError
 
 logger = Logger()
 metrics = Metrics()
@@ -27,10 +28,17 @@ def redact_emails(value: Any) -> Any:
 
 
 def flush_metrics() -> None:
-    """Publish this invocation's metrics, if any (``/health`` records none and must not warn)."""
-    if metrics.metric_set:
-        metrics.flush_metrics()
-    metrics.clear_metrics()
+    """Publish this invocation's metrics, if any (``/health`` records none and must not warn).
+
+    A metrics misconfiguration (no namespace) is logged, never turned into a failed webhook.
+    """
+    try:
+        if metrics.metric_set:
+            metrics.flush_metrics()
+    except SchemaValidationError:
+        logger.error("metrics not published: set POWERTOOLS_METRICS_NAMESPACE for this stage")
+    finally:
+        metrics.clear_metrics()
 
 
 def count_token_refresh(source: str) -> None:

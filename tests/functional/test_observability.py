@@ -121,3 +121,17 @@ def test_tracing_enabled_outside_lambda_disables_itself_quietly(settings, aws, s
 
     assert response.status_code == 200
     assert sandbox.count("events_created") == 1
+
+
+def test_missing_metrics_namespace_never_fails_a_webhook(client, sandbox: Sandbox, json_logs: LogCapture):
+    from chalicelib.observability import metrics
+
+    namespace = metrics.namespace
+    metrics.namespace = None
+    try:
+        response = post(client, CREATE, seed_body())
+    finally:
+        metrics.namespace = namespace
+
+    assert response.status_code == 200
+    assert "metrics not published: set POWERTOOLS_METRICS_NAMESPACE for this stage" in json_logs.messages()

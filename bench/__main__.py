@@ -14,18 +14,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from devtools import ops
 from devtools.deploy import merge_template
-from devtools.localstack import LocalStack, Ports, free_port
+from devtools.localstack import LocalStack
 from devtools.project import LOCAL_ROKT_CLIENT, LOCAL_WEBHOOK_SECRET, PROJECT_DIR
 
 RESULTS = PROJECT_DIR / "bench" / "results.json"
+ROKT_LATENCY_SECONDS = 0.15  # a realistic Rokt answer time for the intake comparison (sandbox delay)
 
 
 def say(message: str) -> None:
@@ -66,7 +67,7 @@ def share_fresh_token(stack: LocalStack) -> None:
 
 
 def measure_calls(stack: LocalStack, env: dict[str, str], webhooks: int) -> dict[str, Any]:
-    say(f"[1/4] remote calls: {webhooks} webhooks across 8 containers within one token lifetime…")
+    say(f"[1/5] remote calls: {webhooks} webhooks across 8 containers within one token lifetime…")
     before = sandbox_stats(stack)
     started = time.monotonic()
     result = worker(env, "calls", "--n", str(webhooks))
@@ -91,7 +92,7 @@ def measure_calls(stack: LocalStack, env: dict[str, str], webhooks: int) -> dict
 
 
 def measure_cpu(env: dict[str, str], webhooks: int, rounds: int) -> dict[str, Any]:
-    say(f"[2/4] CPU per warm webhook: bridge vs reference, {rounds} alternating rounds of {webhooks}…")
+    say(f"[2/5] CPU per warm webhook: bridge vs reference, {rounds} alternating rounds of {webhooks}…")
     per: dict[str, list[float]] = {"bridge": [], "reference": []}
     for round_index in range(rounds):
         for target in ("bridge", "reference"):
@@ -108,7 +109,7 @@ def measure_cpu(env: dict[str, str], webhooks: int, rounds: int) -> dict[str, An
 
 
 def measure_cold(env: dict[str, str], runs: int) -> dict[str, Any]:
-    say(f"[3/4] cold start (import + first delivered webhook): {runs} alternating runs each…")
+    say(f"[3/5] cold start (import + first delivered webhook): {runs} alternating runs each…")
     per: dict[str, list[float]] = {"bridge": [], "reference": []}
     for _ in range(runs):
         for target in ("bridge", "reference"):
@@ -121,8 +122,45 @@ def measure_cold(env: dict[str, str], runs: int) -> dict[str, Any]:
     }
 
 
+def measure_queued(stack: LocalStack, env: dict[str, str], webhooks: int) -> dict[str, Any]:
+    say(f"[4/5] queued mode: intake answer time vs direct (Rokt answering in {ROKT_LATENCY_SECONDS * 1000:.0f} ms), "
+        f"then {webhooks} queued webhooks drained while 10% of Rokt calls get 429…")  # fmt: skip
+    queue_url, _ = ops.bootstrap(ops.StageNames.from_environment("local", stack.env), stack.dynamodb(), stack.sqs(),
+                                 progress=lambda _: None) or ("", "")  # fmt: skip
+    queued_env = {**env, "DELIVERY_MODE": "queued", "DELIVERY_QUEUE_URL": queue_url}
+    fault = {"status": None, "delay": ROKT_LATENCY_SECONDS, "count": 100_000}
+    requests.post(f"{stack.sandbox_url}/_sandbox/faults", json=fault, timeout=5).raise_for_status()
+    per: dict[str, list[float]] = {"direct": [], "queued": []}
+    for _ in range(3):
+        for mode, mode_env in (("direct", env), ("queued", queued_env)):
+            result = worker(mode_env, "intake", "--n", "60", "--warmup", "5")
+            per[mode].append(result["seconds_per_webhook"])
+    requests.delete(f"{stack.sandbox_url}/_sandbox/faults", timeout=5).raise_for_status()
+    direct, queued = statistics.median(per["direct"]), statistics.median(per["queued"])
+    before = sandbox_stats(stack)
+    requests.post(
+        f"{stack.sandbox_url}/_sandbox/faults",
+        json={"status": 429, "retryAfter": "1", "count": webhooks // 10},
+        timeout=5,
+    ).raise_for_status()
+    drained = worker(queued_env, "drain", "--n", str(webhooks), "--max-seconds", "300")
+    after = sandbox_stats(stack)
+    calls = after.get("events_requests", 0) - before.get("events_requests", 0)
+    delivered = after.get("events_created", 0) - before.get("events_created", 0)
+    return {
+        "intake_ms_direct": direct * 1000,
+        "intake_ms_queued": queued * 1000,
+        "queued_intake_speedup": direct / queued,
+        "queued_rokt_calls_per_1000_under_429": calls * 1000 / max(delivered, 1),
+        "queued_injected_429s": webhooks // 10,
+        "queued_delivered": delivered,
+        "queued_lost": webhooks - delivered,
+        "queued_consumer_attempts_failed": drained["failed_attempts"],
+    }
+
+
 def measure_package() -> dict[str, Any]:
-    say("[4/4] deployment package (chalice package --stage prod)…")
+    say("[5/5] deployment package (chalice package --stage prod)…")
     with tempfile.TemporaryDirectory() as tmp:
         merge = Path(tmp) / "merge.json"
         merge.write_text(json.dumps(merge_template("prod")))
@@ -150,6 +188,11 @@ def table(results: dict[str, Any]) -> str:
          f"{results['cpu_ms_per_webhook_bridge']:.2f} / {results['cpu_ms_per_webhook_reference']:.2f} ms; goal ≤ 1.3×"),
         ("cold start: bridge / reference", f"{results['cold_start_ratio']:.2f}×",
          f"{results['cold_start_ms_bridge']:.0f} / {results['cold_start_ms_reference']:.0f} ms; goal ≤ 1.3×"),
+        ("queued intake answer vs direct", f"{results['queued_intake_speedup']:.0f}× faster",
+         f"{results['intake_ms_queued']:.1f} vs {results['intake_ms_direct']:.1f} ms (Rokt at "
+         f"{ROKT_LATENCY_SECONDS * 1000:.0f} ms); goal ≥ 10×"),
+        ("Rokt calls per 1,000 queued webhooks, 10% 429s", f"{results['queued_rokt_calls_per_1000_under_429']:.0f}",
+         f"{results['queued_injected_429s']} injected; lost {results['queued_lost']}"),
         ("deployment zip", f"{results['package_zip_bytes'] / 1e6:.2f} MB",
          f"{results['package_unzipped_bytes'] / 1e6:.1f} MB unzipped; goal ≤ 3 MB"),
     ]  # fmt: skip
@@ -162,13 +205,7 @@ def main() -> None:
     cpu_webhooks = int(os.environ.get("BENCH_CPU_WEBHOOKS", "400"))
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     cold_runs = int(os.environ.get("BENCH_COLD_RUNS", "5"))
-    run = uuid.uuid4().hex[:8]
-    stack = LocalStack(
-        Ports(moto=free_port(), sandbox=free_port(), bridge=free_port()),
-        quiet=True,
-        extra_env={"BRIDGE_SSM_PREFIX": f"/bench-{run}/bridge", "IDEMPOTENCY_TABLE": f"bench-{run}-idempotency"},
-        progress=lambda _: None,
-    )
+    stack = LocalStack.isolated("bench")
     say("starting moto server and the Rokt sandbox on loopback…")
     started = time.monotonic()
     try:
@@ -185,6 +222,7 @@ def main() -> None:
         share_fresh_token(stack)
         results |= measure_cpu(env, cpu_webhooks, rounds)
         results |= measure_cold(env, cold_runs)
+        results |= measure_queued(stack, env, int(os.environ.get("BENCH_QUEUED_WEBHOOKS", "1000")))
     finally:
         stack.stop()
     results |= measure_package()

@@ -20,25 +20,13 @@ import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-BODY: dict[str, Any] = {
-    "event": {
-        "eventId": "",
-        "title": "Event Title",
-        "description": "Event Description",
-        "location": "Event Location",
-        "start": "2019-02-21T15:00:00",
-        "end": "2019-02-21T16:00:00",
-        "timezone": "Eastern Standard Time",
-        "notifyBefore": "15",
-    },
-    "subscriptionIds": ["06423672-b6ba-4536-aa36-70788a7a0a36"],
-}
+from devtools.project import SAMPLE_BODY  # noqa: E402
 
 
 def api_event(target: str, event_id: str, secret: str) -> dict[str, Any]:
     """An API Gateway REST proxy event for a create webhook to ``target`` (bridge or reference)."""
     param = "account_code" if target == "bridge" else "account"
-    body = json.loads(json.dumps(BODY))
+    body = json.loads(json.dumps(SAMPLE_BODY))
     body["event"]["eventId"] = event_id
     headers = {"content-type": "application/json", "authorization": f"Bearer {secret}", "user-agent": "Braze Sender"}
     return {
@@ -83,9 +71,9 @@ def load(target: str) -> Any:
     return module.app
 
 
-def invoke(app: Any, target: str, event_id: str, secret: str) -> dict[str, Any]:
+def invoke(app: Any, target: str, event_id: str, secret: str, expect: tuple[int, ...] = (200,)) -> dict[str, Any]:
     answer: dict[str, Any] = app(api_event(target, event_id, secret), Context())
-    if answer["statusCode"] != 200:
+    if answer["statusCode"] not in expect:
         raise RuntimeError(f"{target} answered {answer['statusCode']}: {answer['body']}")
     return answer
 
@@ -139,6 +127,46 @@ def run_cpu(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def run_intake(args: argparse.Namespace) -> dict[str, Any]:
+    """Wall time per answered webhook (direct: Rokt called; queued: SQS send), after warm-up."""
+    app = load("bridge")
+    run = uuid.uuid4().hex[:6]
+    for index in range(args.warmup):
+        invoke(app, "bridge", f"iw_{run}_{index}_user", args.secret, expect=(200, 202))
+    started = time.perf_counter()
+    for index in range(args.n):
+        invoke(app, "bridge", f"in_{run}_{index}_user", args.secret, expect=(200, 202))
+    return {"seconds_per_webhook": (time.perf_counter() - started) / args.n, "webhooks": args.n}
+
+
+def run_drain(args: argparse.Namespace) -> dict[str, Any]:
+    """Queue N webhooks, then drain the queue through the SQS handler until empty (bounded)."""
+    import boto3
+
+    from devtools.queue_worker import poll_once
+
+    app = load("bridge")
+    run = uuid.uuid4().hex[:6]
+    for index in range(args.n):
+        invoke(app, "bridge", f"dr_{run}_{index}_user", args.secret, expect=(202,))
+    sqs = boto3.client("sqs")
+    queue_url = os.environ["DELIVERY_QUEUE_URL"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    deadline = time.monotonic() + args.max_seconds
+    received = failed = 0
+    while time.monotonic() < deadline:
+        got, bad = poll_once(sqs, queue_url, arn, app.deliver_queued, Context(), wait_seconds=1)
+        received, failed = received + got, failed + bad
+        if got == 0:
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=queue_url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            if all(value == "0" for value in attributes.values()):
+                break
+    return {"received": received, "failed_attempts": failed, "webhooks": args.n}
+
+
 def run_cold(args: argparse.Namespace) -> dict[str, Any]:
     app = load(args.target)
     invoke(app, args.target, f"cold_{uuid.uuid4().hex[:8]}_user", args.secret)
@@ -147,15 +175,17 @@ def run_cold(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["calls", "cpu", "cold"])
+    parser.add_argument("mode", choices=["calls", "cpu", "cold", "intake", "drain"])
     parser.add_argument("--target", choices=["bridge", "reference"], default="bridge")
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--containers", type=int, default=8)
+    parser.add_argument("--max-seconds", type=float, default=300)
     parser.add_argument("--secret", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    result = {"calls": run_calls, "cpu": run_cpu, "cold": run_cold}[args.mode](args)
+    modes = {"calls": run_calls, "cpu": run_cpu, "cold": run_cold, "intake": run_intake, "drain": run_drain}
+    result = modes[args.mode](args)
     Path(args.out).write_text(json.dumps(result))
 
 

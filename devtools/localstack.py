@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,6 +123,24 @@ class LocalStack:
                 "ROKT_API_URL": self.sandbox_url,
                 **self.extra_env,
             }
+        )
+
+    @classmethod
+    def isolated(
+        cls, name: str, ports: Ports | None = None, extra_env: Mapping[str, str] | None = None, **options: Any
+    ) -> LocalStack:
+        """A quiet stack on free loopback ports with its own SSM prefix and table, sharing nothing."""
+        run = uuid.uuid4().hex[:8]
+        return cls(
+            ports or Ports(moto=free_port(), sandbox=free_port(), bridge=free_port()),
+            quiet=True,
+            progress=lambda _: None,
+            extra_env={
+                "BRIDGE_SSM_PREFIX": f"/{name}-{run}/bridge",
+                "IDEMPOTENCY_TABLE": f"{name}-{run}-idempotency",
+                **(extra_env or {}),
+            },
+            **options,
         )
 
     @property

@@ -34,7 +34,9 @@ class Fault:
     """One injected misbehaviour: applies to the next ``count`` matching requests.
 
     target: "token", "events" or "any"; status (with optional retry_after and body), delay
-    (seconds before answering) and drop (close the connection without answering) combine.
+    (seconds before answering) and drop (close the connection without answering) combine;
+    revoke invalidates every issued token first (the request then meets Rokt's own 401);
+    after lets that many matching requests through before the fault starts.
     """
 
     target: str = "events"
@@ -43,6 +45,8 @@ class Fault:
     body: Any = None
     delay: float = 0.0
     drop: bool = False
+    revoke: bool = False
+    after: int = 0
     count: int = 1
 
     @classmethod
@@ -54,6 +58,8 @@ class Fault:
             body=data.get("body"),
             delay=min(float(data.get("delay", 0.0)), MAX_FAULT_DELAY_SECONDS),
             drop=bool(data.get("drop", False)),
+            revoke=bool(data.get("revoke", False)),
+            after=int(data.get("after", 0)),
             count=int(data.get("count", 1)),
         )
         if fault.target not in ("token", "events", "any"):
@@ -101,6 +107,9 @@ class SandboxState:
         with self.lock:
             for fault in self.faults:
                 if fault.target in (target, "any") and fault.count > 0:
+                    if fault.after > 0:
+                        fault.after -= 1
+                        return None
                     fault.count -= 1
                     if fault.count == 0:
                         self.faults.remove(fault)
@@ -147,6 +156,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
         fault = self.state.take_fault(target)
         if fault is not None:
+            if fault.revoke:
+                with self.state.lock:
+                    self.state.tokens.clear()
             if fault.delay:
                 time.sleep(fault.delay)
             if fault.drop:

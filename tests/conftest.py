@@ -3,6 +3,8 @@ and the bridge built by the production wiring with its clients pointed at them."
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import io
 import json
 import logging
@@ -36,6 +38,7 @@ from chalicelib.settings import Settings
 from chalicelib.wiring import Bridge, build_bridge
 from devtools.bootstrap import ensure_table, put_secure
 from devtools.localstack import free_port
+from devtools.project import SAMPLE_BODY
 from devtools.rokt_sandbox import DEFAULT_CLIENTS, RoktSandbox
 
 if TYPE_CHECKING:
@@ -54,19 +57,8 @@ SUBSCRIPTION = "06423672-b6ba-4536-aa36-70788a7a0a36"
 
 def seed_body(event_id: str = "Event_0001_user42", **event: Any) -> dict[str, Any]:
     """The body the seed's Braze template renders (create), with optional field overrides."""
-    body: dict[str, Any] = {
-        "event": {
-            "eventId": event_id,
-            "title": "Event Title",
-            "description": "Event Description",
-            "location": "Event Location",
-            "start": "2019-02-21T15:00:00",
-            "end": "2019-02-21T16:00:00",
-            "timezone": "Eastern Standard Time",
-            "notifyBefore": "15",
-        },
-        "subscriptionIds": [SUBSCRIPTION],
-    }
+    body: dict[str, Any] = copy.deepcopy(SAMPLE_BODY)
+    body["event"]["eventId"] = event_id
     body["event"].update(event)
     return body
 
@@ -189,6 +181,17 @@ def make_bridge(settings: Settings, aws: Aws, **overrides: Any) -> Bridge:
         dynamodb_client=aws.dynamodb(),
         sqs_client=aws.sqs(),
     )
+
+
+@contextlib.contextmanager
+def serving(bridge: Bridge) -> Iterator[Client]:
+    """Serve requests with ``bridge`` installed, as one warm Lambda container would."""
+    bridge_app.use_bridge(bridge)
+    try:
+        with Client(bridge_app.app, stage_name="local") as client:
+            yield client
+    finally:
+        bridge_app.use_bridge(None)
 
 
 @pytest.fixture

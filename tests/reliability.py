@@ -4,7 +4,6 @@ with a fault-injecting AWS proxy, the Rokt sandbox's fault knobs, and webhooks t
 from __future__ import annotations
 
 import contextlib
-import threading
 import uuid
 from typing import TYPE_CHECKING
 
@@ -28,19 +27,13 @@ class Rig:
 @contextlib.contextmanager
 def running_rig(rokt_timeout: str = "1") -> Iterator[Rig]:
     """The local stack with the bridge's AWS traffic going through a fault-injecting proxy."""
-    run = uuid.uuid4().hex[:8]
     ports = Ports(moto=free_port(), sandbox=free_port(), bridge=free_port())
     with AwsProxy(f"http://127.0.0.1:{ports.moto}") as proxy:
-        stack = LocalStack(
+        stack = LocalStack.isolated(
+            "fm",
             ports,
-            quiet=True,
-            extra_env={
-                "AWS_ENDPOINT_URL": proxy.url,  # the bridge talks to AWS through the fault proxy
-                "BRIDGE_SSM_PREFIX": f"/fm-{run}/bridge",
-                "IDEMPOTENCY_TABLE": f"fm-{run}-idempotency",
-                "ROKT_TIMEOUT_SECONDS": rokt_timeout,
-            },
-            progress=lambda _: None,
+            # the bridge talks to AWS through the fault proxy; bootstrap goes straight to moto
+            extra_env={"AWS_ENDPOINT_URL": proxy.url, "ROKT_TIMEOUT_SECONDS": rokt_timeout},
         )
         with stack:
             yield Rig(stack, proxy)
@@ -57,9 +50,7 @@ def webhooks(count: int = 12, duplicates: int = 2) -> list[Webhook]:
 
 
 def tokens_revoked_mid_run(rig: Rig) -> None:
-    timer = threading.Timer(0.3, rig.sandbox.revoke_tokens)
-    timer.daemon = True
-    timer.start()
+    rig.sandbox.fault(revoke=True, after=3)  # Rokt revokes every token at the 4th event call
 
 
 def token_endpoint_down(rig: Rig) -> None:

@@ -120,6 +120,15 @@ def test_fault_knobs_delay_and_drop(sandbox: Sandbox):
         create(sandbox, access)
 
 
+def test_fault_knobs_revoke_after_some_requests(sandbox: Sandbox):
+    access = token(sandbox).json()["access_token"]
+    sandbox.fault(revoke=True, after=2)
+
+    answers = [create(sandbox, access).status_code for _ in range(4)]
+
+    assert answers == [202, 202, 401, 401]
+
+
 def test_token_faults_do_not_touch_events(sandbox: Sandbox):
     access = token(sandbox).json()["access_token"]
     sandbox.fault(target="token", status=503)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from devtools.localstack import LocalStack, Ports, free_port
+from devtools.localstack import LocalStack
 from devtools.project import LOCAL_WEBHOOK_SECRET, SAMPLE_BODY
 from tests.conftest import Sandbox
 
@@ -23,17 +23,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    run = uuid.uuid4().hex[:8]
-    local = LocalStack(
-        Ports(moto=free_port(), sandbox=free_port(), bridge=free_port()),
-        quiet=True,
-        extra_env={
-            "BRIDGE_SSM_PREFIX": f"/e2e-{run}/bridge",
-            "IDEMPOTENCY_TABLE": f"e2e-{run}-idempotency",
-        },
-        progress=lambda _: None,
-    )
-    with local:
+    with LocalStack.isolated("e2e") as local:
         yield local
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 import requests
 
-from devtools.localstack import LocalStack, Ports, free_port
+from devtools.localstack import LocalStack
 from devtools.project import LOCAL_WEBHOOK_SECRET, SAMPLE_BODY
 from tests.conftest import Sandbox
 
@@ -21,15 +21,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    run = uuid.uuid4().hex[:8]
-    local = LocalStack(
-        Ports(moto=free_port(), sandbox=free_port(), bridge=free_port()),
-        quiet=True,
-        queued=True,
-        extra_env={"BRIDGE_SSM_PREFIX": f"/e2eq-{run}/bridge", "IDEMPOTENCY_TABLE": f"e2eq-{run}-idempotency"},
-        progress=lambda _: None,
-    )
-    with local:
+    with LocalStack.isolated("e2eq", queued=True) as local:
         yield local
 
 

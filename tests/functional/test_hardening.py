@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pytest
-from chalice.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import app as bridge_app
 from chalicelib.auth import sign
 from chalicelib.models import KNOWN_EVENT_FIELDS
-from tests.conftest import PREFIX, SECRET, SUBSCRIPTION, Aws, Sandbox, make_bridge, post, seed_body
+from tests.conftest import PREFIX, SECRET, SUBSCRIPTION, Aws, Sandbox, make_bridge, post, seed_body, serving
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from chalice.test import Client
 
     from chalicelib.settings import Settings
     from tests.conftest import LogCapture
@@ -34,12 +34,8 @@ EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 @pytest.fixture
 def signed_client(settings: Settings, aws: Aws, sandbox: Sandbox) -> Iterator[Client]:
     aws.ssm().put_parameter(Name=f"{PREFIX}/webhook-signing-keys", Value=f"old-key, {SIGNING_KEY}", Type="SecureString")
-    bridge_app.use_bridge(make_bridge(settings, aws, require_signature=True))
-    try:
-        with Client(bridge_app.app, stage_name="local") as client:
-            yield client
-    finally:
-        bridge_app.use_bridge(None)
+    with serving(make_bridge(settings, aws, require_signature=True)) as client:
+        yield client
 
 
 def signature_headers(event_id: str, key: str = SIGNING_KEY, at: float | None = None) -> dict[str, str]:
@@ -130,8 +126,7 @@ class _Exploding:
 
 
 def test_crash_answers_generic_json_500_with_correlation_id(bridge, json_logs: LogCapture):
-    bridge_app.use_bridge(dataclasses.replace(bridge, webhooks=_Exploding()))
-    with Client(bridge_app.app, stage_name="local") as client:
+    with serving(dataclasses.replace(bridge, webhooks=_Exploding())) as client:
         response = post(client, CREATE, seed_body())
 
     assert response.status_code == 500

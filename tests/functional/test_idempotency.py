@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from chalice.test import Client
-
-import app as bridge_app
 from devtools.localstack import free_port
-from tests.conftest import Aws, Sandbox, post, seed_body
+from tests.conftest import Aws, Sandbox, post, seed_body, serving
 
 CREATE = "/v1/subscriptionevent/brazetest"
 UPDATE = "/v1/subscriptionevent/brazetest/update"
@@ -101,12 +98,8 @@ def test_dynamodb_down_answers_503_and_calls_nobody(settings, aws: Aws, sandbox:
     dead = aws.session.client("dynamodb", endpoint_url=f"http://127.0.0.1:{free_port()}")
     from chalicelib.wiring import build_bridge
 
-    bridge_app.use_bridge(build_bridge(settings, ssm_client=aws.ssm(), dynamodb_client=dead))
-    try:
-        with Client(bridge_app.app, stage_name="local") as client:
-            response = post(client, CREATE, seed_body())
-    finally:
-        bridge_app.use_bridge(None)
+    with serving(build_bridge(settings, ssm_client=aws.ssm(), dynamodb_client=dead)) as client:
+        response = post(client, CREATE, seed_body())
 
     assert response.status_code == 503
     assert "idempotency" in response.json_body["message"]

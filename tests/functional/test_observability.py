@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from chalice.test import Client
-
-import app as bridge_app
 from tests import insights
-from tests.conftest import Sandbox, make_bridge, post, seed_body
+from tests.conftest import Sandbox, make_bridge, post, seed_body, serving
 
 if TYPE_CHECKING:
     from tests.conftest import LogCapture
@@ -112,12 +109,8 @@ def test_documented_queries_answer_the_operator_questions(client, sandbox: Sandb
 
 
 def test_tracing_enabled_outside_lambda_disables_itself_quietly(settings, aws, sandbox: Sandbox):
-    bridge_app.use_bridge(make_bridge(settings, aws, tracing=True))
-    try:
-        with Client(bridge_app.app, stage_name="local") as client:
-            response = post(client, CREATE, seed_body())
-    finally:
-        bridge_app.use_bridge(None)
+    with serving(make_bridge(settings, aws, tracing=True)) as client:
+        response = post(client, CREATE, seed_body())
 
     assert response.status_code == 200
     assert sandbox.count("events_created") == 1

@@ -8,17 +8,18 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-from chalice.test import Client
 
 import app as bridge_app
 from chalicelib.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, backoff_seconds
 from devtools import ops
 from devtools.bootstrap import ensure_queues
 from devtools.queue_worker import QUEUE_NAME, sqs_event
-from tests.conftest import Aws, Sandbox, make_bridge, post, seed_body
+from tests.conftest import Aws, Sandbox, make_bridge, post, seed_body, serving
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from chalice.test import Client
 
     from chalicelib.settings import Settings
 
@@ -59,12 +60,8 @@ def queues(aws: Aws) -> Queues:
 
 @pytest.fixture
 def queued(settings: Settings, aws: Aws, queues: Queues) -> Iterator[Client]:
-    bridge_app.use_bridge(make_bridge(settings, aws, delivery_mode="queued", delivery_queue_url=queues.url))
-    try:
-        with Client(bridge_app.app, stage_name="local") as client:
-            yield client
-    finally:
-        bridge_app.use_bridge(None)
+    with serving(make_bridge(settings, aws, delivery_mode="queued", delivery_queue_url=queues.url)) as client:
+        yield client
 
 
 def consume(client: Client, queues: Queues, messages: list[Any]) -> dict[str, Any]:
@@ -185,13 +182,11 @@ def test_poison_reaches_the_dlq_and_replay_delivers_it(queued, queues: Queues, s
 
 
 def test_queued_and_direct_share_delivery_records(settings: Settings, aws: Aws, queues: Queues, sandbox: Sandbox):
-    with Client(bridge_app.app, stage_name="local") as client:
-        bridge_app.use_bridge(make_bridge(settings, aws))
+    with serving(make_bridge(settings, aws)) as client:
         post(client, CREATE, seed_body())  # delivered directly
-        bridge_app.use_bridge(make_bridge(settings, aws, delivery_mode="queued", delivery_queue_url=queues.url))
+    with serving(make_bridge(settings, aws, delivery_mode="queued", delivery_queue_url=queues.url)) as client:
         post(client, CREATE, seed_body())  # then queued again, e.g. after a mode switch
         consume(client, queues, queues.receive())
-    bridge_app.use_bridge(None)
 
     assert sandbox.count("events_created") == 1
 

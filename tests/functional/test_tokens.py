@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import EndpointConnectionError
-from chalice.test import Client
 
-import app as bridge_app
-from chalicelib.wiring import Bridge, build_bridge
-from tests.conftest import CLIENT_SECRET, PREFIX, SECRET, Aws, Sandbox, make_bridge, post, seed_body
+from chalicelib.wiring import build_bridge
+from tests.conftest import CLIENT_SECRET, PREFIX, SECRET, Aws, Sandbox, make_bridge, post, seed_body, serving
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from chalicelib.settings import Settings
 
 CREATE = "/v1/subscriptionevent/brazetest"
-
-
-@contextmanager
-def container(bridge: Bridge) -> Iterator[Client]:
-    """Serve requests with ``bridge`` as if it were one warm Lambda container."""
-    bridge_app.use_bridge(bridge)
-    try:
-        with Client(bridge_app.app, stage_name="local") as client:
-            yield client
-    finally:
-        bridge_app.use_bridge(None)
 
 
 class SsmOutage:
@@ -53,9 +37,9 @@ def test_many_webhooks_need_one_token_call(client, sandbox: Sandbox):
 
 
 def test_second_container_reuses_the_ssm_token_without_a_token_call(settings: Settings, aws: Aws, sandbox: Sandbox):
-    with container(make_bridge(settings, aws)) as first:
+    with serving(make_bridge(settings, aws)) as first:
         assert post(first, CREATE, seed_body("a_user1")).status_code == 200
-    with container(make_bridge(settings, aws)) as second:
+    with serving(make_bridge(settings, aws)) as second:
         assert post(second, CREATE, seed_body("b_user1")).status_code == 200
 
     assert sandbox.count("tokens_issued") == 1
@@ -102,7 +86,7 @@ def test_ssm_outage_keeps_delivery_going_with_a_direct_token(settings: Settings,
     ssm = aws.ssm()
     ssm.meta.events.register("before-send.ssm", outage)
     bridge = build_bridge(settings, ssm_client=ssm, dynamodb_client=aws.dynamodb())
-    with container(bridge) as client:
+    with serving(bridge) as client:
         assert post(client, CREATE, seed_body("warm_user1")).status_code == 200
         outage.active = True
         sandbox.revoke_tokens()

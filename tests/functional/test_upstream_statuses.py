@@ -5,11 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from chalice.test import Client
 
-import app as bridge_app
 from devtools.localstack import free_port
-from tests.conftest import Sandbox, make_bridge, post, seed_body
+from tests.conftest import Sandbox, make_bridge, post, seed_body, serving
 
 CREATE = "/v1/subscriptionevent/brazetest"
 
@@ -112,12 +110,8 @@ def test_revoked_token_is_refreshed_once_and_the_webhook_delivered(client, sandb
 
 def test_unreachable_rokt_token_endpoint_becomes_503(settings, aws):
     dead = f"http://127.0.0.1:{free_port()}"
-    bridge_app.use_bridge(make_bridge(settings, aws, rokt_api_url=dead))
-    try:
-        with Client(bridge_app.app, stage_name="local") as client:
-            response = post(client, CREATE, seed_body())
-    finally:
-        bridge_app.use_bridge(None)
+    with serving(make_bridge(settings, aws, rokt_api_url=dead)) as client:
+        response = post(client, CREATE, seed_body())
 
     assert response.status_code == 503
     assert response.json_body["error"] == "dependency_unavailable"

@@ -145,7 +145,8 @@ def run_drain(args: argparse.Namespace) -> dict[str, Any]:
 
     from devtools.queue_worker import poll_once
 
-    app = load("bridge")
+    module = importlib.import_module("app")
+    app = module.app
     run = uuid.uuid4().hex[:6]
     for index in range(args.n):
         invoke(app, "bridge", f"dr_{run}_{index}_user", args.secret, expect=(202,))
@@ -155,7 +156,7 @@ def run_drain(args: argparse.Namespace) -> dict[str, Any]:
     deadline = time.monotonic() + args.max_seconds
     received = failed = 0
     while time.monotonic() < deadline:
-        got, bad = poll_once(sqs, queue_url, arn, app.deliver_queued, Context(), wait_seconds=1)
+        got, bad = poll_once(sqs, queue_url, arn, module.deliver_queued, Context(), wait_seconds=1)
         received, failed = received + got, failed + bad
         if got == 0:
             attributes = sqs.get_queue_attributes(

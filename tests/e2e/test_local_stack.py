@@ -3,6 +3,10 @@ endpoints, prefix and table replaced) + moto server + the Rokt sandbox, all as s
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +16,7 @@ import pytest
 import requests
 
 from devtools.localstack import LocalStack
-from devtools.project import LOCAL_WEBHOOK_SECRET, SAMPLE_BODY
+from devtools.project import LOCAL_WEBHOOK_SECRET, PROJECT_DIR, SAMPLE_BODY
 from tests.conftest import Sandbox
 
 if TYPE_CHECKING:
@@ -125,3 +129,38 @@ def test_bridge_logs_are_json_lines(stack: LocalStack, sandbox: Sandbox):
 
     assert summaries
     assert LOCAL_WEBHOOK_SECRET not in stack.log("bridge")
+
+
+SECOND_CONTAINER = """
+import json, os, sys
+from chalice.test import Client
+import app
+from chalicelib.settings import Settings
+from chalicelib.wiring import build_bridge
+app.use_bridge(build_bridge(Settings.from_env(os.environ)))
+with Client(app.app, stage_name="local") as client:
+    answer = client.http.post("/v1/subscriptionevent/brazetest", body=sys.argv[1],
+        headers={"Content-Type": "application/json", "Authorization": "Bearer " + sys.argv[2]})
+print(json.dumps({"status": answer.status_code}))
+"""
+
+
+def test_another_process_reuses_the_shared_token_without_a_token_call(stack: LocalStack, sandbox: Sandbox):
+    # Given chalice local delivered once, so a token is cached in SSM
+    assert webhook(stack, "/v1/subscriptionevent/brazetest", unique_body()).status_code == 200
+    issued = sandbox.count("tokens_issued")
+
+    # When a brand-new process (another Lambda container) delivers a webhook
+    second = subprocess.run(
+        [sys.executable, "-c", SECOND_CONTAINER, json.dumps(unique_body()), LOCAL_WEBHOOK_SECRET],
+        env={**os.environ, **stack.env},
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    # Then it delivered with the token from SSM: no call to Rokt's token endpoint
+    assert json.loads(second.stdout.strip().splitlines()[-1]) == {"status": 200}
+    assert sandbox.count("tokens_issued") == issued

@@ -43,6 +43,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         queued=args.queued,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Ctrl-C must stop the stack even when the shell started us with SIGINT ignored (background jobs).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         stack.start()
         print("\nThe bridge is up. Send the seed's sample webhook:\n", flush=True)
@@ -72,7 +74,8 @@ def _read_secret(prompt: str) -> str:
 
 
 def _cmd_bootstrap(args: argparse.Namespace) -> int:
-    ops.bootstrap(ops.StageNames.of(args.stage), boto3.client("dynamodb"))
+    ops.bootstrap(ops.StageNames.of(args.stage), boto3.client("dynamodb"), boto3.client("sqs"))
+    print(f"next: set the Rokt credentials and a webhook secret for stage {args.stage} (see `secrets --help`)")
     return 0
 
 

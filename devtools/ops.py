@@ -65,7 +65,6 @@ def bootstrap(
     queues = None
     if sqs is not None:
         queues = ensure_queues(sqs, DELIVERY_QUEUE_NAME, DELIVERY_DLQ_NAME, MAX_RECEIVES, progress=progress)
-    progress(f"next: set the Rokt credentials and a webhook secret for stage {names.stage} (see `secrets --help`)")
     return queues
 
 

@@ -46,8 +46,6 @@ AWS_CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=4, retries={"mode": "
 class Bridge:
     settings: Settings
     webhooks: WebhookEndpoint
-    tokens: TokenProvider
-    rokt: RoktCalendarClient
     consumer: Callable[[], QueueConsumer]  # built on first use: only the SQS handler needs it
 
 
@@ -106,8 +104,6 @@ def build_bridge(
     return Bridge(
         settings=settings,
         webhooks=webhooks,
-        tokens=tokens,
-        rokt=rokt,
         consumer=functools.cache(lambda: QueueConsumer(deliverer, sqs())),
     )
 

@@ -114,8 +114,9 @@ class QueueConsumer:
             )
         except BridgeError as exc:
             summary.update(outcome=exc.outcome, error=exc.code)
-            if exc.outcome == "retryable_failure":
-                self._delay(record, backoff_seconds(receives, getattr(exc, "retry_after", None)))
+            if exc.outcome != "retryable_failure":
+                return  # definitive (e.g. eventId reused): another attempt would get the same answer
+            self._delay(record, backoff_seconds(receives, getattr(exc, "retry_after", None)))
             raise
         except (ValueError, KeyError, TypeError) as exc:
             summary.update(outcome="invalid", error="unreadable_message")

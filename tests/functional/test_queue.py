@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from chalice.test import Client
 
     from chalicelib.settings import Settings
+    from tests.conftest import LogCapture
 
 CREATE = "/v1/subscriptionevent/brazetest"
 MAX_RECEIVES = 3
@@ -200,3 +201,23 @@ def test_backoff_honours_retry_after_and_grows_with_receives(receives, retry_aft
 
 def test_worker_and_bridge_agree_on_the_queue_name():
     assert QUEUE_NAME == DELIVERY_QUEUE_NAME
+
+
+def test_definitive_refusal_in_the_consumer_is_dropped_not_retried(
+    settings: Settings, aws: Aws, queues: Queues, sandbox: Sandbox, json_logs: LogCapture
+):
+    # Given an eventId already delivered directly with other content
+    with serving(make_bridge(settings, aws)) as client:
+        post(client, CREATE, seed_body(title="Summer sale"))
+    with serving(make_bridge(settings, aws, delivery_mode="queued", delivery_queue_url=queues.url)) as client:
+        post(client, CREATE, seed_body(title="Winter sale"))  # accepted at intake, refused at delivery
+
+        # When the consumer meets it
+        messages = queues.receive()
+        answer = consume(client, queues, messages)
+
+    # Then it is recorded as refused and leaves the queue: retrying cannot change the answer
+    assert answer == {"batchItemFailures": []}
+    assert sandbox.count("events_created") == 1
+    [summary] = [r for r in json_logs.records() if r["message"] == "queued webhook handled"]
+    assert (summary["outcome"], summary["error"]) == ("rejected", "event_id_reused")

@@ -110,7 +110,9 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     names = ops.StageNames.of(args.stage)
     api_url = args.api_url or ops.deployed_api_url(args.stage)
     print(f"checking stage {names.stage} (parameters under {names.prefix}, table {names.table})", flush=True)
-    checks = ops.doctor(names, boto3.client("ssm"), boto3.client("dynamodb"), api_url)
+    checks = ops.doctor(
+        names, boto3.client("ssm"), boto3.client("dynamodb"), api_url=api_url, lambda_client=boto3.client("lambda")
+    )
     for check in checks:
         print(f"  {'ok ' if check.ok else 'FAIL'}  {check.name}: {check.detail}", flush=True)
     failed = [c for c in checks if not c.ok]
@@ -133,6 +135,12 @@ def _cmd_queue_worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with contextlib.suppress(KeyboardInterrupt):
         serve(args.project_dir, args.stage, stage_environment(args.stage, Path(args.project_dir)))
+    return 0
+
+
+def _cmd_enable_partial_batch(args: argparse.Namespace) -> int:
+    ops.StageNames.of(args.stage)
+    ops.enable_partial_batch(boto3.client("lambda"), args.stage)
     return 0
 
 
@@ -219,6 +227,14 @@ def _add_operator_commands(commands: Any) -> None:
     replay.add_argument("--event-id", help="only messages for this event id")
     replay.add_argument("--dry-run", action="store_true", help="list and count, move nothing")
     replay.set_defaults(func=_cmd_replay_dlq)
+
+    partial = commands.add_parser(
+        "enable-partial-batch",
+        help="after `chalice deploy`: set ReportBatchItemFailures on the queue consumer",
+        epilog=aws_note,
+    )
+    partial.add_argument("--stage", required=True, help="stage in .chalice/config.json")
+    partial.set_defaults(func=_cmd_enable_partial_batch)
 
     worker = commands.add_parser("queue-worker", help="(local) feed the delivery queue to the SQS handler")
     worker.add_argument("--project-dir", default=str(PROJECT_DIR), help="project whose config.json to use")

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_lambda.client import LambdaClient
     from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_ssm.client import SSMClient
 
@@ -173,6 +174,34 @@ def remove_webhook_secret(
     progress(f"{len(remaining)} secret(s) still accepted; Braze calls with the removed one now get 401")
 
 
+def consumer_function(stage: str) -> str:
+    """The SQS handler's Lambda name as `chalice deploy` creates it."""
+    return f"rokt-calendar-bridge-{stage}-deliver_queued"
+
+
+def enable_partial_batch(lambda_client: LambdaClient, stage: str, progress: Progress = print) -> int:
+    """Set ReportBatchItemFailures on the consumer's SQS event source (`chalice deploy` cannot).
+
+    Without it a batch in which only some records failed is counted a success and those records are
+    lost. Idempotent; returns how many mappings were changed.
+    """
+    function = consumer_function(stage)
+    mappings = lambda_client.list_event_source_mappings(FunctionName=function).get("EventSourceMappings", [])
+    if not mappings:
+        raise OpsError(f"{function} has no SQS event source: deploy the stage first")
+    changed = 0
+    for mapping in mappings:
+        if "ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", []):
+            progress(f"event source {mapping['UUID']}: already reports partial batch failures")
+            continue
+        lambda_client.update_event_source_mapping(
+            UUID=mapping["UUID"], FunctionResponseTypes=["ReportBatchItemFailures"]
+        )
+        progress(f"event source {mapping['UUID']}: now reports partial batch failures")
+        changed += 1
+    return changed
+
+
 def deployed_api_url(stage: str, project_dir: Path = PROJECT_DIR) -> str | None:
     """The API URL `chalice deploy` recorded for ``stage``, if it was deployed from this checkout."""
     record = project_dir / ".chalice" / "deployed" / f"{stage}.json"
@@ -241,8 +270,10 @@ def doctor(
     names: StageNames,
     ssm: SSMClient,
     dynamodb: DynamoDBClient,
+    *,
     api_url: str | None = None,
     session: requests.Session | None = None,
+    lambda_client: LambdaClient | None = None,
 ) -> list[Check]:
     """Every thing a working stage needs, each with a plain-words verdict."""
     session = session or requests.Session()
@@ -256,7 +287,23 @@ def doctor(
         checks.append(_dry_run_check(ssm, names, api_url, session))
     elif not api_url:
         checks.append(Check("dry-run webhook", True, "skipped: no API URL (deploy first or pass --api-url)"))
+    if lambda_client is not None:
+        checks.append(_partial_batch_check(lambda_client, names.stage))
     return checks
+
+
+def _partial_batch_check(lambda_client: LambdaClient, stage: str) -> Check:
+    name = "queue consumer partial batches"
+    try:
+        mappings = lambda_client.list_event_source_mappings(FunctionName=consumer_function(stage))
+    except (ClientError, BotoCoreError) as exc:
+        return Check(name, True, f"skipped: Lambda could not be asked ({type(exc).__name__})")
+    found = mappings.get("EventSourceMappings", [])
+    if not found:
+        return Check(name, True, "skipped: the SQS handler is not deployed")
+    if all("ReportBatchItemFailures" in m.get("FunctionResponseTypes", []) for m in found):
+        return Check(name, True, "ReportBatchItemFailures is set")
+    return Check(name, False, "ReportBatchItemFailures is off: run `python -m devtools enable-partial-batch`")
 
 
 def _required_parameters(names: StageNames) -> list[str]:

@@ -162,3 +162,46 @@ def test_policies_name_only_the_stage_resources(stage: str):
     assert wildcard == {"SecureStringsViaSsmOnly", "Tracing"}
     assert by_sid["SecureStringsViaSsmOnly"]["Condition"]
     assert all("*" not in a for s in policy["Statement"] for a in s["Action"])
+
+
+@pytest.fixture
+def deployed_consumer(aws: Aws) -> str:
+    """What `chalice deploy --stage test` leaves behind: the SQS handler and its event source."""
+    session = aws.session
+    iam = session.client("iam", endpoint_url=aws.url)
+    role = iam.create_role(RoleName="consumer-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lambda_client = session.client("lambda", endpoint_url=aws.url)
+    lambda_client.create_function(
+        FunctionName=ops.consumer_function("test"),
+        Runtime="python3.11",
+        Role=role,
+        Handler="app.deliver_queued",
+        Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+    )
+    sqs = aws.sqs()
+    url = sqs.create_queue(QueueName="consumer-test")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    lambda_client.create_event_source_mapping(EventSourceArn=arn, FunctionName=ops.consumer_function("test"))
+    return ops.consumer_function("test")
+
+
+def test_enable_partial_batch_sets_report_batch_item_failures_once(aws: Aws, names: ops.StageNames, deployed_consumer):
+    lambda_client = aws.session.client("lambda", endpoint_url=aws.url)
+    before = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb(), lambda_client=lambda_client)}
+
+    first = ops.enable_partial_batch(lambda_client, "test", progress=lambda _: None)
+    second = ops.enable_partial_batch(lambda_client, "test", progress=lambda _: None)
+
+    assert (first, second) == (1, 0)
+    [mapping] = lambda_client.list_event_source_mappings(FunctionName=deployed_consumer)["EventSourceMappings"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert not before["queue consumer partial batches"].ok
+    after = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb(), lambda_client=lambda_client)}
+    assert after["queue consumer partial batches"].ok
+
+
+def test_enable_partial_batch_before_deploy_is_a_clear_error(aws: Aws):
+    lambda_client = aws.session.client("lambda", endpoint_url=aws.url)
+
+    with pytest.raises(ops.OpsError, match="deploy the stage first"):
+        ops.enable_partial_batch(lambda_client, "test")

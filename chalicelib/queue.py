@@ -29,9 +29,9 @@ if TYPE_CHECKING:
 
     from chalicelib.web import Deliverer
 
-# The knobs that keep the consumer under Rokt's rate: at most BATCH_SIZE x MAX_CONCURRENCY in flight.
 DELIVERY_QUEUE_NAME = "rokt-calendar-bridge-deliveries"
 DELIVERY_DLQ_NAME = "rokt-calendar-bridge-deliveries-dlq"
+# The knobs that keep the consumer under Rokt's rate: at most BATCH_SIZE x MAX_CONCURRENCY in flight.
 BATCH_SIZE = 10
 MAX_CONCURRENCY = 5
 MAX_RECEIVES = 8
@@ -71,9 +71,9 @@ class DeliveryQueue:
 
 def backoff_seconds(receive_count: int, retry_after: int | None) -> int:
     """Visibility delay before the next attempt: Retry-After if Rokt gave one, else exponential."""
-    grown = BASE_BACKOFF_SECONDS * 2 ** max(receive_count - 1, 0)
-    wanted = max(retry_after or 0, grown if retry_after is None else 0)
-    return int(min(max(wanted, 1), MAX_BACKOFF_SECONDS))
+    if retry_after is None:
+        retry_after = BASE_BACKOFF_SECONDS * 2 ** max(receive_count - 1, 0)
+    return int(min(max(retry_after, 1), MAX_BACKOFF_SECONDS))
 
 
 class QueueConsumer:

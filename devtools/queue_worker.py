@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from chalice.local import LambdaContext
 
-# Kept here, not imported from chalicelib: importing the bridge before its environment is set would
-# build its logger with the wrong service name. A test checks both names agree.
-QUEUE_NAME = "rokt-calendar-bridge-deliveries"
+from chalicelib.queue import DELIVERY_QUEUE_NAME
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -97,7 +95,7 @@ def serve(project_dir: str, stage: str, environment: Mapping[str, str]) -> None:
     sys.path.insert(0, project_dir)
     app = importlib.import_module("app")
     sqs = boto3.client("sqs")
-    queue_url = environment.get("DELIVERY_QUEUE_URL") or sqs.get_queue_url(QueueName=QUEUE_NAME)["QueueUrl"]
+    queue_url = environment.get("DELIVERY_QUEUE_URL") or sqs.get_queue_url(QueueName=DELIVERY_QUEUE_NAME)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     print(f"queue worker: delivering from {queue_url}", flush=True)
     while True:

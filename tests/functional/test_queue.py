@@ -13,7 +13,7 @@ import app as bridge_app
 from chalicelib.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, backoff_seconds
 from devtools import ops
 from devtools.bootstrap import ensure_queues
-from devtools.queue_worker import QUEUE_NAME, sqs_event
+from devtools.queue_worker import sqs_event
 from tests.conftest import Aws, Sandbox, make_bridge, post, seed_body, serving
 
 if TYPE_CHECKING:
@@ -197,10 +197,6 @@ def test_queued_and_direct_share_delivery_records(settings: Settings, aws: Aws, 
 )
 def test_backoff_honours_retry_after_and_grows_with_receives(receives, retry_after, expected):
     assert backoff_seconds(receives, retry_after) == expected
-
-
-def test_worker_and_bridge_agree_on_the_queue_name():
-    assert QUEUE_NAME == DELIVERY_QUEUE_NAME
 
 
 def test_definitive_refusal_in_the_consumer_is_dropped_not_retried(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from chalicelib.errors import Unauthorized
 from chalicelib.observability import logger
-from chalicelib.secrets import WEBHOOK_SECRETS, WEBHOOK_SIGNING_KEYS, SecretStore
+from chalicelib.secrets import WEBHOOK_SECRETS, WEBHOOK_SIGNING_KEYS, SecretStore, split_list
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -44,7 +44,7 @@ class WebhookAuthenticator:
             raise Unauthorized()
 
     def _accepted(self) -> list[str]:
-        return _split(self._store.get(WEBHOOK_SECRETS, max_age=self._max_age))
+        return split_list(self._store.get(WEBHOOK_SECRETS, max_age=self._max_age))
 
 
 class SignatureVerifier:
@@ -75,7 +75,7 @@ class SignatureVerifier:
         if abs(self._clock() - int(timestamp)) > self._tolerance:
             raise Unauthorized(f"X-Bridge-Timestamp is more than {self._tolerance} s away from now")
         matched = False
-        for key in _split(self._store.get(WEBHOOK_SIGNING_KEYS, max_age=self._max_age)):
+        for key in split_list(self._store.get(WEBHOOK_SIGNING_KEYS, max_age=self._max_age)):
             expected = sign(key, timestamp, event_id)
             matched |= hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii", "replace"))
         if not matched:
@@ -86,10 +86,6 @@ def sign(key: str, timestamp: str, event_id: str) -> str:
     """What Braze's Liquid computes: ``{{ ts | append: '.' | append: eventId | hmac_sha256_hex: key }}``."""
     message = f"{timestamp}.{event_id}".encode()
     return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
-
-
-def _split(raw: str) -> list[str]:
-    return [part.strip() for part in raw.split(",") if part.strip()]
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -25,6 +25,11 @@ ROKT_CLIENT_SECRET = "rokt/client-secret"
 ROKT_ACCESS_TOKEN = "rokt/access-token"
 
 
+def split_list(raw: str) -> list[str]:
+    """The entries of a comma-separated SecureString (webhook secrets, signing keys), blanks dropped."""
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
 class ParameterMissing(DependencyUnavailable):
     """A parameter the operator must create does not exist (see the README's Deploy section)."""
 

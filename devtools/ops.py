@@ -12,6 +12,7 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, MAX_RECEIVES
+from chalicelib.secrets import split_list
 from devtools.bootstrap import ensure_queues, ensure_table, put_secure
 from devtools.project import PROJECT_DIR, SAMPLE_BODY, stage_environment
 
@@ -138,7 +139,7 @@ def _secret_list(ssm: SSMClient, name: str) -> list[str]:
         raw = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"].get("Value", "")
     except ssm.exceptions.ParameterNotFound:
         return []
-    return [part.strip() for part in raw.split(",") if part.strip()]
+    return split_list(raw)
 
 
 def add_webhook_secret(names: StageNames, ssm: SSMClient, secret: str | None, progress: Progress = print) -> str:

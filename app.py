@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.logging import correlation_paths
 from chalice.app import Chalice, ConvertToMiddleware, Request, Response, SQSEvent
 
-from chalicelib.models import Action
+from chalicelib.delivery.models import Action
+from chalicelib.delivery.queue import BATCH_SIZE, DELIVERY_QUEUE_NAME, MAX_CONCURRENCY
 from chalicelib.observability import flush_metrics, logger
-from chalicelib.queue import BATCH_SIZE, DELIVERY_QUEUE_NAME, MAX_CONCURRENCY
 from chalicelib.settings import Settings
 from chalicelib.web import health, http_errors
 from chalicelib.wiring import Bridge, build_bridge

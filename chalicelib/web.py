@@ -1,38 +1,24 @@
-"""The HTTP edge: one webhook's way from Chalice request to Chalice response.
+"""The HTTP edge both flows share: JSON answers, and the one place BridgeErrors become answers.
 
-Every BridgeError becomes an answer here and nowhere else (``error_response``); every webhook leaves
-exactly one summary log line and one set of metrics, whatever happened.
+Every BridgeError becomes an answer here and nowhere else (``error_response``); anything unexpected
+becomes a generic 500 with a correlation id (``http_errors``).
 """
 
 from __future__ import annotations
 
 import functools
-import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from chalice.app import Request, Response
+from chalice.app import Response
 
 from chalicelib import __version__
-from chalicelib.clock import Deadline
 from chalicelib.errors import BridgeError
-from chalicelib.models import Action, EventRequest, decode_body, parse_request
-from chalicelib.observability import logger, record_outcome
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools import Tracer
-
-    from chalicelib.auth import SignatureVerifier, WebhookAuthenticator
-    from chalicelib.service import DeliveryOutcome, DeliveryService
+from chalicelib.observability import logger
 
 JSON_HEADERS = {"Content-Type": "application/json"}
-LAMBDA_SAFETY_MARGIN_SECONDS = 1.0
 
 View = TypeVar("View", bound=Callable[..., Response])
-
-
-class Deliverer(Protocol):
-    def deliver(self, request: EventRequest, deadline: Deadline, lambda_context: Any = None) -> DeliveryOutcome: ...
 
 
 def json_response(body: dict[str, Any], status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -68,115 +54,3 @@ def http_errors(view: View) -> View:
 
 def health() -> Response:
     return json_response({"status": "ok", "version": __version__})
-
-
-def outcome_response(outcome: DeliveryOutcome) -> Response:
-    body: dict[str, Any]
-    if outcome.status == "queued":
-        body = {"status": "queued", "eventId": outcome.event_id, "accountCode": outcome.account_code}
-        status = 202
-    elif outcome.status == "delivered":
-        body = {
-            "status": "delivered",
-            "eventId": outcome.event_id,
-            "accountCode": outcome.account_code,
-            "upstreamStatus": outcome.upstream_status,
-        }
-        status = 200
-    else:
-        body = {
-            "error": "rejected_by_rokt",
-            "message": f"Rokt refused the event with HTTP {outcome.upstream_status}; see upstreamBody",
-            "eventId": outcome.event_id,
-            "accountCode": outcome.account_code,
-            "upstreamStatus": outcome.upstream_status,
-            "upstreamBody": outcome.upstream_body,
-        }
-        status = 422
-    if outcome.duplicate:
-        body["duplicate"] = True
-    return json_response(body, status)
-
-
-class WebhookEndpoint:
-    """Authenticate → decode → validate → (dry-run | deliver exactly once) → answer, with a summary."""
-
-    def __init__(
-        self,
-        authenticator: WebhookAuthenticator,
-        service: DeliveryService,
-        deliverer: Deliverer,
-        budget_seconds: float,
-        *,
-        signatures: SignatureVerifier | None = None,
-        tracer: Tracer | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._tracer = tracer
-        self._authenticator = authenticator
-        self._signatures = signatures
-        self._service = service
-        self._deliverer = deliverer
-        self._budget = budget_seconds
-        self._clock = clock
-
-    def handle(self, action: Action, account_code: str, request: Request) -> Response:
-        if self._tracer is None:
-            return self._handle(action, account_code, request)
-        with self._tracer.provider.in_subsegment(f"## webhook {action.value}"):
-            response = self._handle(action, account_code, request)
-            self._tracer.put_annotation("route", action.value)
-            self._tracer.put_annotation("status", str(response.status_code))
-            return response
-
-    def _handle(self, action: Action, account_code: str, request: Request) -> Response:
-        started = self._clock()
-        summary: dict[str, Any] = {"route": action.value, "accountCode": account_code[:64]}
-        try:
-            response = self._process(action, account_code, request, summary)
-        except BridgeError as exc:
-            summary.update(outcome=exc.outcome, error=exc.code)
-            upstream_status = getattr(exc, "upstream_status", None)
-            if upstream_status is not None:
-                summary["upstreamStatus"] = upstream_status
-            response = error_response(exc)
-        summary["status"] = response.status_code
-        summary["latencyMs"] = round((self._clock() - started) * 1000, 1)
-        record_outcome("webhook handled", summary)
-        return response
-
-    def _process(self, action: Action, account_code: str, request: Request, summary: dict[str, Any]) -> Response:
-        self._authenticator.authenticate(request.headers.get("authorization"))
-        raw = request.raw_body
-        event_request = parse_request(
-            action, account_code, decode_body(raw.encode("utf-8") if isinstance(raw, str) else raw)
-        )
-        summary["eventId"] = event_request.event_id
-        if self._signatures is not None:
-            self._signatures.verify(request.headers, event_request.event_id)
-        if event_request.unknown_fields:
-            summary["unknownFields"] = list(event_request.unknown_fields)
-        if _is_dry_run(request):
-            summary["outcome"] = "dry_run"
-            plan = self._service.preview(event_request)
-            return json_response({"status": "dry_run", "upstreamRequest": plan.to_dict()})
-        outcome = self._deliverer.deliver(event_request, self._deadline(request), request.lambda_context)
-        summary["outcome"] = "duplicate" if outcome.duplicate else outcome.status
-        if outcome.reached_rokt:
-            summary["upstreamStatus"] = outcome.upstream_status
-            if not outcome.duplicate:
-                summary.update(attempts=outcome.attempts, upstreamLatencyMs=outcome.upstream_ms)
-        return outcome_response(outcome)
-
-    def _deadline(self, request: Request) -> Deadline:
-        seconds = self._budget
-        context = request.lambda_context
-        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
-        if callable(remaining_ms):
-            seconds = min(seconds, remaining_ms() / 1000 - LAMBDA_SAFETY_MARGIN_SECONDS)
-        return Deadline(seconds, clock=self._clock)
-
-
-def _is_dry_run(request: Request) -> bool:
-    params: Mapping[str, str] = request.query_params or {}
-    return str(params.get("dryRun", "")).lower() in ("true", "1")

@@ -19,15 +19,15 @@ from aws_lambda_powertools.utilities.parameters import SSMProvider
 from botocore.config import Config
 
 from chalicelib.auth import SignatureVerifier, WebhookAuthenticator
-from chalicelib.idempotency import INTAKE_KEY_PREFIX, IdempotentDeliverer
+from chalicelib.delivery.endpoint import WebhookEndpoint
+from chalicelib.delivery.idempotency import INTAKE_KEY_PREFIX, IdempotentDeliverer
+from chalicelib.delivery.queue import DeliveryQueue, QueueConsumer
+from chalicelib.delivery.service import DeliveryService
 from chalicelib.observability import count_token_refresh
-from chalicelib.queue import DeliveryQueue, QueueConsumer
-from chalicelib.rokt.client import RoktCalendarClient
+from chalicelib.rokt.events import RoktCalendarClient
 from chalicelib.rokt.tokens import TokenEndpoint, TokenProvider
 from chalicelib.secrets import SecretStore
-from chalicelib.service import DeliveryService
 from chalicelib.settings import CONNECT_TIMEOUT_SECONDS, Settings
-from chalicelib.web import WebhookEndpoint
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_ssm.client import SSMClient
 
-    from chalicelib.web import Deliverer
+    from chalicelib.delivery.endpoint import Deliverer
 
 # Fail fast when AWS is unreachable so the answer (503) still beats API Gateway's 29 s.
 AWS_CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=4, retries={"mode": "standard", "total_max_attempts": 3})

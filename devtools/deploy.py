@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, MAX_RECEIVES
+from chalicelib.delivery.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, MAX_RECEIVES
 from devtools.project import PROJECT_DIR, stage_environment
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, MAX_RECEIVES
+from chalicelib.delivery.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, MAX_RECEIVES
 from chalicelib.secrets import split_list
 from devtools.bootstrap import ensure_queues, ensure_table, put_secure
 from devtools.project import PROJECT_DIR, SAMPLE_BODY, stage_environment

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from chalice.local import LambdaContext
 
-from chalicelib.queue import DELIVERY_QUEUE_NAME
+from chalicelib.delivery.queue import DELIVERY_QUEUE_NAME
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence

@@ -1,4 +1,4 @@
-"""Regenerate chalicelib/data/windows_zones.json from the CLDR windowsZones table tzlocal carries.
+"""Regenerate chalicelib/delivery/data/windows_zones.json from the CLDR windowsZones table tzlocal carries.
 
 The bridge ships the data as JSON so Lambda needs no extra package; run this after bumping tzlocal:
 ``python -m devtools.windows_zones``.
@@ -12,7 +12,7 @@ from typing import Any
 
 from tzlocal import windows_tz
 
-DATA_FILE = Path(__file__).resolve().parent.parent / "chalicelib" / "data" / "windows_zones.json"
+DATA_FILE = Path(__file__).resolve().parent.parent / "chalicelib" / "delivery" / "data" / "windows_zones.json"
 
 
 def cldr_table() -> dict[str, Any]:

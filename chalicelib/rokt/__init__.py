@@ -1,1 +1,1 @@
-"""Adapters for the Rokt Calendar API: the OAuth token provider and the events client."""
+"""Adapters for the Rokt Calendar API: the OAuth token provider, the events client, the subscriptions client."""

@@ -11,9 +11,9 @@ import requests
 from aws_lambda_powertools.utilities.parameters import SSMProvider
 
 from chalicelib.clock import Deadline
+from chalicelib.delivery.models import Action, EventRequest, parse_request
 from chalicelib.errors import RoktRejected
-from chalicelib.models import Action, EventRequest, parse_request
-from chalicelib.rokt.client import RoktCalendarClient, retry_after_seconds
+from chalicelib.rokt.events import RoktCalendarClient, retry_after_seconds
 from chalicelib.rokt.tokens import TokenEndpoint, TokenProvider
 from chalicelib.secrets import SecretStore
 from tests.conftest import PREFIX, Aws, Sandbox, seed_body

@@ -53,4 +53,4 @@ def test_chalice_package_merges_and_passes_cfn_lint(stage: str, tmp_path: Path):
     assert zipped.stat().st_size <= ZIP_BUDGET_BYTES
     names = zipfile.ZipFile(zipped).namelist()
     assert not any(n.startswith(("boto3/", "botocore/", "devtools/", "tests/")) for n in names)
-    assert "chalicelib/data/windows_zones.json" in names
+    assert "chalicelib/delivery/data/windows_zones.json" in names

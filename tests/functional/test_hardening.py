@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.auth import sign
-from chalicelib.models import KNOWN_EVENT_FIELDS
+from chalicelib.delivery.models import KNOWN_EVENT_FIELDS
 from tests.conftest import PREFIX, SECRET, SUBSCRIPTION, Aws, Sandbox, make_bridge, post, seed_body, serving
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 import app as bridge_app
-from chalicelib.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, backoff_seconds
+from chalicelib.delivery.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, backoff_seconds
 from devtools import ops
 from devtools.bootstrap import ensure_queues
 from devtools.queue_worker import sqs_event

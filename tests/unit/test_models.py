@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from chalicelib.delivery.models import MAX_BODY_BYTES, Action, EventRequest, decode_body, parse_request
 from chalicelib.errors import InvalidJson, PayloadTooLarge, TemplateDefect, ValidationFailed
-from chalicelib.models import MAX_BODY_BYTES, Action, EventRequest, decode_body, parse_request
 from tests.conftest import SUBSCRIPTION, seed_body
 
 

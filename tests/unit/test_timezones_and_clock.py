@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from tzlocal import windows_tz
 
-from chalicelib import timezones
 from chalicelib.clock import Deadline
+from chalicelib.delivery import timezones
 from chalicelib.errors import UpstreamTimeout
 from devtools.windows_zones import cldr_table
 

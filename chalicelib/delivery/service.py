@@ -16,14 +16,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from chalicelib.clock import Deadline
-    from chalicelib.models import EventRequest
-    from chalicelib.rokt.client import UpstreamRequest, UpstreamResult
+    from chalicelib.delivery.models import EventRequest
+    from chalicelib.rokt.events import EventCall, UpstreamRequest, UpstreamResult
 
 Status = Literal["delivered", "rejected", "queued"]
 
 
 class CalendarApi(Protocol):
-    def plan(self, request: EventRequest) -> UpstreamRequest: ...
+    def plan(self, request: EventCall) -> UpstreamRequest: ...
 
     def send(self, plan: UpstreamRequest, deadline: Deadline) -> UpstreamResult: ...
 

@@ -16,10 +16,10 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.clock import Deadline
+from chalicelib.delivery.models import EventRequest
+from chalicelib.delivery.service import DeliveryOutcome
 from chalicelib.errors import BridgeError, DependencyUnavailable
-from chalicelib.models import EventRequest
 from chalicelib.observability import logger, record_outcome
-from chalicelib.service import DeliveryOutcome
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from mypy_boto3_sqs.client import SQSClient
 
-    from chalicelib.web import Deliverer
+    from chalicelib.delivery.endpoint import Deliverer
 
 DELIVERY_QUEUE_NAME = "rokt-calendar-bridge-deliveries"
 DELIVERY_DLQ_NAME = "rokt-calendar-bridge-deliveries-dlq"

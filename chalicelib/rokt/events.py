@@ -10,14 +10,13 @@ from __future__ import annotations
 import email.utils
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
 import requests
 from urllib3.exceptions import NewConnectionError
 
 from chalicelib.errors import RateLimited, RoktRejected, UpstreamFailed, UpstreamTimeout
-from chalicelib.models import Action, EventRequest
 from chalicelib.observability import redact_emails
 
 if TYPE_CHECKING:
@@ -31,6 +30,28 @@ MAX_RETRY_AFTER_SECONDS = 3600
 MAX_IN_PROCESS_WAIT_SECONDS = 2.0
 BACKOFF_BASE_SECONDS = 0.25
 MAX_ERROR_BODY_CHARS = 2000
+
+
+Operation = Literal["create", "update", "delete"]
+
+
+class EventCall(Protocol):
+    """What a caller asks of Rokt's events API (the delivery flow's EventRequest is one)."""
+
+    @property
+    def operation(self) -> Operation: ...
+
+    @property
+    def account_code(self) -> str: ...
+
+    @property
+    def event_id(self) -> str: ...
+
+    @property
+    def event(self) -> Mapping[str, Any]: ...
+
+    @property
+    def subscription_ids(self) -> tuple[str, ...]: ...
 
 
 class TokenSource(Protocol):
@@ -58,12 +79,12 @@ class UpstreamResult:
     token_refreshed: bool = field(default=False)
 
 
-def event_path(request: EventRequest) -> str:
+def event_path(request: EventCall) -> str:
     """Rokt's path for ``request``, with every caller-supplied segment percent-encoded."""
     account = quote(request.account_code, safe="")
-    if request.action is Action.CREATE:
+    if request.operation == "create":
         return f"/v1/subscriptionevent/{account}"
-    if request.action is Action.UPDATE:
+    if request.operation == "update":
         return f"/v1/subscriptionevent/{account}/update"
     # Delete's exact path is unconfirmed in Rokt's public reference (see DOMAIN.md); change it here only.
     return f"/v1/subscriptionevent/{account}/{quote(request.event_id, safe='')}"
@@ -91,15 +112,15 @@ class RoktCalendarClient:
         self._update_shape = update_shape
         self._max_attempts = max_attempts
 
-    def plan(self, request: EventRequest) -> UpstreamRequest:
+    def plan(self, request: EventCall) -> UpstreamRequest:
         url = self._base_url + event_path(request)
-        if request.action is Action.CREATE:
+        if request.operation == "create":
             body: dict[str, Any] | None = {
                 "event": dict(request.event),
                 "subscriptionIds": list(request.subscription_ids),
             }
             return UpstreamRequest("POST", url, body)
-        if request.action is Action.UPDATE:
+        if request.operation == "update":
             event = dict(request.event)
             return UpstreamRequest("POST", url, event if self._update_shape == "flat" else {"event": event})
         return UpstreamRequest("DELETE", url, None)

@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from chalicelib import timezones
+from chalicelib.delivery import timezones
 from chalicelib.errors import FieldError, InvalidJson, PayloadTooLarge, TemplateDefect, ValidationFailed
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from chalicelib.rokt.events import Operation
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_ID_LENGTH = 256
@@ -61,6 +63,11 @@ class EventRequest:
     event: Mapping[str, Any]
     subscription_ids: tuple[str, ...] = ()
     unknown_fields: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def operation(self) -> Operation:
+        """The Rokt events operation this request asks for."""
+        return self.action.value
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -26,9 +26,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 
+from chalicelib.delivery.models import Action, EventRequest
+from chalicelib.delivery.service import DeliveryOutcome
 from chalicelib.errors import DependencyUnavailable, EventIdReused, InFlight
-from chalicelib.models import Action, EventRequest
-from chalicelib.service import DeliveryOutcome
 
 if TYPE_CHECKING:
     from collections.abc import Callable

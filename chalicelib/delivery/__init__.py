@@ -1,0 +1,1 @@
+"""Braze → Rokt: Braze webhooks become Rokt Calendar events, exactly once (direct or queued)."""

@@ -18,6 +18,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from devtools import capacity, deploy, ops
+from devtools.braze_sandbox import BrazeSandbox
 from devtools.localstack import LocalStack, Ports, sample_curl
 from devtools.project import PROJECT_DIR, stage_environment
 from devtools.queue_worker import serve
@@ -30,6 +31,18 @@ if TYPE_CHECKING:
 def _cmd_sandbox(args: argparse.Namespace) -> int:
     sandbox = RoktSandbox(host=args.host, port=args.port, token_ttl=args.token_ttl, verbose=args.verbose)
     print(f"Rokt sandbox on {sandbox.url} (token lifetime {args.token_ttl:g} s)", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with contextlib.suppress(KeyboardInterrupt):
+        sandbox.serve_forever()
+    return 0
+
+
+def _cmd_braze_sandbox(args: argparse.Namespace) -> int:
+    sandbox = BrazeSandbox(host=args.host, port=args.port, verbose=args.verbose)
+    if args.seed:
+        seeded = sandbox.state.seed(json.loads(Path(args.seed).read_text()))
+        print(f"seeded {seeded} profile(s) from {args.seed}", flush=True)
+    print(f"Braze sandbox on {sandbox.url} (REST key: {', '.join(sorted(sandbox.state.api_keys))})", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with contextlib.suppress(KeyboardInterrupt):
         sandbox.serve_forever()
@@ -176,6 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--token-ttl", type=float, default=300.0, help="token lifetime in seconds (default 300)")
     sandbox.add_argument("--verbose", action="store_true", help="log every request")
     sandbox.set_defaults(func=_cmd_sandbox)
+
+    braze = commands.add_parser("braze-sandbox", help="serve the local Braze REST API sandbox (/users/track)")
+    braze.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    braze.add_argument("--port", type=int, default=8082, help="port (default 8082)")
+    braze.add_argument(
+        "--seed", help="JSON file: a list of profiles (external_id, email, time_zone, custom attributes)"
+    )
+    braze.add_argument("--verbose", action="store_true", help="log every request")
+    braze.set_defaults(func=_cmd_braze_sandbox)
 
     run = commands.add_parser("run", help="start moto server, the sandbox and chalice local")
     run.add_argument("--port", type=int, default=8000, help="bridge port (default 8000)")

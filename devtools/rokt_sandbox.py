@@ -4,67 +4,34 @@ Behaves as Rokt documents it: client-credentials tokens that expire (300 s by de
 (401), JSON validation errors (400), 202 Accepted for events. It keeps what it received so a person
 can look: ``GET /_sandbox/events`` (JSON) and ``GET /_sandbox/calendar/<subscriptionId>.ics``.
 
-Misbehaviour only on request, through the control API under ``/_sandbox/`` (see ``Fault``).
+Subscriptions stand in for people pressing the calendar button (``POST /_sandbox/subscribe``); Rokt's
+``GET /v1/subscription/{id}`` reads them back, and every subscribe, unsubscribe, details update and
+calendar event added/removed is sent to the registered outbound webhooks (``devtools.rokt_outbound``).
+
+Misbehaviour only on request, through the control API under ``/_sandbox/`` (see ``httpkit.Fault``).
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import secrets
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tzlocal import windows_tz
 
+from devtools.httpkit import BackgroundServer, Fault, JsonHandler, LoopbackServer, take_fault, try_json
+from devtools.rokt_outbound import WebhookDispatcher
+from devtools.rokt_subscriptions import Subscriptions
+
 DEFAULT_CLIENTS = {"local-client-id": "local-client-secret"}
-MAX_FAULT_DELAY_SECONDS = 60.0
 REQUIRED_EVENT_FIELDS = ("eventId", "title", "start", "timezone")
-
-
-@dataclass
-class Fault:
-    """One injected misbehaviour: applies to the next ``count`` matching requests.
-
-    target: "token", "events" or "any"; status (with optional retry_after and body), delay
-    (seconds before answering) and drop (close the connection without answering) combine;
-    revoke invalidates every issued token first (the request then meets Rokt's own 401);
-    after lets that many matching requests through before the fault starts.
-    """
-
-    target: str = "events"
-    status: int | None = None
-    retry_after: str | None = None
-    body: Any = None
-    delay: float = 0.0
-    drop: bool = False
-    revoke: bool = False
-    after: int = 0
-    count: int = 1
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Fault:
-        fault = cls(
-            target=str(data.get("target", "events")),
-            status=int(data["status"]) if data.get("status") is not None else None,
-            retry_after=str(data["retryAfter"]) if data.get("retryAfter") is not None else None,
-            body=data.get("body"),
-            delay=min(float(data.get("delay", 0.0)), MAX_FAULT_DELAY_SECONDS),
-            drop=bool(data.get("drop", False)),
-            revoke=bool(data.get("revoke", False)),
-            after=int(data.get("after", 0)),
-            count=int(data.get("count", 1)),
-        )
-        if fault.target not in ("token", "events", "any"):
-            raise ValueError("target must be token, events or any")
-        return fault
+FAULT_TARGETS = ("events", "token", "subscriptions")
 
 
 @dataclass
@@ -94,6 +61,7 @@ class SandboxState:
         self.lock = threading.Lock()
         self.token_ttl = token_ttl
         self.clients = dict(clients)
+        self.webhooks = WebhookDispatcher()
         self.reset()
 
     def reset(self) -> None:
@@ -102,30 +70,16 @@ class SandboxState:
         self.faults: list[Fault] = []
         self.counts: Counter[str] = Counter()
         self.requests: list[dict[str, Any]] = []
+        self.subscriptions = Subscriptions(self.webhooks)
+        self.webhooks.reset()
 
     def take_fault(self, target: str) -> Fault | None:
         with self.lock:
-            for fault in self.faults:
-                if fault.target in (target, "any") and fault.count > 0:
-                    if fault.after > 0:
-                        fault.after -= 1
-                        return None
-                    fault.count -= 1
-                    if fault.count == 0:
-                        self.faults.remove(fault)
-                    return fault
-        return None
+            return take_fault(self.faults, target)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _SandboxServer
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out as separate writes; without this, Nagle + delayed ACK adds ~40 ms a call.
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
+class _Handler(JsonHandler):
+    server: LoopbackServer[SandboxState]
 
     @property
     def state(self) -> SandboxState:
@@ -144,69 +98,60 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         raw_segments = [s for s in parts.path.split("/") if s]
         segments = [unquote(s) for s in raw_segments]
-        body = self._read_body()
+        body = self.read_body()
         if segments and segments[0] == "_sandbox":
             self._control(method, segments[1:], body)
             return
-        target = "token" if segments == ["oauth2", "token"] else "events"
+        target = _target(segments)
         with self.state.lock:
             self.state.counts[f"{target}_requests"] += 1
             self.state.requests.append(
-                {"method": method, "path": parts.path, "rawSegments": raw_segments, "body": _try_json(body)}
+                {"method": method, "path": parts.path, "rawSegments": raw_segments, "body": try_json(body)}
             )
         fault = self.state.take_fault(target)
         if fault is not None:
             if fault.revoke:
                 with self.state.lock:
                     self.state.tokens.clear()
-            if fault.delay:
-                time.sleep(fault.delay)
-            if fault.drop:
-                self.close_connection = True
-                self.connection.close()
-                return
-            if fault.status is not None:
-                headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-                self._json(fault.status, fault.body or {"error": "injected_fault", "status": fault.status}, headers)
+            if self.apply_fault(fault):
                 return
         if target == "token" and method == "POST":
             self._token(body)
         elif len(segments) >= 2 and segments[0] == "v1" and segments[1] == "subscriptionevent":
             self._events(method, segments[2:], body)
+        elif len(segments) == 3 and segments[:2] == ["v1", "subscription"] and method == "GET":
+            self._subscription(segments[2])
         elif len(segments) == 6 and segments[0] == "v2" and segments[1] == "subscription" and method == "DELETE":
             self._unsubscribe_event(segments[2], segments[3], segments[5])
         else:
-            self._json(404, {"error": "not_found", "message": f"no route {method} {parts.path}"})
+            self.send_json(404, {"error": "not_found", "message": f"no route {method} {parts.path}"})
 
-    def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+    def _subscription(self, subscription_id: str) -> None:
+        if not self._authorized():
+            return
+        with self.state.lock:
+            found = self.state.subscriptions.get(subscription_id)
+            answer = found.to_api() if found else None
+        if answer is None:
+            self.send_json(404, {"error": "subscription_not_found", "subscriptionId": subscription_id})
+        else:
+            self.send_json(200, answer)
 
     def _token(self, body: bytes) -> None:
         form = parse_qs(body.decode("utf-8", "replace"))
         if form.get("grant_type") != ["client_credentials"]:
-            self._json(400, {"error": "unsupported_grant_type"})
+            self.send_json(400, {"error": "unsupported_grant_type"})
             return
         credentials = _basic_credentials(self.headers.get("Authorization"))
         with self.state.lock:
             known = credentials is not None and self.state.clients.get(credentials[0]) == credentials[1]
             if not known:
-                self._json(401, {"error": "invalid_client"})
+                self.send_json(401, {"error": "invalid_client"})
                 return
             token = secrets.token_urlsafe(24)
             self.state.tokens[token] = time.time() + self.state.token_ttl
             self.state.counts["tokens_issued"] += 1
-        self._json(200, {"access_token": token, "token_type": "Bearer", "expires_in": int(self.state.token_ttl)})
+        self.send_json(200, {"access_token": token, "token_type": "Bearer", "expires_in": int(self.state.token_ttl)})
 
     def _authorized(self) -> bool:
         header = self.headers.get("Authorization") or ""
@@ -214,7 +159,9 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             expires_at = self.state.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
         if expires_at is None or expires_at < time.time():
-            self._json(401, {"error": "invalid_token", "message": "the access token is missing, unknown or expired"})
+            self.send_json(
+                401, {"error": "invalid_token", "message": "the access token is missing, unknown or expired"}
+            )
             return False
         return True
 
@@ -228,10 +175,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif method == "DELETE" and len(rest) == 2:
             self._delete(rest[0], rest[1])
         else:
-            self._json(404, {"error": "not_found"})
+            self.send_json(404, {"error": "not_found"})
 
     def _create(self, account: str, body: bytes) -> None:
-        payload = _try_json(body)
+        payload = try_json(body)
         if not isinstance(payload, dict):
             payload = {}
         problems = _event_problems(payload.get("event"))
@@ -239,43 +186,47 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
             problems.append("subscriptionIds must be a non-empty list of ids")
         if problems:
-            self._json(400, {"error": "validation_error", "errors": problems})
+            self.send_json(400, {"error": "validation_error", "errors": problems})
             return
         event = payload["event"]
         with self.state.lock:
             stored = self.state.events.setdefault((account, event["eventId"]), StoredEvent(account, event))
+            ids = list(ids or ())
+            earlier = set() if stored.deleted or not stored.deliveries else set(stored.subscription_ids)
+            added = set(ids) - earlier
             stored.event, stored.deleted = event, False
-            stored.subscription_ids = sorted(set(stored.subscription_ids) | set(ids or ()))
+            stored.subscription_ids = sorted(set(stored.subscription_ids) | set(ids))
             stored.deliveries += 1
             self.state.counts["events_created"] += 1
-        self._json(202, {"status": "accepted"})
+            self.state.subscriptions.events_added(account, event, sorted(added))
+        self.send_json(202, {"status": "accepted"})
 
     def _update(self, account: str, body: bytes) -> None:
-        payload = _try_json(body)
+        payload = try_json(body)
         event: Any = payload.get("event") if isinstance(payload, dict) and "event" in payload else payload
         problems = _event_problems(event)
         if problems:
-            self._json(400, {"error": "validation_error", "errors": problems})
+            self.send_json(400, {"error": "validation_error", "errors": problems})
             return
         with self.state.lock:
             stored = self.state.events.get((account, event["eventId"]))
             if stored is None or stored.deleted:
-                self._json(404, {"error": "event_not_found", "eventId": event["eventId"]})
+                self.send_json(404, {"error": "event_not_found", "eventId": event["eventId"]})
                 return
             stored.event = event
             stored.updates += 1
             self.state.counts["events_updated"] += 1
-        self._json(202, {"status": "accepted"})
+        self.send_json(202, {"status": "accepted"})
 
     def _delete(self, account: str, event_id: str) -> None:
         with self.state.lock:
             stored = self.state.events.get((account, event_id))
             if stored is None or stored.deleted:
-                self._json(404, {"error": "event_not_found", "eventId": event_id})
+                self.send_json(404, {"error": "event_not_found", "eventId": event_id})
                 return
             stored.deleted = True
             self.state.counts["events_deleted"] += 1
-        self._json(202, {"status": "accepted"})
+        self.send_json(202, {"status": "accepted"})
 
     def _unsubscribe_event(self, account: str, subscription_id: str, event_id: str) -> None:
         if not self._authorized():
@@ -283,10 +234,11 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             stored = self.state.events.get((account, event_id))
             if stored is None or subscription_id not in stored.subscription_ids:
-                self._json(404, {"error": "event_not_found"})
+                self.send_json(404, {"error": "event_not_found"})
                 return
             stored.subscription_ids.remove(subscription_id)
-        self._json(202, {"status": "accepted"})
+            self.state.subscriptions.event_removed(account, subscription_id, event_id)
+        self.send_json(202, {"status": "accepted"})
 
     def _control(self, method: str, rest: list[str], body: bytes) -> None:
         """``/_sandbox/…``: inspect what was received and arm faults (never part of Rokt's API)."""
@@ -296,36 +248,30 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and rest[:1] == ["events"] and len(rest) <= 2:
             with self.state.lock:
                 events = [e.to_json() for e in self.state.events.values() if len(rest) == 1 or e.account == rest[1]]
-            self._json(200, events)
+            self.send_json(200, events)
             return
         action = _CONTROL_ACTIONS.get((method, "/".join(rest)))
         if action is None:
-            self._json(404, {"error": "not_found"})
+            self.send_json(404, {"error": "not_found"})
             return
         try:
             with self.state.lock:
-                status, payload = action(self.state, _try_json(body) or {})
+                status, payload = action(self.state, try_json(body) or {})
         except (KeyError, TypeError, ValueError) as exc:
             status, payload = 400, {"error": "bad_request", "message": str(exc)}
-        self._json(status, payload)
+        self.send_json(status, payload)
 
     def _calendar(self, subscription_id: str) -> None:
         with self.state.lock:
             events = [e for e in self.state.events.values() if subscription_id in e.subscription_ids and not e.deleted]
             text = to_icalendar(subscription_id, events)
-        data = text.encode("utf-8")
-        self.send_response(200)
-        self.send_header("Content-Type", "text/calendar; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_bytes(200, text.encode("utf-8"), "text/calendar; charset=utf-8")
 
 
-def _try_json(body: bytes) -> Any:
-    try:
-        return json.loads(body) if body else None
-    except ValueError:
-        return None
+def _target(segments: list[str]) -> str:
+    if segments == ["oauth2", "token"]:
+        return "token"
+    return "subscriptions" if segments[:2] == ["v1", "subscription"] else "events"
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:
@@ -416,7 +362,7 @@ def _stats(state: SandboxState, _: dict[str, Any]) -> tuple[int, Any]:
 
 
 def _arm_fault(state: SandboxState, data: dict[str, Any]) -> tuple[int, Any]:
-    state.faults.append(Fault.from_json(data))
+    state.faults.append(Fault.from_json(data, FAULT_TARGETS))
     return 201, {"status": "armed"}
 
 
@@ -440,6 +386,23 @@ def _configure(state: SandboxState, data: dict[str, Any]) -> tuple[int, Any]:
         state.token_ttl = float(data["tokenTtl"])
     if "clients" in data:
         state.clients = {str(k): str(v) for k, v in dict(data["clients"]).items()}
+    if "detailsUpdatedType" in data:
+        state.subscriptions.details_updated_type = str(data["detailsUpdatedType"])
+    return 200, {"status": "configured"}
+
+
+def _register_webhook(state: SandboxState, data: dict[str, Any]) -> tuple[int, Any]:
+    endpoint = state.webhooks.register(str(data["url"]), list(data.get("eventTypes") or []))
+    return 201, endpoint.to_json()
+
+
+def _hold_webhooks(state: SandboxState, _: dict[str, Any]) -> tuple[int, Any]:
+    state.webhooks.hold = True
+    return 200, {"status": "holding"}
+
+
+def _configure_webhooks(state: SandboxState, data: dict[str, Any]) -> tuple[int, Any]:
+    state.webhooks.configure(data)
     return 200, {"status": "configured"}
 
 
@@ -452,26 +415,31 @@ _CONTROL_ACTIONS: dict[tuple[str, str], ControlAction] = {
     ("POST", "revoke-tokens"): _revoke_tokens,
     ("POST", "reset"): _reset,
     ("POST", "config"): _configure,
+    # people pressing the calendar button, changing preferences, unsubscribing
+    ("POST", "subscribe"): lambda state, data: (201, state.subscriptions.subscribe(data).to_api()),
+    ("POST", "unsubscribe"): lambda state, data: (200, state.subscriptions.unsubscribe(data).to_api()),
+    ("POST", "subscriptions/update"): lambda state, data: (200, state.subscriptions.update(data).to_api()),
+    ("GET", "subscriptions"): lambda state, _: (200, [s.to_api() for s in state.subscriptions.all()]),
+    # Rokt's outbound webhooks (v2)
+    ("POST", "webhooks"): _register_webhook,
+    ("GET", "webhooks"): lambda state, _: (200, [e.to_json() for e in state.webhooks.endpoints.values()]),
+    ("GET", "webhooks/sent"): lambda state, _: (200, list(state.webhooks.sent.values())),
+    ("GET", "webhooks/idle"): lambda state, _: (200, {"idle": state.webhooks.idle()}),
+    ("POST", "webhooks/test"): lambda state, _: (200, state.webhooks.emit("Test", state.subscriptions.test_details())),
+    ("POST", "webhooks/redeliver"): lambda state, data: (
+        200,
+        {"endpoints": state.webhooks.redeliver(str(data["eventId"]))},
+    ),
+    ("POST", "webhooks/hold"): _hold_webhooks,
+    ("POST", "webhooks/release"): lambda state, data: (
+        200,
+        {"released": state.webhooks.release(str(data.get("order", "reverse")))},
+    ),
+    ("POST", "webhooks/config"): _configure_webhooks,
 }
 
 
-class _SandboxServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], state: SandboxState, verbose: bool) -> None:
-        super().__init__(address, _Handler)
-        self.state = state
-        self.verbose = verbose
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up (timeout, dropped connection) is expected here, not an error."""
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            return
-        super().handle_error(request, client_address)
-
-
-class RoktSandbox:
+class RoktSandbox(BackgroundServer[SandboxState]):
     """Run the sandbox in a background thread: ``with RoktSandbox() as sandbox: sandbox.url``."""
 
     def __init__(
@@ -482,28 +450,9 @@ class RoktSandbox:
         clients: dict[str, str] | None = None,
         verbose: bool = False,
     ) -> None:
-        self.state = SandboxState(token_ttl, clients or DEFAULT_CLIENTS)
-        self._host = host
-        self._server = _SandboxServer((host, port), self.state, verbose)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="rokt-sandbox", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self._host}:{self._server.server_address[1]}"
-
-    def start(self) -> RoktSandbox:
-        self._thread.start()
-        return self
+        state = SandboxState(token_ttl, clients or DEFAULT_CLIENTS)
+        super().__init__(LoopbackServer((host, port), _Handler, state, verbose), "rokt-sandbox")
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
-
-    def __enter__(self) -> RoktSandbox:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.state.webhooks.stop()
+        super().stop()

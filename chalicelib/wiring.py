@@ -26,6 +26,7 @@ from chalicelib.delivery.service import DeliveryService
 from chalicelib.observability import count_token_refresh
 from chalicelib.rokt.events import RoktCalendarClient
 from chalicelib.rokt.tokens import TokenEndpoint, TokenProvider
+from chalicelib.rokt.transport import RoktTransport
 from chalicelib.secrets import SecretStore
 from chalicelib.settings import CONNECT_TIMEOUT_SECONDS, Settings
 
@@ -68,14 +69,14 @@ def build_bridge(
         clock=clock,
         on_refresh=count_token_refresh,
     )
-    rokt = RoktCalendarClient(
+    transport = RoktTransport(
         settings.rokt_api_url,
         tokens,
         session,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         read_timeout=settings.rokt_timeout_seconds,
-        update_shape=settings.update_body_shape,
     )
+    rokt = RoktCalendarClient(transport, update_shape=settings.update_body_shape)
     service = DeliveryService(rokt)
     deliverer = IdempotentDeliverer(
         service.deliver, _persistence(settings, dynamodb_client), settings.idempotency_ttl_seconds

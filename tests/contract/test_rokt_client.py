@@ -13,8 +13,9 @@ from aws_lambda_powertools.utilities.parameters import SSMProvider
 from chalicelib.clock import Deadline
 from chalicelib.delivery.models import Action, EventRequest, parse_request
 from chalicelib.errors import RoktRejected
-from chalicelib.rokt.events import RoktCalendarClient, retry_after_seconds
+from chalicelib.rokt.events import RoktCalendarClient
 from chalicelib.rokt.tokens import TokenEndpoint, TokenProvider
+from chalicelib.rokt.transport import RoktTransport, retry_after_seconds
 from chalicelib.secrets import SecretStore
 from tests.conftest import PREFIX, Aws, Sandbox, seed_body
 
@@ -34,7 +35,8 @@ def provider(sandbox: Sandbox, aws: Aws, clock: Clock, jitter_draw: float = 0.5)
 
 
 def client_for(sandbox: Sandbox, tokens: TokenProvider, **kwargs: Any) -> RoktCalendarClient:
-    return RoktCalendarClient(sandbox.url, tokens, requests.Session(), connect_timeout=1, read_timeout=2, **kwargs)
+    transport = RoktTransport(sandbox.url, tokens, requests.Session(), connect_timeout=1, read_timeout=2)
+    return RoktCalendarClient(transport, **kwargs)
 
 
 def deadline() -> Deadline:

@@ -19,7 +19,9 @@ from chalicelib.clock import Deadline
 from chalicelib.delivery.models import EventRequest
 from chalicelib.delivery.service import DeliveryOutcome
 from chalicelib.errors import BridgeError, DependencyUnavailable
-from chalicelib.observability import logger, record_outcome
+from chalicelib.observability import record_outcome
+from chalicelib.sqs import QueueRecords
+from chalicelib.sqs import backoff_seconds as sqs_backoff
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -71,9 +73,7 @@ class DeliveryQueue:
 
 def backoff_seconds(receive_count: int, retry_after: int | None) -> int:
     """Visibility delay before the next attempt: Retry-After if Rokt gave one, else exponential."""
-    if retry_after is None:
-        retry_after = BASE_BACKOFF_SECONDS * 2 ** max(receive_count - 1, 0)
-    return int(min(max(retry_after, 1), MAX_BACKOFF_SECONDS))
+    return sqs_backoff(receive_count, retry_after, BASE_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
 
 
 class QueueConsumer:
@@ -87,8 +87,7 @@ class QueueConsumer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._deliverer = deliverer
-        self._sqs = sqs
-        self._queue_urls: dict[str, str] = {}
+        self._records = QueueRecords(sqs)
         self._budget = budget_seconds
         self._clock = clock
         self._context: Any = None
@@ -116,7 +115,7 @@ class QueueConsumer:
             summary.update(outcome=exc.outcome, error=exc.code)
             if exc.outcome != "retryable_failure":
                 return  # definitive (e.g. eventId reused): another attempt would get the same answer
-            self._delay(record, backoff_seconds(receives, getattr(exc, "retry_after", None)))
+            self._records.delay(record, backoff_seconds(receives, getattr(exc, "retry_after", None)))
             raise
         except (ValueError, KeyError, TypeError) as exc:
             summary.update(outcome="invalid", error="unreadable_message")
@@ -124,23 +123,3 @@ class QueueConsumer:
         finally:
             summary["latencyMs"] = round((self._clock() - started) * 1000, 1)
             record_outcome("queued webhook handled", summary)
-
-    def _delay(self, record: SQSRecord, seconds: int) -> None:
-        try:
-            self._sqs.change_message_visibility(
-                QueueUrl=self._queue_url(record.event_source_arn),
-                ReceiptHandle=record.receipt_handle,
-                VisibilityTimeout=seconds,
-            )
-        except (BotoCoreError, ClientError, ValueError):
-            logger.warning("could not delay a failed message; SQS retries it after the default visibility timeout")
-
-    def _queue_url(self, arn: str) -> str:
-        """The URL of the queue a record came from (``arn:aws:sqs:<region>:<account>:<name>``)."""
-        if arn not in self._queue_urls:
-            parts = arn.split(":")
-            if len(parts) != 6 or parts[2] != "sqs":
-                raise ValueError(f"not an SQS queue ARN: {arn!r}")
-            answer = self._sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])
-            self._queue_urls[arn] = answer["QueueUrl"]
-        return self._queue_urls[arn]

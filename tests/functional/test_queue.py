@@ -131,7 +131,7 @@ def test_rate_limited_message_waits_for_retry_after(queued, queues: Queues, sand
     sandbox.fault(status=429, retryAfter="120")
     delays: list[int] = []
     bridge = bridge_app.bridge()
-    sqs = bridge.consumer()._sqs  # the consumer's own client: record what it asks SQS to do
+    sqs = bridge.consumer()._records._sqs  # the consumer's own client: record what it asks SQS to do
     sqs.meta.events.register(
         "provide-client-params.sqs.ChangeMessageVisibility",
         lambda params, **_: delays.append(params["VisibilityTimeout"]),

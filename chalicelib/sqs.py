@@ -1,0 +1,84 @@
+"""What a queue consumer does to SQS records besides reporting them failed: push a record's next
+attempt out (visibility), or move it to its queue's dead-letter queue with a reason."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.observability import logger
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from mypy_boto3_sqs.client import SQSClient
+
+MAX_VISIBILITY_SECONDS = 43_200  # SQS's own ceiling (12 h)
+DEAD_LETTER_REASON = "deadLetterReason"
+
+
+def backoff_seconds(receive_count: int, retry_after: int | None, base: int, cap: int) -> int:
+    """Visibility delay before the next attempt: the upstream's Retry-After if given, else exponential."""
+    if retry_after is None:
+        retry_after = base * 2 ** max(receive_count - 1, 0)
+    return int(min(max(retry_after, 1), cap, MAX_VISIBILITY_SECONDS))
+
+
+class QueueRecords:
+    """SQS operations on received records; queue URLs are looked up once per container."""
+
+    def __init__(self, sqs: SQSClient) -> None:
+        self._sqs = sqs
+        self._urls: dict[str, str] = {}
+        self._dead_letter_urls: dict[str, str] = {}
+
+    def delay(self, record: SQSRecord, seconds: int) -> None:
+        """Make ``record`` visible again only after ``seconds``; failing that, SQS's default applies."""
+        try:
+            self._sqs.change_message_visibility(
+                QueueUrl=self.queue_url(record.event_source_arn),
+                ReceiptHandle=record.receipt_handle,
+                VisibilityTimeout=seconds,
+            )
+        except (BotoCoreError, ClientError, ValueError):
+            logger.warning("could not delay a failed message; SQS retries it after the default visibility timeout")
+
+    def dead_letter(self, record: SQSRecord, reason: str) -> bool:
+        """Copy ``record`` to its queue's DLQ with ``reason``; False if that failed (retry instead)."""
+        try:
+            attributes: dict[str, Any] = {
+                name: {"DataType": value.get("dataType", "String"), "StringValue": value["stringValue"]}
+                for name, value in (record.raw_event.get("messageAttributes") or {}).items()
+                if value.get("stringValue") is not None
+            }
+            attributes[DEAD_LETTER_REASON] = {"DataType": "String", "StringValue": reason[:1000]}
+            self._sqs.send_message(
+                QueueUrl=self._dead_letter_url(record.event_source_arn),
+                MessageBody=record.body,
+                MessageAttributes=attributes,
+            )
+        except (BotoCoreError, ClientError, ValueError, KeyError):
+            logger.warning("could not dead-letter a message; it stays on its queue", extra={"reason": reason})
+            return False
+        return True
+
+    def queue_url(self, arn: str) -> str:
+        """The URL of the queue a record came from (``arn:aws:sqs:<region>:<account>:<name>``)."""
+        if arn not in self._urls:
+            parts = arn.split(":")
+            if len(parts) != 6 or parts[2] != "sqs":
+                raise ValueError(f"not an SQS queue ARN: {arn!r}")
+            answer = self._sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])
+            self._urls[arn] = answer["QueueUrl"]
+        return self._urls[arn]
+
+    def _dead_letter_url(self, arn: str) -> str:
+        """The DLQ named by the source queue's redrive policy: one source of truth, no extra setting."""
+        if arn not in self._dead_letter_urls:
+            attributes = self._sqs.get_queue_attributes(
+                QueueUrl=self.queue_url(arn), AttributeNames=["RedrivePolicy"]
+            ).get("Attributes", {})
+            target = json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"]
+            self._dead_letter_urls[arn] = self.queue_url(target)
+        return self._dead_letter_urls[arn]

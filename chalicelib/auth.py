@@ -1,4 +1,5 @@
-"""Who may call the bridge: Braze, presenting one of the webhook secrets kept in SSM."""
+"""Who may call the bridge: Braze, presenting one of the webhook secrets kept in SSM, and Rokt,
+whose webhook URLs carry one of the tokens kept in SSM (Rokt signs nothing)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from typing import TYPE_CHECKING
 
 from chalicelib.errors import Unauthorized
 from chalicelib.observability import logger
-from chalicelib.secrets import WEBHOOK_SECRETS, WEBHOOK_SIGNING_KEYS, SecretStore, split_list
+from chalicelib.secrets import (
+    ROKT_WEBHOOK_TOKENS,
+    WEBHOOK_SECRETS,
+    WEBHOOK_SIGNING_KEYS,
+    SecretStore,
+    split_list,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -34,17 +41,40 @@ class WebhookAuthenticator:
         presented = bearer_token(authorization)
         if presented is None:
             raise Unauthorized()
-        accepted = self._accepted()
+        accepted = split_list(self._store.get(WEBHOOK_SECRETS, max_age=self._max_age))
         if not accepted:
             logger.error("no webhook secret is configured in SSM; every webhook is refused")
-        matched = False
-        for secret in accepted:
-            matched |= hmac.compare_digest(secret.encode("utf-8"), presented.encode("utf-8"))
-        if not matched:
+        if not matches_any(presented, accepted):
             raise Unauthorized()
 
-    def _accepted(self) -> list[str]:
-        return split_list(self._store.get(WEBHOOK_SECRETS, max_age=self._max_age))
+
+class PathTokenAuthenticator:
+    """Checks the ``{token}`` of ``/rokt/webhooks/{token}`` against the SSM list, in constant time.
+
+    Rokt's webhooks carry no signature or header we could check; the registered URL is the secret.
+    The token is never logged: callers log the route template, not the path.
+    """
+
+    def __init__(self, store: SecretStore, max_age: int) -> None:
+        self._store = store
+        self._max_age = max_age
+
+    def authenticate(self, token: str) -> None:
+        if not token or not token.isascii():
+            raise Unauthorized("unknown webhook token")
+        accepted = split_list(self._store.get(ROKT_WEBHOOK_TOKENS, max_age=self._max_age))
+        if not accepted:
+            logger.error("no Rokt webhook token is configured in SSM; every Rokt webhook is refused")
+        if not matches_any(token, accepted):
+            raise Unauthorized("unknown webhook token")
+
+
+def matches_any(presented: str, accepted: list[str]) -> bool:
+    """True if ``presented`` equals one of ``accepted``; every comparison runs, each in constant time."""
+    matched = False
+    for candidate in accepted:
+        matched |= hmac.compare_digest(candidate.encode("utf-8"), presented.encode("utf-8"))
+    return matched
 
 
 class SignatureVerifier:

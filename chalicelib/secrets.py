@@ -23,6 +23,8 @@ WEBHOOK_SIGNING_KEYS = "webhook-signing-keys"
 ROKT_CLIENT_ID = "rokt/client-id"
 ROKT_CLIENT_SECRET = "rokt/client-secret"
 ROKT_ACCESS_TOKEN = "rokt/access-token"
+ROKT_WEBHOOK_TOKENS = "rokt-webhook-tokens"
+BRAZE_API_KEY = "braze/api-key"
 
 
 def split_list(raw: str) -> list[str]:

@@ -23,6 +23,7 @@ API_GATEWAY_LIMIT_SECONDS = 29.0
 
 UpdateShape = Literal["wrapped", "flat"]
 DeliveryMode = Literal["direct", "queued"]
+IdentityFallback = Literal["email", "none"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,14 @@ class Settings:
     webhook_secrets_max_age_seconds: int = 60
     require_signature: bool = False
     tracing: bool = False
+    braze_rest_endpoint: str | None = None
+    braze_identity_fallback: IdentityFallback = "email"
+    sync_queue_url: str | None = None
+
+    @property
+    def sync_configured(self) -> bool:
+        """Rokt → Braze needs both; without them the sync route answers 503 and delivery is unaffected."""
+        return bool(self.braze_rest_endpoint and self.sync_queue_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -73,6 +82,10 @@ class Settings:
         tracing = _choice(environ, "BRIDGE_TRACING", ("off", "xray"), problems)
         if tracing == "xray" and importlib.util.find_spec("aws_xray_sdk") is None:
             problems.append("BRIDGE_TRACING=xray needs aws-xray-sdk in the package (requirements.txt or a layer)")
+        braze = (environ.get("BRAZE_REST_ENDPOINT") or "").strip().rstrip("/") or None
+        if braze is not None and not _is_acceptable_api_url(braze):
+            problems.append("BRAZE_REST_ENDPOINT must be an https:// URL (plain http only on loopback)")
+        fallback = _choice(environ, "BRAZE_IDENTITY_FALLBACK", ("email", "none"), problems)
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -88,6 +101,9 @@ class Settings:
             update_body_shape=shape,  # type: ignore[arg-type]
             require_signature=signature == "required",
             tracing=tracing == "xray",
+            braze_rest_endpoint=braze,
+            braze_identity_fallback=fallback,  # type: ignore[arg-type]
+            sync_queue_url=(environ.get("SYNC_QUEUE_URL") or "").strip() or None,
         )
 
 

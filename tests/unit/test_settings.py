@@ -18,6 +18,20 @@ def test_settings_defaults_follow_the_contract():
     assert settings.update_body_shape == "wrapped"
 
 
+def test_sync_settings_are_optional_and_validated():
+    assert not Settings.from_env(MINIMAL).sync_configured
+    settings = Settings.from_env(
+        {**MINIMAL, "BRAZE_REST_ENDPOINT": "https://rest.iad-01.braze.com/", "SYNC_QUEUE_URL": "https://sqs/q"}
+    )
+    assert settings.sync_configured
+    assert settings.braze_rest_endpoint == "https://rest.iad-01.braze.com"
+    assert settings.braze_identity_fallback == "email"
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**MINIMAL, "BRAZE_REST_ENDPOINT": "http://rest.example", "BRAZE_IDENTITY_FALLBACK": "x"})
+    assert "BRAZE_REST_ENDPOINT" in str(caught.value)
+    assert "BRAZE_IDENTITY_FALLBACK" in str(caught.value)
+
+
 def test_settings_reports_every_problem_at_once():
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(

@@ -14,6 +14,7 @@ from chalicelib.delivery.models import Action
 from chalicelib.delivery.queue import BATCH_SIZE, DELIVERY_QUEUE_NAME, MAX_CONCURRENCY
 from chalicelib.observability import flush_metrics, logger
 from chalicelib.settings import Settings
+from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_BATCH_WINDOW_SECONDS, SYNC_QUEUE_NAME
 from chalicelib.web import health, http_errors
 from chalicelib.wiring import Bridge, build_bridge
 
@@ -98,8 +99,21 @@ def delete_event(account_code: str) -> Response:
     return bridge().webhooks.handle(Action.DELETE, account_code, _request())
 
 
+@app.route("/rokt/webhooks/{token}", methods=["POST"])
+@http_errors
+def rokt_webhook(token: str) -> Response:
+    return bridge().rokt_webhooks.handle(token, _request())
+
+
 # Chalice resolves the queue by name in the deploying account and region (one queue per stage:
 # deploy stages to separate accounts or regions when using queued mode). See README "Queued mode".
 @app.on_sqs_message(queue=DELIVERY_QUEUE_NAME, batch_size=BATCH_SIZE, maximum_concurrency=MAX_CONCURRENCY)
 def deliver_queued(event: SQSEvent) -> dict[str, Any]:
     return bridge().consumer().handle(event.to_dict(), event.context)
+
+
+@app.on_sqs_message(
+    queue=SYNC_QUEUE_NAME, batch_size=SYNC_BATCH_SIZE, maximum_batching_window_in_seconds=SYNC_BATCH_WINDOW_SECONDS
+)
+def sync_subscribers(event: SQSEvent) -> dict[str, Any]:
+    return bridge().sync_consumer().handle(event.to_dict(), event.context)

@@ -41,6 +41,11 @@ def flush_metrics() -> None:
         metrics.clear_metrics()
 
 
+def count(name: str, value: int = 1) -> None:
+    """One more of something operators watch (e.g. ``BrazeCalls``, ``SyncDeadLettered``)."""
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
 def count_token_refresh(source: str) -> None:
     """A container renewed its Rokt token: from Rokt itself (``oauth``) or another container (``ssm``)."""
     name = "TokenRefreshes" if source == "oauth" else "SharedTokenReuses"
@@ -57,6 +62,11 @@ OUTCOME_METRICS = {
     "retryable_failure": "RetryableFailures",
     "unauthorized": "Unauthorized",
     "dry_run": "DryRuns",
+    "accepted": "Accepted",
+    "ignored": "Ignored",
+    "synced": "Synced",
+    "skipped": "Skipped",
+    "dead_lettered": "DeadLettered",
     "error": "Errors",
 }
 

@@ -18,17 +18,25 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.parameters import SSMProvider
 from botocore.config import Config
 
-from chalicelib.auth import SignatureVerifier, WebhookAuthenticator
+from chalicelib.auth import PathTokenAuthenticator, SignatureVerifier, WebhookAuthenticator
+from chalicelib.braze.client import BrazeClient
 from chalicelib.delivery.endpoint import WebhookEndpoint
 from chalicelib.delivery.idempotency import INTAKE_KEY_PREFIX, IdempotentDeliverer
 from chalicelib.delivery.queue import DeliveryQueue, QueueConsumer
 from chalicelib.delivery.service import DeliveryService
+from chalicelib.errors import ConfigError
 from chalicelib.observability import count_token_refresh
 from chalicelib.rokt.events import RoktCalendarClient
+from chalicelib.rokt.subscriptions import RoktSubscriptionsClient
 from chalicelib.rokt.tokens import TokenEndpoint, TokenProvider
 from chalicelib.rokt.transport import RoktTransport
-from chalicelib.secrets import SecretStore
+from chalicelib.secrets import BRAZE_API_KEY, SecretStore
 from chalicelib.settings import CONNECT_TIMEOUT_SECONDS, Settings
+from chalicelib.sqs import QueueRecords
+from chalicelib.sync.consumer import SyncConsumer
+from chalicelib.sync.endpoint import BRAZE_KEY_MAX_AGE_SECONDS, RoktWebhookEndpoint
+from chalicelib.sync.queue import SyncQueue
+from chalicelib.sync.records import EventClaims, SyncLedger
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -40,6 +48,7 @@ if TYPE_CHECKING:
     from chalicelib.delivery.endpoint import Deliverer
 
 # Fail fast when AWS is unreachable so the answer (503) still beats API Gateway's 29 s.
+BRAZE_READ_TIMEOUT_SECONDS = 10.0
 AWS_CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=4, retries={"mode": "standard", "total_max_attempts": 3})
 
 
@@ -48,6 +57,8 @@ class Bridge:
     settings: Settings
     webhooks: WebhookEndpoint
     consumer: Callable[[], QueueConsumer]  # built on first use: only the SQS handler needs it
+    rokt_webhooks: RoktWebhookEndpoint
+    sync_consumer: Callable[[], SyncConsumer]  # likewise, only the sync queue's handler
 
 
 def build_bridge(
@@ -102,10 +113,37 @@ def build_bridge(
         # Tracer() loads the X-Ray SDK (~170 ms of cold start) and patches boto3 and requests: only on request.
         tracer=Tracer() if settings.tracing else None,
     )
+
+    def sync_consumer() -> SyncConsumer:
+        if not settings.sync_configured or settings.braze_rest_endpoint is None:
+            raise ConfigError(["BRAZE_REST_ENDPOINT and SYNC_QUEUE_URL are required to consume the sync queue"])
+        braze = BrazeClient(
+            settings.braze_rest_endpoint,
+            lambda force: store.get(BRAZE_API_KEY, BRAZE_KEY_MAX_AGE_SECONDS, force_fetch=force),
+            session,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            read_timeout=BRAZE_READ_TIMEOUT_SECONDS,
+        )
+        return SyncConsumer(
+            RoktSubscriptionsClient(transport),
+            braze,
+            EventClaims(_persistence(settings, dynamodb_client), settings.idempotency_ttl_seconds),
+            SyncLedger(dynamodb_client, settings.idempotency_table),
+            QueueRecords(sqs()),
+            fallback=settings.braze_identity_fallback,
+        )
+
+    sync_queue = (
+        SyncQueue(sqs(), settings.sync_queue_url) if settings.sync_configured and settings.sync_queue_url else None
+    )
     return Bridge(
         settings=settings,
         webhooks=webhooks,
         consumer=functools.cache(lambda: QueueConsumer(deliverer, sqs())),
+        rokt_webhooks=RoktWebhookEndpoint(
+            PathTokenAuthenticator(store, settings.webhook_secrets_max_age_seconds), store, sync_queue
+        ),
+        sync_consumer=functools.cache(sync_consumer),
     )
 
 

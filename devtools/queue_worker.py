@@ -1,6 +1,7 @@
-"""Feed the delivery queue to the bridge's SQS handler locally, as Lambda's event source mapping
-does with ReportBatchItemFailures: receive a batch, invoke ``app.deliver_queued``, delete only the
-records that did not fail. (``chalice local`` serves HTTP routes only.)"""
+"""Feed the bridge's queues to its SQS handlers locally, as Lambda's event source mapping does with
+ReportBatchItemFailures and a batching window: gather up to the batch size, invoke the handler
+(``app.deliver_queued``, ``app.sync_subscribers``), delete only the records that did not fail.
+(``chalice local`` serves HTTP routes only.)"""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import hashlib
 import importlib
 import os
 import sys
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from chalice.local import LambdaContext
 
-from chalicelib.delivery.queue import DELIVERY_QUEUE_NAME
+from chalicelib.delivery.queue import BATCH_SIZE
+from chalicelib.sync.queue import SYNC_BATCH_SIZE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -61,14 +65,8 @@ def poll_once(
     batch_size: int = 10,
     wait_seconds: int = 1,
 ) -> tuple[int, int]:
-    """One receive → invoke → delete cycle; returns (received, failed)."""
-    messages = sqs.receive_message(
-        QueueUrl=queue_url,
-        MaxNumberOfMessages=batch_size,
-        WaitTimeSeconds=wait_seconds,
-        AttributeNames=["All"],
-        MessageAttributeNames=["All"],
-    ).get("Messages", [])
+    """One gather → invoke → delete cycle; returns (received, failed)."""
+    messages = receive_batch(sqs, queue_url, batch_size, wait_seconds)
     if not messages:
         return 0, 0
     try:
@@ -85,8 +83,49 @@ def poll_once(
     return len(messages), len(failed)
 
 
+def receive_batch(sqs: SQSClient, queue_url: str, batch_size: int, wait_seconds: int = 1) -> list[MessageTypeDef]:
+    """Up to ``batch_size`` messages: SQS hands out 10 per call, Lambda's poller gathers more."""
+    messages: list[MessageTypeDef] = []
+    while len(messages) < batch_size:
+        received = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=min(10, batch_size - len(messages)),
+            WaitTimeSeconds=0 if messages else wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not received:
+            break
+        messages.extend(received)
+    return messages
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One queue and the SQS handler Lambda would invoke for it."""
+
+    handler_name: str
+    queue_url: str
+    queue_arn: str
+    batch_size: int
+
+
+def feeds(sqs: SQSClient, environment: Mapping[str, str]) -> list[Feed]:
+    """The stage's queues that are configured: delivery (queued mode or spill) and sync."""
+    wanted = [
+        ("deliver_queued", environment.get("DELIVERY_QUEUE_URL"), BATCH_SIZE),
+        ("sync_subscribers", environment.get("SYNC_QUEUE_URL"), SYNC_BATCH_SIZE),
+    ]
+    found = []
+    for handler_name, url, batch_size in wanted:
+        if url:
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            found.append(Feed(handler_name, url, arn, batch_size))
+    return found
+
+
 def serve(project_dir: str, stage: str, environment: Mapping[str, str]) -> None:
-    """Poll until interrupted, with the stage's environment, like the deployed SQS handler.
+    """Poll until interrupted, with the stage's environment, like the deployed SQS handlers.
 
     Start it with that environment already set (as ``LocalStack`` does) so Powertools sees its
     service name; it is applied again here for the AWS clients.
@@ -95,11 +134,22 @@ def serve(project_dir: str, stage: str, environment: Mapping[str, str]) -> None:
     sys.path.insert(0, project_dir)
     app = importlib.import_module("app")
     sqs = boto3.client("sqs")
-    queue_url = environment.get("DELIVERY_QUEUE_URL") or sqs.get_queue_url(QueueName=DELIVERY_QUEUE_NAME)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    print(f"queue worker: delivering from {queue_url}", flush=True)
+    queues = feeds(sqs, environment)
+    if not queues:
+        print("queue worker: no DELIVERY_QUEUE_URL or SYNC_QUEUE_URL configured; nothing to do", flush=True)
+        return
+    for feed in queues:
+        print(f"queue worker: {feed.handler_name} from {feed.queue_url}", flush=True)
     while True:
-        context = LambdaContext("deliver_queued", 512, max_runtime_ms=30_000)
-        received, failed = poll_once(sqs, queue_url, queue_arn, app.deliver_queued, context)
-        if received:
-            print(f"queue worker: {received - failed} delivered, {failed} to retry", flush=True)
+        busy = False
+        for feed in queues:
+            context = LambdaContext(feed.handler_name, 512, max_runtime_ms=30_000)
+            handler = getattr(app, feed.handler_name)
+            received, failed = poll_once(
+                sqs, feed.queue_url, feed.queue_arn, handler, context, batch_size=feed.batch_size, wait_seconds=0
+            )
+            if received:
+                busy = True
+                print(f"queue worker: {feed.handler_name}: {received - failed} done, {failed} to retry", flush=True)
+        if not busy:
+            time.sleep(0.3)

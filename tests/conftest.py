@@ -37,6 +37,7 @@ from chalicelib.observability import logger
 from chalicelib.settings import Settings
 from chalicelib.wiring import Bridge, build_bridge
 from devtools.bootstrap import ensure_table, put_secure
+from devtools.braze_sandbox import DEFAULT_API_KEYS, BrazeSandbox
 from devtools.localstack import free_port
 from devtools.project import SAMPLE_BODY
 from devtools.rokt_sandbox import DEFAULT_CLIENTS, RoktSandbox
@@ -53,6 +54,8 @@ TABLE = "rokt-calendar-bridge-test-idempotency"
 SECRET = "braze-secret-0123456789"
 CLIENT_ID, CLIENT_SECRET = next(iter(DEFAULT_CLIENTS.items()))
 SUBSCRIPTION = "06423672-b6ba-4536-aa36-70788a7a0a36"
+BRAZE_KEY = DEFAULT_API_KEYS[0]
+ROKT_TOKEN = "rokt-token-0123456789abcdef"
 
 
 def seed_body(event_id: str = "Event_0001_user42", **event: Any) -> dict[str, Any]:
@@ -97,6 +100,8 @@ def aws(moto_url: str) -> Aws:
     put_secure(ssm, f"{PREFIX}/rokt/client-id", CLIENT_ID, progress=lambda _: None)
     put_secure(ssm, f"{PREFIX}/rokt/client-secret", CLIENT_SECRET, progress=lambda _: None)
     put_secure(ssm, f"{PREFIX}/webhook-secrets", SECRET, progress=lambda _: None)
+    put_secure(ssm, f"{PREFIX}/braze/api-key", BRAZE_KEY, progress=lambda _: None)
+    put_secure(ssm, f"{PREFIX}/rokt-webhook-tokens", ROKT_TOKEN, progress=lambda _: None)
     return handle
 
 
@@ -145,6 +150,63 @@ class Sandbox:
 
     def configure(self, **config: Any) -> None:
         requests.post(f"{self.url}/_sandbox/config", json=config, timeout=5).raise_for_status()
+
+    def control(self, method: str, path: str, body: Any = None) -> Any:
+        answer = requests.request(method, f"{self.url}/_sandbox/{path}", json=body, timeout=5)
+        answer.raise_for_status()
+        return answer.json()
+
+    def subscribe(self, **fields: Any) -> str:
+        """A person subscribes (defaults: account brazetest, calendar sports, subscriber user42)."""
+        body = {"accountCode": "brazetest", "calendarCode": "sports", "subscriberId": "user42", **fields}
+        return str(self.control("POST", "subscribe", body)["subscriptionId"])
+
+    def unsubscribe(self, subscription_id: str) -> None:
+        self.control("POST", "unsubscribe", {"subscriptionId": subscription_id})
+
+    def sent_webhooks(self) -> list[dict[str, Any]]:
+        """Every webhook envelope Rokt emitted, oldest first."""
+        sent: list[dict[str, Any]] = self.control("GET", "webhooks/sent")
+        return sent
+
+
+class Braze:
+    """Test-side handle on the Braze sandbox, through its HTTP control API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def control(self, method: str, path: str, body: Any = None) -> Any:
+        answer = requests.request(method, f"{self.url}/_sandbox/{path}", json=body, timeout=5)
+        answer.raise_for_status()
+        return answer.json()
+
+    def users(self) -> list[dict[str, Any]]:
+        users: list[dict[str, Any]] = self.control("GET", "users")
+        return users
+
+    def user(self, external_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.control("GET", f"users/{external_id}")
+        return found
+
+    def track_calls(self) -> int:
+        return int(self.control("GET", "stats").get("track_requests", 0))
+
+    def fault(self, **fault: Any) -> None:
+        self.control("POST", "faults", fault)
+
+
+@pytest.fixture(scope="session")
+def braze_server() -> Iterator[BrazeSandbox]:
+    with BrazeSandbox() as server:
+        yield server
+
+
+@pytest.fixture
+def braze(braze_server: BrazeSandbox) -> Braze:
+    handle = Braze(braze_server.url)
+    handle.control("POST", "reset")
+    return handle
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""Rokt → Braze: Rokt Calendar's webhooks become ``rokt:*`` attributes and custom events in Braze."""

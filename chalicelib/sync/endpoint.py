@@ -1,0 +1,77 @@
+"""The sync flow's HTTP edge: ``POST /rokt/webhooks/{token}`` → validate → sync queue → 202.
+
+Rokt retries anything but a 2xx for about 30 minutes, so the route answers fast and only refuses
+(4xx) what can never succeed. The token is the secret: it is never logged, counted or answered —
+the summary line names the route template.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.errors import BridgeError, DependencyUnavailable
+from chalicelib.observability import logger, record_outcome
+from chalicelib.secrets import BRAZE_API_KEY
+from chalicelib.sync.envelope import decode, parse
+from chalicelib.web import error_response, json_response
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from chalice.app import Request, Response
+
+    from chalicelib.auth import PathTokenAuthenticator
+    from chalicelib.secrets import SecretStore
+    from chalicelib.sync.queue import SyncQueue
+
+ROUTE = "/rokt/webhooks/{token}"
+BRAZE_KEY_MAX_AGE_SECONDS = 300
+
+
+class RoktWebhookEndpoint:
+    def __init__(
+        self,
+        authenticator: PathTokenAuthenticator,
+        store: SecretStore,
+        queue: SyncQueue | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._authenticator = authenticator
+        self._store = store
+        self._queue = queue
+        self._clock = clock
+
+    def handle(self, token: str, request: Request) -> Response:
+        started = self._clock()
+        summary: dict[str, Any] = {"route": "rokt_webhook", "path": ROUTE}
+        try:
+            response = self._process(token, request, summary)
+        except BridgeError as exc:
+            summary.update(outcome=exc.outcome, error=exc.code)
+            response = error_response(exc)
+        summary["status"] = response.status_code
+        summary["latencyMs"] = round((self._clock() - started) * 1000, 1)
+        record_outcome("rokt webhook received", summary)
+        return response
+
+    def _process(self, token: str, request: Request, summary: dict[str, Any]) -> Response:
+        if self._queue is None:
+            raise DependencyUnavailable(
+                "Rokt → Braze sync is not configured here (BRAZE_REST_ENDPOINT and SYNC_QUEUE_URL)"
+            )
+        self._authenticator.authenticate(token)
+        raw = request.raw_body
+        body = decode(raw.encode("utf-8") if isinstance(raw, str) else raw)
+        webhook = parse(body)
+        summary.update(eventId=webhook.event_id, eventType=webhook.event_type)
+        if not webhook.used:
+            summary["outcome"] = "ignored"
+            logger.info("Rokt webhook type not synced; acknowledged", extra={"eventType": webhook.event_type[:64]})
+            return json_response({"status": "ignored", "eventId": webhook.event_id, "eventType": webhook.event_type})
+        # Without a Braze key nothing could ever be written: say so now, while Rokt still retries.
+        self._store.get(BRAZE_API_KEY, max_age=BRAZE_KEY_MAX_AGE_SECONDS)
+        self._queue.send(webhook, body)
+        summary["outcome"] = "accepted"
+        return json_response({"status": "accepted", "eventId": webhook.event_id}, 202)

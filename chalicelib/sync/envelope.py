@@ -1,0 +1,148 @@
+"""Rokt's webhook envelope (v2), read defensively against the inconsistencies of Rokt's own docs
+(``../shared/reading/rokt_webhooks.md`` §8): both spellings of ``SubscriptionDetailsUpdated``, the
+"Deleted" example that says ``SubscriptionEventRemoved``, ``calendarSubscriptionId`` at either level,
+and ``removedDateTimeUtc`` without a ``T`` or a zone."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.errors import FieldError, InvalidJson, PayloadTooLarge, ValidationFailed
+
+MAX_BODY_BYTES = 256 * 1024
+MAX_ID_LENGTH = 256
+SUBSCRIPTION_TYPES = frozenset({"Subscribe", "Unsubscribe", "SubscriptionDetailsUpdated"})
+CALENDAR_EVENT_TYPES = frozenset({"SubscriptionEventAdded", "SubscriptionEventRemoved"})
+USED_TYPES = SUBSCRIPTION_TYPES | CALENDAR_EVENT_TYPES
+_ALIASES = {"SubscriptionDetailsUpdate": "SubscriptionDetailsUpdated"}
+
+
+@dataclass(frozen=True)
+class Account:
+    code: str
+    id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class RoktWebhook:
+    """One Rokt webhook, normalized; ``used`` says whether the bridge writes anything for it."""
+
+    event_id: str
+    event_type: str
+    account: Account | None = None
+    subscription_id: str | None = None
+    calendar_event_id: str | None = None
+    calendar_event_title: str | None = None
+    removed_at: str | None = None  # ISO 8601 UTC
+
+    @property
+    def used(self) -> bool:
+        return self.event_type in USED_TYPES
+
+
+def decode(raw: bytes | None) -> Any:
+    """The body as JSON, or a 4xx error saying why it never will be."""
+    if not raw:
+        raise InvalidJson("the request body is empty; Rokt sends a JSON object")
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InvalidJson("the request body is not UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidJson(
+            f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    except (ValueError, RecursionError) as exc:  # a number too long to convert, or nesting too deep
+        raise InvalidJson(f"the request body cannot be read as a webhook ({type(exc).__name__})") from exc
+
+
+def parse(body: Any) -> RoktWebhook:
+    """Validate the envelope; for event types the bridge uses, everything it needs must be there."""
+    if not isinstance(body, dict):
+        raise ValidationFailed("the webhook must be a JSON object", [FieldError("", "expected an object")])
+    errors: list[FieldError] = []
+    event_id = _identifier(body.get("eventId"), "eventId", errors)
+    raw_type = body.get("eventType")
+    if not isinstance(raw_type, str) or not raw_type.strip():
+        errors.append(FieldError("eventType", "required, a string"))
+    if errors:
+        raise ValidationFailed("the webhook envelope is incomplete", errors)
+    details = body.get("eventDetails")
+    event_type = _ALIASES.get(str(raw_type).strip(), str(raw_type).strip())
+    if event_type == "SubscriptionEventRemoved" and not isinstance(_get(details, "subscription"), dict):
+        event_type = "SubscriptionEventDeleted"  # the docs' "Deleted" example carries the Removed type
+    if event_type not in USED_TYPES:
+        return RoktWebhook(event_id=str(event_id), event_type=event_type)
+    if not isinstance(details, dict):
+        raise ValidationFailed("eventDetails is missing", [FieldError("eventDetails", "required, an object")])
+    return _used(str(event_id), event_type, details)
+
+
+def _used(event_id: str, event_type: str, details: dict[str, Any]) -> RoktWebhook:
+    errors: list[FieldError] = []
+    subscription = _object(details, "subscription")
+    subscription_id = _identifier(
+        subscription.get("calendarSubscriptionId") or details.get("calendarSubscriptionId"),
+        "eventDetails.subscription.calendarSubscriptionId",
+        errors,
+    )
+    code = _identifier(details.get("accountCode"), "eventDetails.accountCode", errors)
+    calendar_event = _object(details, "subscriptionEvent") if event_type in CALENDAR_EVENT_TYPES else {}
+    calendar_event_id = None
+    if event_type in CALENDAR_EVENT_TYPES:
+        raw_id = calendar_event.get("eventId")
+        textual = str(raw_id) if isinstance(raw_id, (int, str)) and not isinstance(raw_id, bool) else None
+        calendar_event_id = _identifier(textual, "eventDetails.subscriptionEvent.eventId", errors)
+    if errors:
+        raise ValidationFailed(f"a {event_type} webhook must name its subscription and account", errors)
+    return RoktWebhook(
+        event_id=event_id,
+        event_type=event_type,
+        account=Account(str(code), _text(details.get("accountId")), _text(details.get("accountName"))),
+        subscription_id=str(subscription_id),
+        calendar_event_id=calendar_event_id,
+        calendar_event_title=_text(calendar_event.get("title")),
+        removed_at=utc_iso(subscription.get("removedDateTimeUtc")),
+    )
+
+
+def utc_iso(value: Any) -> str | None:
+    """Rokt's timestamps ("2020-05-06 01:18:49.755190", or ISO 8601) as ISO 8601 UTC; None if unreadable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _identifier(value: Any, field: str, errors: list[FieldError]) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        errors.append(FieldError(field, "required, a non-empty string"))
+        return None
+    if len(value) > MAX_ID_LENGTH or any(ord(c) < 32 for c in value):
+        errors.append(FieldError(field, f"at most {MAX_ID_LENGTH} printable characters"))
+        return None
+    return value.strip()
+
+
+def _text(value: Any) -> str | None:
+    return value.strip()[:255] if isinstance(value, str) and value.strip() else None
+
+
+def _get(container: Any, key: str) -> Any:
+    return container.get(key) if isinstance(container, dict) else None
+
+
+def _object(container: dict[str, Any], key: str) -> dict[str, Any]:
+    value = container.get(key)
+    return value if isinstance(value, dict) else {}

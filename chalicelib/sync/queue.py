@@ -1,0 +1,51 @@
+"""The sync queue's producer side and sizing: accepted Rokt webhooks wait here for the consumer.
+
+Sizing chosen together (README "Rokt → Braze"): batches of up to 75 records (one /users/track call
+takes 75 attribute and 75 event objects), gathered for up to 5 s, a consumer timeout of 30 s and a
+visibility timeout of 180 s (6x, as AWS advises); 10 receives before SQS dead-letters on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.errors import DependencyUnavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.client import SQSClient
+
+    from chalicelib.sync.envelope import RoktWebhook
+
+SYNC_QUEUE_NAME = "rokt-calendar-bridge-sync"
+SYNC_DLQ_NAME = "rokt-calendar-bridge-sync-dlq"
+SYNC_BATCH_SIZE = 75
+SYNC_BATCH_WINDOW_SECONDS = 5
+SYNC_MAX_RECEIVES = 10
+SYNC_BASE_BACKOFF_SECONDS = 30
+SYNC_MAX_BACKOFF_SECONDS = 900
+
+
+class SyncQueue:
+    """One SQS message per accepted webhook: the envelope as Rokt sent it, and when it arrived."""
+
+    def __init__(self, sqs: SQSClient, queue_url: str, clock: Any = time.time) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._clock = clock
+
+    def send(self, webhook: RoktWebhook, envelope: dict[str, Any]) -> None:
+        try:
+            self._sqs.send_message(
+                QueueUrl=self._queue_url,
+                MessageBody=json.dumps({"webhook": envelope, "receivedAt": self._clock()}),
+                MessageAttributes={
+                    "eventId": {"DataType": "String", "StringValue": webhook.event_id},
+                    "eventType": {"DataType": "String", "StringValue": webhook.event_type},
+                },
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise DependencyUnavailable("the sync queue (SQS) is unavailable") from exc

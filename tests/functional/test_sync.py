@@ -1,0 +1,271 @@
+"""Rokt → Braze through the real path: Rokt sandbox webhooks → the Chalice route → moto's SQS → the
+app's sync handler → the Braze sandbox, with Rokt's GET /v1/subscription read over HTTP."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from chalicelib.sync.mapping import suffix
+from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_DLQ_NAME, SYNC_QUEUE_NAME
+from tests.conftest import ROKT_TOKEN, Aws, Braze, Sandbox, make_bridge, serving
+from tests.queues import QueuePair
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from chalice.test import Client
+
+    from chalicelib.settings import Settings
+    from tests.conftest import LogCapture
+
+ROUTE = f"/rokt/webhooks/{ROKT_TOKEN}"
+
+
+@pytest.fixture
+def sync_queue(aws: Aws) -> QueuePair:
+    return QueuePair(aws.sqs(), SYNC_QUEUE_NAME, SYNC_DLQ_NAME, 3, "sync_subscribers")
+
+
+@pytest.fixture
+def synced(settings: Settings, aws: Aws, braze: Braze, sync_queue: QueuePair) -> Iterator[Client]:
+    bridge = make_bridge(settings, aws, braze_rest_endpoint=braze.url, sync_queue_url=sync_queue.url)
+    with serving(bridge) as client:
+        yield client
+
+
+def send(client: Client, envelope: Any, path: str = ROUTE) -> Any:
+    body = envelope if isinstance(envelope, (str, bytes)) else json.dumps(envelope)
+    return client.http.post(path, headers={"Content-Type": "application/json"}, body=body)
+
+
+def forward(client: Client, sandbox: Sandbox, envelopes: list[dict[str, Any]] | None = None) -> None:
+    """What Rokt would POST to the registered URL, each answered 2xx."""
+    for envelope in envelopes if envelopes is not None else sandbox.sent_webhooks():
+        answer = send(client, envelope)
+        assert answer.status_code in (200, 202), answer.json_body
+
+
+def sync(client: Client, queue: QueuePair) -> None:
+    queue.drain(client, SYNC_BATCH_SIZE)
+
+
+def events(profile: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [e for e in profile["custom_events"] if e["name"] == name]
+
+
+def test_a_subscribe_becomes_the_documented_attributes_and_one_subscribe_event(
+    synced: Client, sandbox: Sandbox, braze: Braze, sync_queue: QueuePair
+) -> None:
+    subscription = sandbox.subscribe(
+        email="ada@example.com", tags=["All Teams"], optIn1=True, countryCode="AU", method="webcal"
+    )
+    answer = send(synced, sandbox.sent_webhooks()[0])
+    assert answer.status_code == 202
+    assert answer.json_body == {"status": "accepted", "eventId": sandbox.sent_webhooks()[0]["eventId"]}
+    sync(synced, sync_queue)
+
+    profile = braze.user("user42")
+    tail = suffix(subscription)
+    attributes = profile["attributes"]
+    assert attributes["rokt:subscription_id"] == [subscription]
+    assert attributes["rokt:account_code"] == [f"brazetest/{tail}"]
+    assert attributes["rokt:calendar_code"] == [f"sports/{tail}"]
+    assert attributes["rokt:calendar_title"] == [f"Sports/{tail}"]
+    assert attributes["rokt:subscription_method"] == [f"WebCal/{tail}"]
+    assert attributes["rokt:tags"] == [f"Sports/All Teams/{tail}"]
+    assert attributes["rokt:optIn1"] == [f"True/{tail}"]
+    assert attributes["rokt:country_code"] == [f"AU/{tail}"]
+    assert attributes["rokt:subscriber_email"] == [f"ada@example.com/{tail}"]
+    assert {"rokt:account_id", "rokt:account_name", "rokt:calendar_id"} <= set(attributes)
+    [subscribe] = events(profile, "subscribe")
+    assert subscribe["properties"]["account_code"] == "brazetest"
+    assert subscribe["properties"]["subscription_id"] == subscription
+    # what the Braze → Rokt template renders from this profile
+    assert attributes["rokt:account_code"][0].split("/")[0] == "brazetest"
+
+
+def test_two_subscriptions_coexist_until_one_is_cancelled(
+    synced: Client, sandbox: Sandbox, braze: Braze, sync_queue: QueuePair
+) -> None:
+    first = sandbox.subscribe(calendarCode="sports")
+    second = sandbox.subscribe(calendarCode="music")
+    forward(synced, sandbox)
+    sync(synced, sync_queue)
+    assert braze.user("user42")["attributes"]["rokt:subscription_id"] == [first, second]
+
+    sandbox.unsubscribe(first)
+    forward(synced, sandbox, sandbox.sent_webhooks()[2:])
+    sync(synced, sync_queue)
+
+    profile = braze.user("user42")
+    assert profile["attributes"]["rokt:subscription_id"] == [second]
+    assert profile["attributes"]["rokt:calendar_code"] == [f"music/{suffix(second)}"]
+    assert all(not v.endswith(suffix(first)) for values in profile["attributes"].values() for v in values)
+    assert len(events(profile, "unsubscribe")) == 1
+    assert len(events(profile, "subscribe")) == 2
+
+
+def test_redelivered_three_times_and_reversed_gives_the_same_profile_and_no_duplicate_events(
+    synced: Client, sandbox: Sandbox, braze: Braze, sync_queue: QueuePair
+) -> None:
+    kept = sandbox.subscribe(calendarCode="sports", tags=["A"])
+    gone = sandbox.subscribe(calendarCode="music")
+    sandbox.control("POST", "subscriptions/update", {"subscriptionId": kept, "tags": ["B"]})
+    sandbox.unsubscribe(gone)
+    envelopes = sandbox.sent_webhooks()
+
+    forward(synced, sandbox, list(reversed(envelopes)) * 3)
+    sync(synced, sync_queue)
+
+    profile = braze.user("user42")
+    tail = suffix(kept)
+    assert profile["attributes"]["rokt:subscription_id"] == [kept]
+    assert profile["attributes"]["rokt:tags"] == [f"Sports/B/{tail}"]
+    assert sorted(e["name"] for e in profile["custom_events"]) == ["subscribe", "subscribe", "unsubscribe"]
+
+
+def test_a_changed_tag_replaces_the_old_one(synced: Client, sandbox: Sandbox, braze: Braze, sync_queue: QueuePair):
+    subscription = sandbox.subscribe(tags=["A", "B"])
+    forward(synced, sandbox)
+    sync(synced, sync_queue)
+    sandbox.control("POST", "subscriptions/update", {"subscriptionId": subscription, "tags": ["C"]})
+    forward(synced, sandbox, sandbox.sent_webhooks()[1:])
+    sync(synced, sync_queue)
+    assert braze.user("user42")["attributes"]["rokt:tags"] == [f"Sports/C/{suffix(subscription)}"]
+
+
+def test_test_and_unused_events_are_acknowledged_and_never_written(
+    synced: Client, sandbox: Sandbox, braze: Braze, sync_queue: QueuePair
+) -> None:
+    sandbox.control("POST", "webhooks/test")
+    [test] = sandbox.sent_webhooks()
+    for envelope in (
+        test,
+        {"eventId": "e-2", "eventType": "SubscriptionEventUpdated", "eventDetails": {}},
+        {"eventId": "e-3", "eventType": "SomethingNew"},
+    ):
+        answer = send(synced, envelope)
+        assert answer.status_code == 200
+        assert answer.json_body["status"] == "ignored"
+    assert sync_queue.receive() == []
+    assert braze.track_calls() == 0
+
+
+def test_the_docs_misspelled_details_update_type_is_synced(
+    synced: Client, sandbox: Sandbox, braze: Braze, sync_queue: QueuePair
+) -> None:
+    sandbox.configure(detailsUpdatedType="SubscriptionDetailsUpdate")
+    subscription = sandbox.subscribe(tags=["A"])
+    forward(synced, sandbox)
+    sync(synced, sync_queue)
+    sandbox.control("POST", "subscriptions/update", {"subscriptionId": subscription, "tags": ["Z"]})
+    update = sandbox.sent_webhooks()[-1]
+    assert update["eventType"] == "SubscriptionDetailsUpdate"
+    assert send(synced, update).status_code == 202
+    sync(synced, sync_queue)
+    assert braze.user("user42")["attributes"]["rokt:tags"] == [f"Sports/Z/{suffix(subscription)}"]
+
+
+def test_calendar_event_added_and_removed_are_custom_events(
+    synced: Client, sandbox: Sandbox, braze: Braze, sync_queue: QueuePair
+) -> None:
+    subscription = sandbox.subscribe()
+    details = {"accountCode": "brazetest", "subscription": {"calendarSubscriptionId": subscription}}
+    added = {
+        "eventType": "SubscriptionEventAdded",
+        "eventDetails": {**details, "subscriptionEvent": {"eventId": 391756, "title": "Final"}},
+    }
+    removed = {
+        "eventType": "SubscriptionEventRemoved",
+        "eventDetails": {**details, "subscriptionEvent": {"eventId": "391756"}},
+    }
+    forward(synced, sandbox, [{"eventId": "w-1", **added}, {"eventId": "w-2", **removed}, {"eventId": "w-1", **added}])
+    sync(synced, sync_queue)
+    profile = braze.user("user42")
+    [event_added] = events(profile, "calendar_event_added")
+    assert event_added["properties"]["event_id"] == "391756"
+    assert event_added["properties"]["title"] == "Final"
+    assert len(events(profile, "calendar_event_removed")) == 1
+
+
+def test_without_subscriber_id_the_email_identifies_or_the_webhook_is_skipped(
+    settings: Settings, aws: Aws, sandbox: Sandbox, braze: Braze, sync_queue: QueuePair, json_logs: LogCapture
+) -> None:
+    sandbox.subscribe(subscriberId=None, email="grace@example.com")
+    sandbox.subscribe(subscriberId=None, email="grace@example.com", calendarCode="music")
+    for index, (fallback, expected_calls) in enumerate((("email", 1), ("none", 0))):
+        braze.control("POST", "reset")
+        braze.control("POST", "seed", [{"external_id": "known", "email": "grace@example.com"}])
+        bridge = make_bridge(
+            settings,
+            aws,
+            braze_rest_endpoint=braze.url,
+            sync_queue_url=sync_queue.url,
+            braze_identity_fallback=fallback,
+            idempotency_table=settings.idempotency_table,
+        )
+        with serving(bridge) as client:
+            forward(client, sandbox, [sandbox.sent_webhooks()[index]])
+            sync(client, sync_queue)
+        assert braze.track_calls() == expected_calls
+        attributes = braze.user("known")["attributes"]
+        assert ("rokt:subscription_id" in attributes) is (fallback == "email")
+    assert "grace@example.com" not in json_logs.text
+
+
+def test_wrong_token_is_401_and_no_token_reaches_a_log(synced: Client, sandbox: Sandbox, json_logs: LogCapture):
+    sandbox.subscribe()
+    envelope = sandbox.sent_webhooks()[0]
+    assert send(synced, envelope, "/rokt/webhooks/not-the-token").status_code == 401
+    assert send(synced, envelope).status_code == 202
+    assert ROKT_TOKEN not in json_logs.text
+    assert "not-the-token" not in json_logs.text
+    summaries = [r for r in json_logs.records() if r["message"] == "rokt webhook received"]
+    assert [s["path"] for s in summaries] == ["/rokt/webhooks/{token}"] * 2
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ("not json", 400, "invalid_json"),
+        ("", 400, "invalid_json"),
+        ({"eventType": "Subscribe"}, 400, "validation_failed"),
+        ({"eventId": 7, "eventType": "Subscribe"}, 400, "validation_failed"),
+        ({"eventId": "x", "eventType": "Subscribe", "eventDetails": {"accountCode": "a"}}, 400, "validation_failed"),
+        ("[" * 100_000, 400, "invalid_json"),
+        ('{"eventId": "x", "eventType": "Test", "n": ' + "9" * 5000 + "}", 400, "invalid_json"),
+        ("x" * (300 * 1024), 413, "payload_too_large"),
+    ],
+)
+def test_bodies_that_can_never_succeed_are_4xx(
+    synced: Client, braze: Braze, sync_queue: QueuePair, body: Any, status: int, error: str
+) -> None:
+    answer = send(synced, body)
+    assert answer.status_code == status
+    assert answer.json_body["error"] == error
+    assert sync_queue.receive() == []
+
+
+def test_without_sync_configuration_the_route_is_503_and_delivery_is_unaffected(client: Client, sandbox: Sandbox):
+    sandbox.subscribe()
+    answer = send(client, sandbox.sent_webhooks()[0])
+    assert answer.status_code == 503
+    assert answer.json_body["error"] == "dependency_unavailable"
+
+
+def test_a_webhook_for_a_subscription_rokt_does_not_know_is_dead_lettered_with_the_reason(
+    synced: Client, braze: Braze, sync_queue: QueuePair
+) -> None:
+    envelope = {
+        "eventId": "w-unknown",
+        "eventType": "Subscribe",
+        "eventDetails": {"accountCode": "brazetest", "subscription": {"calendarSubscriptionId": "nope"}},
+    }
+    assert send(synced, envelope).status_code == 202
+    sync(synced, sync_queue)
+    [dead] = sync_queue.dead_letters()
+    assert "does not know subscription nope" in dead["MessageAttributes"]["deadLetterReason"]["StringValue"]
+    assert braze.track_calls() == 0

@@ -7,6 +7,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from chalicelib.sync.mapping import suffix
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_DLQ_NAME, SYNC_QUEUE_NAME
@@ -269,3 +271,50 @@ def test_a_webhook_for_a_subscription_rokt_does_not_know_is_dead_lettered_with_t
     [dead] = sync_queue.dead_letters()
     assert "does not know subscription nope" in dead["MessageAttributes"]["deadLetterReason"]["StringValue"]
     assert braze.track_calls() == 0
+
+
+json_leaf = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+json_value = st.recursive(
+    json_leaf,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=12,
+)
+details = st.fixed_dictionaries(
+    {
+        "accountCode": st.just("brazetest") | json_value,
+        "subscription": st.just({"calendarSubscriptionId": "sub-1"}) | json_value,
+    },
+    optional={"calendarSubscriptionId": json_value, "subscriptionEvent": st.just({"eventId": 5}) | json_value},
+)
+event_types = st.sampled_from(
+    ["Subscribe", "Unsubscribe", "SubscriptionEventAdded", "SubscriptionDetailsUpdate", "Test"]
+)
+plausible = st.fixed_dictionaries(
+    {"eventId": st.uuids().map(str) | json_value, "eventType": event_types | json_value, "eventDetails": details}
+)
+envelopes = st.fixed_dictionaries(
+    {}, optional={"eventId": json_value, "eventType": json_value, "eventDetails": json_value}
+)
+hostile = st.one_of(
+    plausible.map(lambda e: json.dumps(e, allow_nan=True)),  # NaN and Infinity are what Python's json emits
+    envelopes.map(json.dumps),
+    json_value.map(json.dumps),
+    st.binary(max_size=64),
+    st.integers(min_value=1, max_value=200).map(lambda depth: "[" * depth * 500),
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(body=hostile)
+def test_property_hostile_bodies_get_4xx_or_2xx_never_5xx_and_never_reach_braze(
+    synced: Client, braze: Braze, sync_queue: QueuePair, body: Any
+) -> None:
+    answer = send(synced, body)
+
+    assert answer.status_code in (200, 202, 400, 413), answer.body
+    assert braze.track_calls() == 0
+    queued = sync_queue.receive()
+    assert len(queued) == (1 if answer.status_code == 202 else 0)
+    for message in queued:
+        sync_queue.sqs.delete_message(QueueUrl=sync_queue.url, ReceiptHandle=message["ReceiptHandle"])
+    event(f"HTTP {answer.status_code}")

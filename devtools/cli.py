@@ -88,7 +88,10 @@ def _read_secret(prompt: str) -> str:
 
 def _cmd_bootstrap(args: argparse.Namespace) -> int:
     ops.bootstrap(ops.StageNames.of(args.stage), boto3.client("dynamodb"), boto3.client("sqs"))
-    print(f"next: set the Rokt credentials and a webhook secret for stage {args.stage} (see `secrets --help`)")
+    print(
+        f"next: set the Rokt credentials and a webhook secret for stage {args.stage}; for Rokt → Braze also "
+        "the Braze key and a Rokt webhook token (see `secrets --help`)"
+    )
     return 0
 
 
@@ -99,13 +102,28 @@ def _cmd_secrets(args: argparse.Namespace) -> int:
         client_id = _read_secret("Rokt client id: ")
         client_secret = _read_secret("Rokt client secret: ")
         ops.set_rokt_credentials(names, ssm, client_id, client_secret)
+    elif args.action == "set-braze-key":
+        ops.set_braze_key(names, ssm, _read_secret("Braze REST API key (users.track): "))
     elif args.action == "add-webhook-secret":
         given = None if args.generate else _read_secret("new webhook secret: ")
         value = ops.add_webhook_secret(names, ssm, given)
         if args.generate:
             print(f"Put this in Braze's Authorization header: Bearer {value}")
-    else:
+    elif args.action == "remove-webhook-secret":
         ops.remove_webhook_secret(names, ssm, _read_secret("webhook secret to remove: "), args.allow_none_left)
+    elif args.action == "add-rokt-webhook-token":
+        token = ops.ROKT_TOKEN_LIST.add(names, ssm, None if args.generate else _read_secret("new Rokt webhook token: "))
+        api_url = (
+            args.api_url
+            or ops.deployed_api_url(args.stage)
+            or "https://<api-id>.execute-api.<region>.amazonaws.com/api"
+        )
+        print(
+            f"Paste this URL in Rokt's dashboard (Webhooks → Add Webhook, v2): {ops.rokt_webhook_url(api_url, token)}"
+        )
+    else:
+        token = _read_secret("Rokt webhook token to remove: ")
+        ops.ROKT_TOKEN_LIST.remove(names, ssm, token, args.allow_none_left)
     return 0
 
 
@@ -159,7 +177,13 @@ def _cmd_enable_partial_batch(args: argparse.Namespace) -> int:
 
 def _cmd_replay_dlq(args: argparse.Namespace) -> int:
     ops.StageNames.of(args.stage)
-    ops.replay_dlq(boto3.client("sqs"), account_code=args.account_code, event_id=args.event_id, dry_run=args.dry_run)
+    ops.replay_dlq(
+        boto3.client("sqs"),
+        queue=args.queue,
+        account_code=args.account_code,
+        event_id=args.event_id,
+        dry_run=args.dry_run,
+    )
     return 0
 
 
@@ -221,9 +245,22 @@ def _add_operator_commands(commands: Any) -> None:
     secrets_cmd = commands.add_parser(
         "secrets", help="write the stage's SecureStrings (values from a prompt or stdin)", epilog=aws_note
     )
-    secrets_cmd.add_argument("action", choices=["set-rokt-credentials", "add-webhook-secret", "remove-webhook-secret"])
+    secrets_cmd.add_argument(
+        "action",
+        choices=[
+            "set-rokt-credentials",
+            "set-braze-key",
+            "add-webhook-secret",
+            "remove-webhook-secret",
+            "add-rokt-webhook-token",
+            "remove-rokt-webhook-token",
+        ],
+    )
     secrets_cmd.add_argument("--stage", required=True, help="stage in .chalice/config.json")
-    secrets_cmd.add_argument("--generate", action="store_true", help="add-webhook-secret: generate a random secret")
+    secrets_cmd.add_argument("--generate", action="store_true", help="add-…: generate a random secret or token")
+    secrets_cmd.add_argument(
+        "--api-url", help="add-rokt-webhook-token: the bridge's URL, to print the full webhook URL"
+    )
     secrets_cmd.add_argument(
         "--allow-none-left", action="store_true", help="remove-webhook-secret: allow removing the last one"
     )
@@ -242,9 +279,12 @@ def _add_operator_commands(commands: Any) -> None:
     doctor.set_defaults(func=_cmd_doctor)
 
     replay = commands.add_parser(
-        "replay-dlq", help="move dead-lettered deliveries back to the delivery queue", epilog=aws_note
+        "replay-dlq", help="move dead letters back to their queue (deliveries or Rokt webhooks)", epilog=aws_note
     )
     replay.add_argument("--stage", required=True, help="stage in .chalice/config.json")
+    replay.add_argument(
+        "--queue", choices=sorted(ops.QUEUES), default="delivery", help="which dead letters (default delivery)"
+    )
     replay.add_argument("--account-code", help="only messages for this account code")
     replay.add_argument("--event-id", help="only messages for this event id")
     replay.add_argument("--dry-run", action="store_true", help="list and count, move nothing")

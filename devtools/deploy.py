@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.delivery.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, MAX_RECEIVES
+from chalicelib.sync.queue import SYNC_DLQ_NAME, SYNC_MAX_RECEIVES, SYNC_QUEUE_NAME
 from devtools.project import PROJECT_DIR, stage_environment
 
 if TYPE_CHECKING:
@@ -66,7 +67,14 @@ def iam_policy(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
                     "sqs:GetQueueAttributes",
                     "sqs:GetQueueUrl",
                 ],
-                "Resource": _arn("sqs", DELIVERY_QUEUE_NAME),
+                "Resource": [_arn("sqs", DELIVERY_QUEUE_NAME), _arn("sqs", SYNC_QUEUE_NAME)],
+            },
+            {
+                # the sync consumer dead-letters what can never succeed itself, with the reason
+                "Sid": "DeadLetterWithReason",
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
+                "Resource": _arn("sqs", SYNC_DLQ_NAME),
             },
             {
                 "Sid": "OwnLogs",
@@ -120,43 +128,45 @@ def _outcome_alarm(stage: str, metric: str, threshold: int, description: str) ->
     }
 
 
-def _queue_resources(stage: str) -> dict[str, Any]:
-    """Queued mode: the queue + DLQ Chalice's SQS handler reads, and ReportBatchItemFailures on its
-    event source, which `chalice deploy` cannot set (without it a partly failed batch is lost)."""
+def _queue_resources(
+    stage: str, prefix: str, *, names: tuple[str, str], max_receives: int, handler: str, what: str
+) -> dict[str, Any]:
+    """A queue + DLQ that one of Chalice's SQS handlers reads, ReportBatchItemFailures on its event
+    source (which `chalice deploy` cannot set: without it a partly failed batch is lost), and an
+    alarm on dead letters."""
+    queue_name, dlq_name = names
     return {
-        "DeliveryDeadLetterQueue": {
+        f"{prefix}DeadLetterQueue": {
             "Type": "AWS::SQS::Queue",
-            "Properties": {"QueueName": DELIVERY_DLQ_NAME, "MessageRetentionPeriod": 1_209_600},
+            "Properties": {"QueueName": dlq_name, "MessageRetentionPeriod": 1_209_600},
         },
-        "DeliveryQueue": {
+        f"{prefix}Queue": {
             "Type": "AWS::SQS::Queue",
             "Properties": {
-                "QueueName": DELIVERY_QUEUE_NAME,
+                "QueueName": queue_name,
                 "VisibilityTimeout": 180,
                 "RedrivePolicy": {
-                    "deadLetterTargetArn": {"Fn::GetAtt": ["DeliveryDeadLetterQueue", "Arn"]},
-                    "maxReceiveCount": MAX_RECEIVES,
+                    "deadLetterTargetArn": {"Fn::GetAtt": [f"{prefix}DeadLetterQueue", "Arn"]},
+                    "maxReceiveCount": max_receives,
                 },
             },
         },
-        "DeliverQueued": {
-            "DependsOn": ["DeliveryQueue"],
+        handler: {
+            "DependsOn": [f"{prefix}Queue"],
             "Properties": {
                 "Events": {
-                    "DeliverQueuedSqsEventSource": {
-                        "Properties": {"FunctionResponseTypes": ["ReportBatchItemFailures"]}
-                    }
+                    f"{handler}SqsEventSource": {"Properties": {"FunctionResponseTypes": ["ReportBatchItemFailures"]}}
                 }
             },
         },
-        "DeadLetterAlarm": {
+        f"{prefix}DeadLetterAlarm": {
             "Type": "AWS::CloudWatch::Alarm",
             "Properties": {
-                "AlarmName": f"{APP_NAME}-{stage}-dead-letters",
-                "AlarmDescription": "Deliveries gave up after every retry: inspect, then `devtools replay-dlq`",
+                "AlarmName": f"{APP_NAME}-{stage}-{prefix.lower()}-dead-letters",
+                "AlarmDescription": f"{what} gave up or can never succeed: inspect, then `devtools replay-dlq`",
                 "Namespace": "AWS/SQS",
                 "MetricName": "ApproximateNumberOfMessagesVisible",
-                "Dimensions": [{"Name": "QueueName", "Value": DELIVERY_DLQ_NAME}],
+                "Dimensions": [{"Name": "QueueName", "Value": dlq_name}],
                 "Statistic": "Maximum",
                 "Period": 300,
                 "EvaluationPeriods": 1,
@@ -216,11 +226,28 @@ def merge_template(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any
             "RoktRejectionAlarm": _outcome_alarm(
                 stage, "RejectedByRokt", 50, "Rokt refuses events for good: check the Braze template"
             ),
-            **_queue_resources(stage),
+            **_queue_resources(
+                stage,
+                "Delivery",
+                names=(DELIVERY_QUEUE_NAME, DELIVERY_DLQ_NAME),
+                max_receives=MAX_RECEIVES,
+                handler="DeliverQueued",
+                what="Deliveries",
+            ),
+            **_queue_resources(
+                stage,
+                "Sync",
+                names=(SYNC_QUEUE_NAME, SYNC_DLQ_NAME),
+                max_receives=SYNC_MAX_RECEIVES,
+                handler="SyncSubscribers",
+                what="Rokt webhooks",
+            ),
         },
         "Outputs": {
             "DeliveryQueueUrl": {"Value": {"Ref": "DeliveryQueue"}},
             "DeliveryDeadLetterQueueUrl": {"Value": {"Ref": "DeliveryDeadLetterQueue"}},
+            "SyncQueueUrl": {"Value": {"Ref": "SyncQueue"}},
+            "SyncDeadLetterQueueUrl": {"Value": {"Ref": "SyncDeadLetterQueue"}},
             "IdempotencyTableName": {"Value": {"Ref": "IdempotencyTable"}},
             "AlarmTopicArn": {"Value": {"Ref": "AlarmTopic"}},
         },

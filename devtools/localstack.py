@@ -219,9 +219,10 @@ class LocalStack:
     def bootstrap(self) -> None:
         """The operators' bootstrap and secrets commands, with the local stack's values."""
         names = ops.StageNames.from_environment(self.stage, self.env)
-        queue_url, _ = ops.bootstrap(names, self.dynamodb(), self.sqs(), progress=self.progress) or ("", "")
+        queues = ops.bootstrap(names, self.dynamodb(), self.sqs(), progress=self.progress)
+        assert queues is not None
         if self.queued:
-            self.env.update(DELIVERY_MODE="queued", DELIVERY_QUEUE_URL=queue_url)
+            self.env.update(DELIVERY_MODE="queued", DELIVERY_QUEUE_URL=queues.delivery)
         ops.set_rokt_credentials(names, self.ssm(), *LOCAL_ROKT_CLIENT, progress=self.progress)
         ops.add_webhook_secret(names, self.ssm(), LOCAL_WEBHOOK_SECRET, progress=self.progress)
 

@@ -4,6 +4,7 @@ AWS_ENDPOINT_URL): bootstrap a stage, manage its secrets, print Braze templates,
 from __future__ import annotations
 
 import json
+import re
 import secrets as random_secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,8 +12,12 @@ from typing import TYPE_CHECKING, Any
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.braze.client import BrazeClient, BrazeError
+from chalicelib.clock import Deadline
 from chalicelib.delivery.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, MAX_RECEIVES
-from chalicelib.secrets import split_list
+from chalicelib.secrets import BRAZE_API_KEY, ROKT_WEBHOOK_TOKENS, WEBHOOK_SECRETS, split_list
+from chalicelib.sqs import DEAD_LETTER_REASON
+from chalicelib.sync.queue import SYNC_DLQ_NAME, SYNC_MAX_RECEIVES, SYNC_QUEUE_NAME
 from devtools.bootstrap import ensure_queues, ensure_table, put_secure
 from devtools.project import PROJECT_DIR, SAMPLE_BODY, stage_environment
 
@@ -28,6 +33,9 @@ if TYPE_CHECKING:
     Progress = Callable[[str], None]
 
 
+URL_SAFE = re.compile(r"[A-Za-z0-9_-]{16,256}")
+
+
 class OpsError(Exception):
     """A problem the operator must fix, said in plain words."""
 
@@ -39,6 +47,7 @@ class StageNames:
     table: str
     rokt_api_url: str
     signature_required: bool
+    braze_rest_endpoint: str | None = None
 
     @classmethod
     def of(cls, stage: str, project_dir: Path = PROJECT_DIR) -> StageNames:
@@ -56,32 +65,48 @@ class StageNames:
             table=env["IDEMPOTENCY_TABLE"],
             rokt_api_url=env.get("ROKT_API_URL", "https://api.roktcalendar.com").rstrip("/"),
             signature_required=env.get("WEBHOOK_SIGNATURE") == "required",
+            braze_rest_endpoint=(env.get("BRAZE_REST_ENDPOINT") or "").rstrip("/") or None,
         )
+
+
+@dataclass(frozen=True)
+class QueueUrls:
+    delivery: str
+    delivery_dlq: str
+    sync: str
+    sync_dlq: str
+
+
+QUEUES = {"delivery": (DELIVERY_QUEUE_NAME, DELIVERY_DLQ_NAME), "sync": (SYNC_QUEUE_NAME, SYNC_DLQ_NAME)}
 
 
 def bootstrap(
     names: StageNames, dynamodb: DynamoDBClient, sqs: SQSClient | None = None, *, progress: Progress = print
-) -> tuple[str, str] | None:
-    """Create the stage's idempotency table (and delivery queue + DLQ); running it again changes nothing."""
+) -> QueueUrls | None:
+    """Create the stage's idempotency table (and the delivery and sync queues with their DLQs);
+    running it again changes nothing."""
     ensure_table(dynamodb, names.table, progress)
-    queues = None
-    if sqs is not None:
-        queues = ensure_queues(sqs, DELIVERY_QUEUE_NAME, DELIVERY_DLQ_NAME, MAX_RECEIVES, progress=progress)
-    return queues
+    if sqs is None:
+        return None
+    delivery = ensure_queues(sqs, DELIVERY_QUEUE_NAME, DELIVERY_DLQ_NAME, MAX_RECEIVES, progress=progress)
+    sync = ensure_queues(sqs, SYNC_QUEUE_NAME, SYNC_DLQ_NAME, SYNC_MAX_RECEIVES, progress=progress)
+    return QueueUrls(*delivery, *sync)
 
 
 def replay_dlq(
     sqs: SQSClient,
     *,
+    queue: str = "delivery",
     account_code: str | None = None,
     event_id: str | None = None,
     dry_run: bool = False,
     limit: int = 10_000,
     progress: Progress = print,
 ) -> int:
-    """Move dead letters back to the delivery queue (all, or those matching); return how many matched."""
-    dlq_url = sqs.get_queue_url(QueueName=DELIVERY_DLQ_NAME)["QueueUrl"]
-    queue_url = sqs.get_queue_url(QueueName=DELIVERY_QUEUE_NAME)["QueueUrl"]
+    """Move dead letters back to their queue (all, or those matching); return how many matched."""
+    queue_name, dlq_name = QUEUES[queue]
+    dlq_url = sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"]
+    queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
     matched = seen = 0
     skipped: list[str] = []
     while seen < limit:
@@ -99,7 +124,10 @@ def replay_dlq(
                 skipped.append(message["ReceiptHandle"])
                 continue
             matched += 1
-            progress(f"{'would replay' if dry_run else 'replaying'} {account}/{event} ({message['MessageId']})")
+            reason = _attribute(attributes, DEAD_LETTER_REASON)
+            because = f" — dead-lettered because: {reason}" if reason else ""
+            target = f"{account}/{event}" if account else str(event)
+            progress(f"{'would replay' if dry_run else 'replaying'} {target} ({message['MessageId']}){because}")
             if dry_run:
                 skipped.append(message["ReceiptHandle"])
                 continue
@@ -121,7 +149,7 @@ def _copyable(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return {
         name: {"DataType": value["DataType"], "StringValue": value["StringValue"]}
         for name, value in attributes.items()
-        if "StringValue" in value
+        if "StringValue" in value and name != DEAD_LETTER_REASON
     }
 
 
@@ -142,37 +170,77 @@ def _secret_list(ssm: SSMClient, name: str) -> list[str]:
     return split_list(raw)
 
 
+@dataclass(frozen=True)
+class SecretList:
+    """A comma-separated SecureString of accepted secrets, rotated by adding before removing."""
+
+    relative: str
+    what: str
+    refused_without: str
+    url_safe: bool = False  # it travels as a URL path segment
+
+    def add(self, names: StageNames, ssm: SSMClient, secret: str | None, progress: Progress = print) -> str:
+        """Add ``secret`` (or a generated one) to the accepted list and return it."""
+        value = (secret or random_secrets.token_urlsafe(32)).strip()
+        if self.url_safe and not URL_SAFE.fullmatch(value):
+            raise OpsError(f"a {self.what} needs at least 16 characters, only letters, digits, '-' and '_'")
+        if len(value) < 16 or "," in value:
+            raise OpsError(f"a {self.what} needs at least 16 characters and no comma")
+        name = f"{names.prefix}/{self.relative}"
+        current = _secret_list(ssm, name)
+        if value in current:
+            progress(f"that {self.what} is already accepted")
+            return value
+        put_secure(ssm, name, ",".join([*current, value]), progress)
+        progress(f"{len(current) + 1} {self.what}(s) now accepted")
+        return value
+
+    def remove(
+        self, names: StageNames, ssm: SSMClient, secret: str, allow_none_left: bool = False, progress: Progress = print
+    ) -> None:
+        name = f"{names.prefix}/{self.relative}"
+        current = _secret_list(ssm, name)
+        if secret.strip() not in current:
+            raise OpsError(f"that {self.what} is not in the accepted list; nothing changed")
+        remaining = [s for s in current if s != secret.strip()]
+        if not remaining and not allow_none_left:
+            raise OpsError(
+                f"that is the last accepted secret ({self.what}): every {self.refused_without} would be refused "
+                "(pass --allow-none-left)"
+            )
+        if remaining:
+            put_secure(ssm, name, ",".join(remaining), progress)
+        else:
+            ssm.delete_parameter(Name=name)
+            progress(f"parameter {name}: deleted")
+        progress(f"{len(remaining)} {self.what}(s) still accepted; calls with the removed one now get 401")
+
+
+WEBHOOK_SECRET_LIST = SecretList(WEBHOOK_SECRETS, "webhook secret", "Braze webhook")
+ROKT_TOKEN_LIST = SecretList(ROKT_WEBHOOK_TOKENS, "Rokt webhook token", "Rokt webhook", url_safe=True)
+
+
 def add_webhook_secret(names: StageNames, ssm: SSMClient, secret: str | None, progress: Progress = print) -> str:
     """Add ``secret`` (or a generated one) to the accepted list; return it so Braze can be configured."""
-    value = (secret or random_secrets.token_urlsafe(32)).strip()
-    if len(value) < 16 or "," in value:
-        raise OpsError("a webhook secret needs at least 16 characters and no comma")
-    name = f"{names.prefix}/webhook-secrets"
-    current = _secret_list(ssm, name)
-    if value in current:
-        progress("that secret is already accepted")
-        return value
-    put_secure(ssm, name, ",".join([*current, value]), progress)
-    progress(f"{len(current) + 1} secret(s) now accepted")
-    return value
+    return WEBHOOK_SECRET_LIST.add(names, ssm, secret, progress)
 
 
 def remove_webhook_secret(
     names: StageNames, ssm: SSMClient, secret: str, allow_none_left: bool = False, progress: Progress = print
 ) -> None:
-    name = f"{names.prefix}/webhook-secrets"
-    current = _secret_list(ssm, name)
-    if secret.strip() not in current:
-        raise OpsError("that secret is not in the accepted list; nothing changed")
-    remaining = [s for s in current if s != secret.strip()]
-    if not remaining and not allow_none_left:
-        raise OpsError("that is the last accepted secret: every webhook would be refused (pass --allow-none-left)")
-    if remaining:
-        put_secure(ssm, name, ",".join(remaining), progress)
-    else:
-        ssm.delete_parameter(Name=name)
-        progress(f"parameter {name}: deleted")
-    progress(f"{len(remaining)} secret(s) still accepted; Braze calls with the removed one now get 401")
+    WEBHOOK_SECRET_LIST.remove(names, ssm, secret, allow_none_left, progress)
+
+
+def set_braze_key(names: StageNames, ssm: SSMClient, key: str, progress: Progress = print) -> None:
+    """The Braze REST key (``users.track`` permission) the sync flow writes with."""
+    if len(key.strip()) < 8 or not key.strip().isascii():
+        raise OpsError("that does not look like a Braze REST API key")
+    put_secure(ssm, f"{names.prefix}/{BRAZE_API_KEY}", key.strip(), progress)
+
+
+def rokt_webhook_url(api_url: str, token: str) -> str:
+    """What to paste in Rokt's dashboard (Webhooks → Add Webhook, v2)."""
+    return f"{api_url.rstrip('/')}/rokt/webhooks/{token}"
 
 
 def consumer_function(stage: str) -> str:
@@ -288,9 +356,30 @@ def doctor(
         checks.append(_dry_run_check(ssm, names, api_url, session))
     elif not api_url:
         checks.append(Check("dry-run webhook", True, "skipped: no API URL (deploy first or pass --api-url)"))
+    if names.braze_rest_endpoint:
+        sync = [_parameter_check(ssm, f"{names.prefix}/{name}") for name in (BRAZE_API_KEY, ROKT_WEBHOOK_TOKENS)]
+        checks += sync
+        if sync[0].ok:
+            checks.append(_braze_key_check(ssm, names, names.braze_rest_endpoint, session))
     if lambda_client is not None:
         checks.append(_partial_batch_check(lambda_client, names.stage))
     return checks
+
+
+def _braze_key_check(ssm: SSMClient, names: StageNames, endpoint: str, session: requests.Session) -> Check:
+    """Ask Braze with an empty batch: it checks the key and writes no profile."""
+    name = "Braze REST key"
+    key = str(ssm.get_parameter(Name=f"{names.prefix}/{BRAZE_API_KEY}", WithDecryption=True)["Parameter"]["Value"])
+    client = BrazeClient(endpoint, lambda _: key, session, connect_timeout=3.05, read_timeout=10)
+    try:
+        status = client.check_key(Deadline(15))
+    except BrazeError as exc:
+        return Check(name, False, f"{endpoint} unreachable ({exc})")
+    if status in (401, 403):
+        return Check(name, False, f"Braze refused the key (HTTP {status}): it needs the users.track permission")
+    if status >= 500 or status == 429:
+        return Check(name, False, f"Braze answered HTTP {status}; try again later")
+    return Check(name, True, f"Braze accepted the key (HTTP {status}); no profile was written")
 
 
 def _partial_batch_check(lambda_client: LambdaClient, stage: str) -> Check:

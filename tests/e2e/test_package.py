@@ -44,7 +44,10 @@ def test_chalice_package_merges_and_passes_cfn_lint(stage: str, tmp_path: Path):
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
     assert resources["APIHandler"]["Properties"]["Timeout"] == 30
     assert resources["APIHandler"]["Properties"]["Tracing"] == "Active"
-    assert {"Api5xxAlarm", "RoktFailureAlarm", "RoktRejectionAlarm", "DeadLetterAlarm"} <= set(resources)
+    assert {"Api5xxAlarm", "RoktFailureAlarm", "RoktRejectionAlarm", "DeliveryDeadLetterAlarm"} <= set(resources)
+    assert {"SyncQueue", "SyncDeadLetterQueue", "SyncDeadLetterAlarm"} <= set(resources)
+    sync_source = resources["SyncSubscribers"]["Properties"]["Events"]["SyncSubscribersSqsEventSource"]
+    assert sync_source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     consumer = resources["DeliverQueued"]["Properties"]["Events"]["DeliverQueuedSqsEventSource"]["Properties"]
     assert consumer["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert consumer["ScalingConfig"] == {"MaximumConcurrency": 5}

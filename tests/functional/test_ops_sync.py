@@ -1,0 +1,117 @@
+"""The operators' commands for Rokt → Braze: queues, the Braze key, Rokt webhook tokens, doctor, replay."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+
+import pytest
+
+from chalicelib.sync.queue import SYNC_DLQ_NAME, SYNC_MAX_RECEIVES, SYNC_QUEUE_NAME
+from devtools import cli, ops
+from devtools.project import stage_environment
+from tests.conftest import BRAZE_KEY, PREFIX, ROKT_TOKEN, TABLE, Aws, Braze, Sandbox
+
+
+@pytest.fixture
+def names(sandbox: Sandbox, braze: Braze) -> ops.StageNames:
+    return ops.StageNames("test", PREFIX, TABLE, sandbox.url, False, braze_rest_endpoint=braze.url)
+
+
+@pytest.fixture
+def cli_env(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.url)
+
+
+def parameter(aws: Aws, name: str) -> str:
+    return aws.ssm().get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+
+
+def test_bootstrap_creates_the_sync_queue_with_its_dead_letter_queue(aws: Aws, names: ops.StageNames):
+    urls = ops.bootstrap(names, aws.dynamodb(), aws.sqs(), progress=lambda _: None)
+
+    assert urls is not None
+    assert urls.sync.endswith(SYNC_QUEUE_NAME)
+    assert urls.sync_dlq.endswith(SYNC_DLQ_NAME)
+    policy = json.loads(
+        aws.sqs().get_queue_attributes(QueueUrl=urls.sync, AttributeNames=["RedrivePolicy"])["Attributes"][
+            "RedrivePolicy"
+        ]
+    )
+    assert policy["deadLetterTargetArn"].endswith(SYNC_DLQ_NAME)
+    assert int(policy["maxReceiveCount"]) == SYNC_MAX_RECEIVES
+
+
+def test_rokt_webhook_tokens_rotate_and_the_cli_prints_the_url_to_paste(
+    cli_env, aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    code = cli.main(
+        ["secrets", "add-rokt-webhook-token", "--stage", "local", "--generate", "--api-url", "https://b/api"]
+    )
+
+    assert code == 0
+    printed = capsys.readouterr().out
+    prefix = stage_environment("local")["BRIDGE_SSM_PREFIX"]
+    [token] = parameter(aws, f"{prefix}/rokt-webhook-tokens").split(",")
+    assert f"https://b/api/rokt/webhooks/{token}" in printed
+    monkeypatch.setattr("sys.stdin", io.StringIO(token + "\n"))
+    assert cli.main(["secrets", "remove-rokt-webhook-token", "--stage", "local"]) == 2  # the last one
+    assert "last accepted secret" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["short", "has/slash-0123456789", "has space 0123456789", "ünïcode-0123456789"])
+def test_rokt_tokens_must_be_url_safe(aws: Aws, names: ops.StageNames, bad: str):
+    with pytest.raises(ops.OpsError, match="letters, digits"):
+        ops.ROKT_TOKEN_LIST.add(names, aws.ssm(), bad, progress=lambda _: None)
+
+
+def test_braze_key_from_stdin_never_argv(cli_env, aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO("braze-rest-key-123\n"))
+
+    assert cli.main(["secrets", "set-braze-key", "--stage", "local"]) == 0
+
+    prefix = stage_environment("local")["BRIDGE_SSM_PREFIX"]
+    assert parameter(aws, f"{prefix}/braze/api-key") == "braze-rest-key-123"
+    assert "braze-rest-key-123" not in capsys.readouterr().out
+
+
+def test_doctor_checks_the_braze_key_without_writing_a_profile(aws: Aws, names: ops.StageNames, braze: Braze):
+    checks = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb())}
+
+    assert checks["Braze REST key"].ok, checks["Braze REST key"].detail
+    assert checks[f"{PREFIX}/rokt-webhook-tokens"].ok
+    assert braze.users() == []
+    aws.ssm().put_parameter(Name=f"{PREFIX}/braze/api-key", Value="wrong-key-123", Type="SecureString", Overwrite=True)
+    refused = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb())}["Braze REST key"]
+    assert not refused.ok
+    assert "users.track" in refused.detail
+    assert BRAZE_KEY not in refused.detail
+
+
+def test_doctor_skips_sync_checks_when_the_stage_does_not_sync(aws: Aws, names: ops.StageNames):
+    checks = {c.name for c in ops.doctor(replace(names, braze_rest_endpoint=None), aws.ssm(), aws.dynamodb())}
+    assert "Braze REST key" not in checks
+
+
+def test_replay_dlq_moves_sync_dead_letters_back_without_their_reason(aws: Aws, names: ops.StageNames):
+    urls = ops.bootstrap(names, aws.dynamodb(), aws.sqs(), progress=lambda _: None)
+    assert urls is not None
+    sqs = aws.sqs()
+    sqs.send_message(
+        QueueUrl=urls.sync_dlq,
+        MessageBody=json.dumps({"webhook": {"eventId": "w-1"}}),
+        MessageAttributes={
+            "eventId": {"DataType": "String", "StringValue": "w-1"},
+            "deadLetterReason": {"DataType": "String", "StringValue": "Braze refused the request with HTTP 400"},
+        },
+    )
+    said: list[str] = []
+
+    assert ops.replay_dlq(sqs, queue="sync", progress=said.append) == 1
+
+    [moved] = sqs.receive_message(QueueUrl=urls.sync, MessageAttributeNames=["All"])["Messages"]
+    assert set(moved["MessageAttributes"]) == {"eventId"}
+    assert any("Braze refused the request with HTTP 400" in line for line in said)
+    assert sqs.receive_message(QueueUrl=urls.sync_dlq).get("Messages", []) == []
+    assert ROKT_TOKEN not in " ".join(said)

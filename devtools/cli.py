@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from devtools import capacity, deploy, ops
+from chalicelib.sync.envelope import Account
+from chalicelib.sync.queue import SYNC_QUEUE_NAME
+from devtools import backfill, capacity, deploy, ops
 from devtools.braze_sandbox import BrazeSandbox
 from devtools.localstack import LocalStack, Ports, sample_curl
 from devtools.project import PROJECT_DIR, stage_environment
@@ -187,6 +189,26 @@ def _cmd_replay_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    names = ops.StageNames.of(args.stage)
+    source = Path(args.file).read_text().splitlines() if args.file and args.file != "-" else sys.stdin
+    ids = backfill.read_ids(source)
+    if not ids:
+        raise ops.OpsError("no subscription ids given (one per line, in --file or on stdin)")
+    sqs = boto3.client("sqs")
+    queue_url = (
+        stage_environment(names.stage).get("SYNC_QUEUE_URL") or sqs.get_queue_url(QueueName=SYNC_QUEUE_NAME)["QueueUrl"]
+    )
+    account = Account(args.account_code, args.account_id, args.account_name)
+    state = Path(args.state_file or f".backfill-{names.stage}-{args.run}.json")
+    queued = backfill.backfill(sqs, queue_url, ids, account, run=args.run, state_file=state)
+    print(
+        f"{queued} subscription(s) queued now, {len(ids)} in all (progress in {state}). The sync consumer "
+        "reads each from Rokt and writes Braze; unknown ids land in the sync DLQ with the reason."
+    )
+    return 0
+
+
 def _cmd_capacity(args: argparse.Namespace) -> int:
     send = capacity.Send(
         audience=args.audience,
@@ -235,9 +257,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_queue_commands(commands: Any, aws_note: str) -> None:
+    """What operators do with queues: replay dead letters, set partial batches, backfill Rokt → Braze."""
+    replay = commands.add_parser(
+        "replay-dlq", help="move dead letters back to their queue (deliveries or Rokt webhooks)", epilog=aws_note
+    )
+    replay.add_argument("--stage", required=True, help="stage in .chalice/config.json")
+    replay.add_argument(
+        "--queue", choices=sorted(ops.QUEUES), default="delivery", help="which dead letters (default delivery)"
+    )
+    replay.add_argument("--account-code", help="only messages for this account code")
+    replay.add_argument("--event-id", help="only messages for this event id")
+    replay.add_argument("--dry-run", action="store_true", help="list and count, move nothing")
+    replay.set_defaults(func=_cmd_replay_dlq)
+
+    partial = commands.add_parser(
+        "enable-partial-batch",
+        help="after `chalice deploy`: set ReportBatchItemFailures on the queue consumer",
+        epilog=aws_note,
+    )
+    partial.add_argument("--stage", required=True, help="stage in .chalice/config.json")
+    partial.set_defaults(func=_cmd_enable_partial_batch)
+
+    fill = commands.add_parser(
+        "backfill", help="put existing Rokt subscriptions through Rokt → Braze once (resumable)", epilog=aws_note
+    )
+    fill.add_argument("--stage", required=True, help="stage in .chalice/config.json")
+    fill.add_argument("--file", help="subscription ids, one per line (default: stdin)")
+    fill.add_argument("--account-code", required=True, help="the Rokt account code these subscriptions belong to")
+    fill.add_argument("--account-id", help="the Rokt account id, for rokt:account_id")
+    fill.add_argument("--account-name", help="the Rokt account name, for rokt:account_name")
+    fill.add_argument("--run", default="backfill-1", help="name of this backfill; the same name never writes twice")
+    fill.add_argument("--state-file", help="where progress is kept (default .backfill-<stage>-<run>.json)")
+    fill.set_defaults(func=_cmd_backfill)
+
+
 def _add_operator_commands(commands: Any) -> None:
     """Stage operations: bootstrap, secrets, templates, diagnosis, dead letters, capacity, infra."""
     aws_note = "Uses the AWS credentials, region and AWS_ENDPOINT_URL of the environment."
+    _add_queue_commands(commands, aws_note)
     bootstrap = commands.add_parser("bootstrap", help="create the stage's DynamoDB table (idempotent)", epilog=aws_note)
     bootstrap.add_argument("--stage", required=True, help="stage in .chalice/config.json")
     bootstrap.set_defaults(func=_cmd_bootstrap)
@@ -277,26 +335,6 @@ def _add_operator_commands(commands: Any) -> None:
     doctor.add_argument("--stage", required=True, help="stage in .chalice/config.json")
     doctor.add_argument("--api-url", help="the bridge's URL, for a dry-run webhook")
     doctor.set_defaults(func=_cmd_doctor)
-
-    replay = commands.add_parser(
-        "replay-dlq", help="move dead letters back to their queue (deliveries or Rokt webhooks)", epilog=aws_note
-    )
-    replay.add_argument("--stage", required=True, help="stage in .chalice/config.json")
-    replay.add_argument(
-        "--queue", choices=sorted(ops.QUEUES), default="delivery", help="which dead letters (default delivery)"
-    )
-    replay.add_argument("--account-code", help="only messages for this account code")
-    replay.add_argument("--event-id", help="only messages for this event id")
-    replay.add_argument("--dry-run", action="store_true", help="list and count, move nothing")
-    replay.set_defaults(func=_cmd_replay_dlq)
-
-    partial = commands.add_parser(
-        "enable-partial-batch",
-        help="after `chalice deploy`: set ReportBatchItemFailures on the queue consumer",
-        epilog=aws_note,
-    )
-    partial.add_argument("--stage", required=True, help="stage in .chalice/config.json")
-    partial.set_defaults(func=_cmd_enable_partial_batch)
 
     worker = commands.add_parser("queue-worker", help="(local) feed the delivery queue to the SQS handler")
     worker.add_argument("--project-dir", default=str(PROJECT_DIR), help="project whose config.json to use")

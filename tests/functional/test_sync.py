@@ -318,3 +318,34 @@ def test_property_hostile_bodies_get_4xx_or_2xx_never_5xx_and_never_reach_braze(
     for message in queued:
         sync_queue.sqs.delete_message(QueueUrl=sync_queue.url, ReceiptHandle=message["ReceiptHandle"])
     event(f"HTTP {answer.status_code}")
+
+
+def test_backfill_writes_existing_subscriptions_once_without_custom_events_and_resumes(
+    synced: Client, sandbox: Sandbox, braze: Braze, sync_queue: QueuePair, tmp_path
+) -> None:
+    from chalicelib.sync.envelope import Account
+    from devtools import backfill
+
+    ids = [sandbox.subscribe(subscriberId=f"old{i}", calendarCode=f"c{i}") for i in range(12)]
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"run": "switch", "queued": 10, "total": 12}))  # an earlier run stopped here
+    account = Account("brazetest")
+
+    queued = backfill.backfill(
+        sync_queue.sqs, sync_queue.url, ids, account, run="switch", state_file=state, show_progress=False
+    )
+    assert queued == 2
+    state.unlink()
+    assert backfill.backfill(sync_queue.sqs, sync_queue.url, ids, account, run="switch", state_file=state) == 12
+    sync(synced, sync_queue)
+    calls = braze.track_calls()
+    assert calls == 1  # 14 webhooks, 12 subscriptions: one /users/track call
+
+    for i, subscription in enumerate(ids):
+        profile = braze.user(f"old{i}")
+        assert profile["attributes"]["rokt:subscription_id"] == [subscription]
+        assert profile["custom_events"] == []
+    state.unlink()
+    backfill.backfill(sync_queue.sqs, sync_queue.url, ids, account, run="switch", state_file=state)
+    sync(synced, sync_queue)
+    assert braze.track_calls() == calls  # the same run again writes nothing

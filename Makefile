@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 PORT ?= 8000
 MOTO_PORT ?= 5050
 SANDBOX_PORT ?= 8081
+BRAZE_PORT ?= 8082
 
 .PHONY: install run test lint unit e2e bench clean package soak
 
@@ -18,7 +19,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP)
 
 run: install
-	$(BIN)/python -m devtools run --port $(PORT) --moto-port $(MOTO_PORT) --sandbox-port $(SANDBOX_PORT) \
+	$(BIN)/python -m devtools run --port $(PORT) --moto-port $(MOTO_PORT) --sandbox-port $(SANDBOX_PORT) --braze-port $(BRAZE_PORT) \
 		$(if $(QUEUED),--queued,)
 
 lint: install

@@ -15,14 +15,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import requests
 from botocore.exceptions import BotoCoreError, ClientError
+from tqdm import tqdm
 
 from chalicelib.sync.envelope import Account
 from chalicelib.sync.queue import SYNC_QUEUE_NAME
-from devtools import backfill, capacity, deploy, ops
+from devtools import backfill, campaign, capacity, deploy, ops
 from devtools.braze_sandbox import BrazeSandbox
+from devtools.braze_sender import BrazeSender, Webhook
 from devtools.localstack import LocalStack, Ports, sample_curl
-from devtools.project import PROJECT_DIR, stage_environment
+from devtools.project import LOCAL_WEBHOOK_SECRET, PROJECT_DIR, stage_environment
 from devtools.queue_worker import serve
 from devtools.rokt_sandbox import RoktSandbox
 
@@ -51,34 +54,86 @@ def _cmd_braze_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_braze_send(args: argparse.Namespace) -> int:
+    if args.template == "seed":
+        template = campaign.WebhookTemplate.seed()
+    elif args.template == "bridge":
+        template = campaign.WebhookTemplate.parse(ops.braze_templates(args.bridge_url)["create"])
+    else:
+        template = campaign.WebhookTemplate.parse(Path(args.template).read_text())
+    renderer = campaign.Renderer(template, bridge_url=args.bridge_url, secret=args.secret, event_prefix=args.event_id)
+    profiles = requests.get(f"{args.braze_url.rstrip('/')}/_sandbox/users", timeout=10).json()
+    webhooks = [renderer.render(profile, dry_run=args.dry_run) for profile in profiles]
+    print(f"rendered {len(webhooks)} webhook(s) from {args.braze_url}; sending at {args.rate}/minute", flush=True)
+    with tqdm(total=len(webhooks), unit="webhook", desc="braze-send", file=sys.stderr) as bar:
+
+        def advance(_: Webhook) -> None:
+            bar.update(1)
+
+        sender = BrazeSender(
+            concurrency=args.concurrency,
+            rate_per_minute=args.rate,
+            time_scale=args.time_scale,
+            max_wait=60 * args.time_scale + 1,
+            on_done=advance,
+        )
+        sender.send_all(webhooks)
+    rows = campaign.summary(webhooks)
+    print(campaign.render_table(rows))
+    return 0 if all(w.final and w.final < 300 for w in webhooks) else 1
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     stack = LocalStack(
-        Ports(moto=args.moto_port, sandbox=args.sandbox_port, bridge=args.port),
+        Ports(moto=args.moto_port, sandbox=args.sandbox_port, bridge=args.port, braze=args.braze_port),
         autoreload=not args.no_autoreload,
         queued=args.queued,
+        sync=True,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Ctrl-C must stop the stack even when the shell started us with SIGINT ignored (background jobs).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         stack.start()
-        print("\nThe bridge is up. Send the seed's sample webhook:\n", flush=True)
-        print(sample_curl(stack.bridge_url), "\n", flush=True)
-        print(f"Stored events:   curl -s {stack.sandbox_url}/_sandbox/events", flush=True)
-        print(
-            f"Calendar feed:   curl -s {stack.sandbox_url}/_sandbox/calendar/06423672-b6ba-4536-aa36-70788a7a0a36.ics",
-            flush=True,
-        )
-        print("Ctrl-C stops everything.", flush=True)
+        print(tour(stack), flush=True)
         while all(p.poll() is None for p in stack.processes):
             time.sleep(0.5)
         print("a local process exited; stopping the stack", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\nstopping…", flush=True)
+        print("\nstopping… (every process the stack started is being stopped)", flush=True)
         return 0
     finally:
+        # A second Ctrl-C must not interrupt the cleanup and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         stack.stop()
+
+
+def tour(stack: LocalStack) -> str:
+    """What to try, both directions, with the stack's real ports."""
+    rokt, braze, bridge = stack.sandbox_url, stack.braze_url, stack.bridge_url
+    subscribe = (
+        '{"accountCode": "brazetest", "calendarCode": "sports", "subscriberId": "user42", "tags": ["All Teams"]}'
+    )
+    send = f"{sys.executable} -m devtools braze-send --bridge-url {bridge} --braze-url {braze}"
+    return f"""
+The bridge is up, both directions. A short tour:
+
+1. Someone subscribes to the calendar (Rokt sandbox → webhook → bridge → sync queue → Braze):
+   curl -s -X POST {rokt}/_sandbox/subscribe -H 'Content-Type: application/json' -d '{subscribe}'
+2. Their Braze profile now carries rokt:* attributes and a 'subscribe' event:
+   curl -s {braze}/_sandbox/users/user42
+3. A campaign renders the Braze template for every profile and sends it through the bridge
+   (user42 is delivered; the others have no rokt:* attributes yet, so their URL has no account code):
+   {send}
+4. The event is in user42's calendar feed (the subscription id from step 1):
+   curl -s {rokt}/_sandbox/calendar/<subscriptionId>.ics
+
+Or send the seed's sample webhook yourself:
+{sample_curl(bridge)}
+
+Rokt's webhook deliveries: curl -s {rokt}/_sandbox/webhooks
+Ctrl-C stops everything."""
 
 
 def _read_secret(prompt: str) -> str:
@@ -245,10 +300,31 @@ def build_parser() -> argparse.ArgumentParser:
     braze.add_argument("--verbose", action="store_true", help="log every request")
     braze.set_defaults(func=_cmd_braze_sandbox)
 
-    run = commands.add_parser("run", help="start moto server, the sandbox and chalice local")
+    send = commands.add_parser(
+        "braze-send", help="render a Braze webhook template for every Braze sandbox profile and send it, as Braze does"
+    )
+    send.add_argument("--bridge-url", default="http://127.0.0.1:8000", help="the bridge (default: make run's)")
+    send.add_argument("--braze-url", default="http://127.0.0.1:8082", help="the Braze sandbox (default: make run's)")
+    send.add_argument(
+        "--template",
+        default="bridge",
+        help="'bridge' (what braze-template prints), 'seed' (the partner page's), or a file",
+    )
+    send.add_argument("--secret", default=LOCAL_WEBHOOK_SECRET, help="the webhook secret (default: make run's)")
+    send.add_argument("--event-id", help="event id prefix, replacing the template's Event_0001")
+    send.add_argument("--rate", type=int, default=60_000, help="the campaign's rate limit per minute (default 60000)")
+    send.add_argument("--concurrency", type=int, default=8, help="webhooks in flight at once (default 8)")
+    send.add_argument("--time-scale", type=float, default=0.01, help="compress Braze's waits (default 0.01)")
+    send.add_argument("--dry-run", action="store_true", help="add ?dryRun=true: validated, nothing sent to Rokt")
+    send.set_defaults(func=_cmd_braze_send)
+
+    run = commands.add_parser(
+        "run", help="start moto server, the Rokt and Braze sandboxes, chalice local and the queue worker"
+    )
     run.add_argument("--port", type=int, default=8000, help="bridge port (default 8000)")
     run.add_argument("--moto-port", type=int, default=5050, help="AWS emulator port (default 5050)")
     run.add_argument("--sandbox-port", type=int, default=8081, help="Rokt sandbox port (default 8081)")
+    run.add_argument("--braze-port", type=int, default=8082, help="Braze sandbox port (default 8082)")
     run.add_argument("--no-autoreload", action="store_true", help="do not restart the bridge on code changes")
     run.add_argument("--queued", action="store_true", help="DELIVERY_MODE=queued, with a local queue worker")
     run.set_defaults(func=_cmd_run)
@@ -367,5 +443,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (BotoCoreError, ClientError) as exc:
         print(f"error: AWS refused or could not be reached: {exc}", file=sys.stderr)
+        return 2
+    except campaign.TemplateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except requests.RequestException as exc:
+        print(f"error: could not reach a local service ({type(exc).__name__}); is `make run` up?", file=sys.stderr)
         return 2
     return result

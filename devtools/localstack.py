@@ -26,10 +26,13 @@ import requests
 
 from devtools import ops
 from devtools.project import (
+    LOCAL_BRAZE_KEY,
     LOCAL_ROKT_CLIENT,
+    LOCAL_ROKT_WEBHOOK_TOKEN,
     LOCAL_WEBHOOK_SECRET,
     PROJECT_DIR,
     SAMPLE_BODY,
+    SEED_PROFILES,
     stage_environment,
 )
 
@@ -89,10 +92,16 @@ class Ports:
     moto: int = 5050
     sandbox: int = 8081
     bridge: int = 8000
+    braze: int = 8082
 
 
 class LocalStack:
-    """Start/stop the three processes; every one on loopback, every one stopped on exit."""
+    """Start/stop the processes; every one on loopback, every one stopped on exit.
+
+    With ``sync`` the Braze sandbox runs too (seeded with ``SEED_PROFILES``), the Rokt sandbox's
+    webhooks are registered to the bridge's ``/rokt/webhooks/{token}`` and the queue worker feeds
+    the sync queue to the bridge's handler: the whole loop, both directions.
+    """
 
     def __init__(
         self,
@@ -103,6 +112,7 @@ class LocalStack:
         quiet: bool = False,
         token_ttl: float = 300.0,
         queued: bool = False,
+        sync: bool = False,
         extra_env: Mapping[str, str] | None = None,
         progress: Callable[[str], None] = print,
     ) -> None:
@@ -112,6 +122,7 @@ class LocalStack:
         self.quiet = quiet
         self.token_ttl = token_ttl
         self.queued = queued
+        self.sync = sync
         self.extra_env = dict(extra_env or {})
         self.progress = progress
         self.processes: list[subprocess.Popen[Any]] = []
@@ -124,6 +135,11 @@ class LocalStack:
                 **self.extra_env,
             }
         )
+        if sync:
+            self.env["BRAZE_REST_ENDPOINT"] = self.braze_url
+        else:  # Rokt → Braze stays unconfigured: its route answers 503, as the contract says
+            self.env.pop("BRAZE_REST_ENDPOINT", None)
+            self.env.pop("SYNC_QUEUE_URL", None)
 
     @classmethod
     def isolated(
@@ -132,7 +148,7 @@ class LocalStack:
         """A quiet stack on free loopback ports with its own SSM prefix and table, sharing nothing."""
         run = uuid.uuid4().hex[:8]
         return cls(
-            ports or Ports(moto=free_port(), sandbox=free_port(), bridge=free_port()),
+            ports or Ports(moto=free_port(), sandbox=free_port(), bridge=free_port(), braze=free_port()),
             quiet=True,
             progress=lambda _: None,
             extra_env={
@@ -154,6 +170,14 @@ class LocalStack:
     @property
     def bridge_url(self) -> str:
         return f"http://{LOOPBACK}:{self.ports.bridge}"
+
+    @property
+    def braze_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ports.braze}"
+
+    @property
+    def rokt_webhook_url(self) -> str:
+        return f"{self.bridge_url}/rokt/webhooks/{LOCAL_ROKT_WEBHOOK_TOKEN}"
 
     def session(self) -> boto3.session.Session:
         """A boto3 session with the local stage's credentials and region; clients add the endpoint."""
@@ -223,6 +247,10 @@ class LocalStack:
         assert queues is not None
         if self.queued:
             self.env.update(DELIVERY_MODE="queued", DELIVERY_QUEUE_URL=queues.delivery)
+        if self.sync:
+            self.env["SYNC_QUEUE_URL"] = queues.sync
+            ops.set_braze_key(names, self.ssm(), LOCAL_BRAZE_KEY, progress=self.progress)
+            ops.ROKT_TOKEN_LIST.add(names, self.ssm(), LOCAL_ROKT_WEBHOOK_TOKEN, progress=self.progress)
         ops.set_rokt_credentials(names, self.ssm(), *LOCAL_ROKT_CLIENT, progress=self.progress)
         ops.add_webhook_secret(names, self.ssm(), LOCAL_WEBHOOK_SECRET, progress=self.progress)
 
@@ -248,7 +276,7 @@ class LocalStack:
 
     def start_queue_worker(self) -> None:
         """chalice local never triggers SQS handlers: this poller feeds the same consumer function."""
-        self.progress("queue worker: polling the delivery queue")
+        self.progress("queue worker: feeding the queues to the bridge's SQS handlers")
         project = self.workdir / "project"
         worker = self._spawn(
             [sys.executable, "-m", "devtools", "queue-worker", "--project-dir", str(project), "--stage", self.stage],
@@ -260,13 +288,36 @@ class LocalStack:
         if worker.poll() is not None:
             raise RuntimeError(f"the queue worker exited with {worker.returncode}")
 
+    def start_braze(self) -> None:
+        self.progress(f"Braze sandbox: {self.braze_url} (REST key {LOCAL_BRAZE_KEY})")
+        seed = self.workdir / "braze-profiles.json"
+        seed.write_text(json.dumps(SEED_PROFILES, indent=2))
+        braze = self._spawn(
+            [sys.executable, "-m", "devtools", "braze-sandbox", "--host", LOOPBACK, "--port", str(self.ports.braze),
+             "--seed", str(seed)],
+            "braze",
+            to_log=True,
+        )  # fmt: skip
+        wait_for_http(f"{self.braze_url}/_sandbox/health", process=braze)
+
+    def register_rokt_webhooks(self) -> None:
+        """What a brand does in Rokt's dashboard: Add Webhook (v2) with the bridge's URL."""
+        requests.post(
+            f"{self.sandbox_url}/_sandbox/webhooks", json={"url": self.rokt_webhook_url}, timeout=5
+        ).raise_for_status()
+        self.progress(f"Rokt sandbox webhooks → {self.bridge_url}/rokt/webhooks/{{token}}")
+
     def start(self) -> LocalStack:
         try:
             self.start_moto()
             self.start_sandbox()
+            if self.sync:
+                self.start_braze()
             self.bootstrap()
             self.start_bridge()
-            if self.queued:
+            if self.sync:
+                self.register_rokt_webhooks()
+            if self.queued or self.sync:
                 self.start_queue_worker()
         except BaseException:
             self.stop()

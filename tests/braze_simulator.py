@@ -1,51 +1,13 @@
-"""A Braze stand-in for reliability tests: sends webhooks with bounded concurrency and retries them
-the way Braze does — 408, 429 and 5xx up to 5 times with exponential backoff, honouring Retry-After,
-never 3xx/other 4xx — with time scaled down. Loopback only; every loop is bounded."""
+"""A Braze stand-in for reliability tests: ``devtools.braze_sender`` with one secret, time compressed."""
 
 from __future__ import annotations
 
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
+from devtools.braze_sender import RETRIED, Attempt, BrazeSender, Webhook
 
-import requests
-
-RETRIED = frozenset({408, 429}) | frozenset(range(500, 600))
-MAX_RETRIES = 5
-TIMEOUT_SECONDS = 90  # Braze's own; API Gateway would cut at 29
+__all__ = ["RETRIED", "Attempt", "BrazeSimulator", "Webhook", "accounting"]
 
 
-@dataclass(frozen=True)
-class Attempt:
-    status: int  # 0: no answer (connection failed)
-    seconds: float
-    retry_after: str | None = None
-    error: str | None = None
-    duplicate: bool = False
-
-
-@dataclass
-class Webhook:
-    path: str
-    body: Any
-    attempts: list[Attempt] = field(default_factory=list)
-
-    @property
-    def final(self) -> int:
-        return self.attempts[-1].status if self.attempts else 0
-
-    @property
-    def event_id(self) -> str:
-        return str(self.body["event"]["eventId"])
-
-    @property
-    def gave_up(self) -> bool:
-        return self.final in RETRIED or self.final == 0
-
-
-class BrazeSimulator:
+class BrazeSimulator(BrazeSender):
     def __init__(
         self,
         base_url: str,
@@ -56,51 +18,14 @@ class BrazeSimulator:
         time_scale: float = 0.002,
         max_wait: float = 2.0,
     ) -> None:
-        host = urlsplit(base_url).hostname or ""
-        if not (host == "localhost" or host.startswith("127.")):
-            raise ValueError("the Braze simulator only targets loopback")
-        self._base_url = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {secret}", "User-Agent": "Braze Sender (simulator)"}
-        self._concurrency = concurrency
-        self._first_backoff = first_backoff
-        self._scale = time_scale
-        self._max_wait = max_wait
-
-    def send_all(self, webhooks: list[Webhook]) -> list[Webhook]:
-        with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
-            list(pool.map(self._deliver, webhooks))
-        return webhooks
-
-    def _deliver(self, webhook: Webhook) -> None:
-        for retry in range(MAX_RETRIES + 1):
-            attempt = self._attempt(webhook)
-            webhook.attempts.append(attempt)
-            if attempt.status not in RETRIED and attempt.status != 0:
-                return
-            if retry < MAX_RETRIES:
-                time.sleep(self._wait(retry, attempt.retry_after))
-
-    def _attempt(self, webhook: Webhook) -> Attempt:
-        started = time.monotonic()
-        try:
-            answer = requests.post(
-                self._base_url + webhook.path, json=webhook.body, headers=self._headers, timeout=TIMEOUT_SECONDS
-            )
-        except requests.RequestException as exc:
-            return Attempt(0, time.monotonic() - started, error=type(exc).__name__)
-        try:
-            duplicate = bool(answer.json().get("duplicate")) if answer.status_code < 300 else False
-        except ValueError:
-            duplicate = False
-        return Attempt(
-            answer.status_code, time.monotonic() - started, answer.headers.get("Retry-After"), None, duplicate
+        super().__init__(
+            base_url,
+            headers={"Authorization": f"Bearer {secret}"},
+            concurrency=concurrency,
+            first_backoff=first_backoff,
+            time_scale=time_scale,
+            max_wait=max_wait,
         )
-
-    def _wait(self, retry: int, retry_after: str | None) -> float:
-        backoff = self._first_backoff * 2.0**retry
-        if retry_after and retry_after.isdigit():
-            backoff = max(backoff, float(retry_after))
-        return min(backoff * self._scale, self._max_wait)
 
 
 def accounting(webhooks: list[Webhook], deliveries: dict[str, int]) -> dict[str, int]:

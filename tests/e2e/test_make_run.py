@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -25,11 +26,11 @@ def answers(url: str) -> bool:
     return True
 
 
-def test_run_starts_everything_and_ctrl_c_stops_everything():
-    bridge, moto, sandbox = free_port(), free_port(), free_port()
+def test_run_starts_everything_and_ctrl_c_stops_everything():  # even pressed twice
+    bridge, moto, sandbox, braze = free_port(), free_port(), free_port(), free_port()
     run = subprocess.Popen(
         [sys.executable, "-m", "devtools", "run", "--no-autoreload", "--port", str(bridge),
-         "--moto-port", str(moto), "--sandbox-port", str(sandbox)],
+         "--moto-port", str(moto), "--sandbox-port", str(sandbox), "--braze-port", str(braze)],
         cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         # as a shell's background job starts it: with SIGINT ignored, which Ctrl-C handling must survive
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509
@@ -38,6 +39,7 @@ def test_run_starts_everything_and_ctrl_c_stops_everything():
         f"http://127.0.0.1:{bridge}/health",
         f"http://127.0.0.1:{moto}/",
         f"http://127.0.0.1:{sandbox}/_sandbox/health",
+        f"http://127.0.0.1:{braze}/_sandbox/health",
     ]
     try:
         printed = []
@@ -48,9 +50,14 @@ def test_run_starts_everything_and_ctrl_c_stops_everything():
             if "Ctrl-C stops everything." in line or (not line and run.poll() is not None):
                 break
         assert any("curl -sS -X POST" in line for line in printed), "".join(printed)
+        assert any("/_sandbox/subscribe" in line for line in printed), "".join(printed)
+        assert any("devtools braze-send" in line for line in printed), "".join(printed)
         assert all(answers(url) for url in urls)
 
         os.kill(run.pid, signal.SIGINT)
+        time.sleep(0.05)  # an impatient second Ctrl-C, while the stack is stopping
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(run.pid, signal.SIGINT)
         run.wait(timeout=30)
         time.sleep(0.5)
 

@@ -23,7 +23,7 @@ import requests
 from devtools import ops
 from devtools.deploy import merge_template
 from devtools.localstack import LocalStack
-from devtools.project import LOCAL_ROKT_CLIENT, LOCAL_WEBHOOK_SECRET, PROJECT_DIR
+from devtools.project import LOCAL_ROKT_CLIENT, LOCAL_ROKT_WEBHOOK_TOKEN, LOCAL_WEBHOOK_SECRET, PROJECT_DIR
 
 RESULTS = PROJECT_DIR / "bench" / "results.json"
 # Rokt's answer time for the intake comparison (a sandbox delay); its real latency is not published.
@@ -68,7 +68,7 @@ def share_fresh_token(stack: LocalStack) -> None:
 
 
 def measure_calls(stack: LocalStack, env: dict[str, str], webhooks: int) -> dict[str, Any]:
-    say(f"[1/5] remote calls: {webhooks} webhooks across 8 containers within one token lifetime…")
+    say(f"[1/6] remote calls: {webhooks} webhooks across 8 containers within one token lifetime…")
     before = sandbox_stats(stack)
     started = time.monotonic()
     result = worker(env, "calls", "--n", str(webhooks))
@@ -93,7 +93,7 @@ def measure_calls(stack: LocalStack, env: dict[str, str], webhooks: int) -> dict
 
 
 def measure_cpu(env: dict[str, str], webhooks: int, rounds: int) -> dict[str, Any]:
-    say(f"[2/5] CPU per warm webhook: bridge vs reference, {rounds} alternating rounds of {webhooks}…")
+    say(f"[2/6] CPU per warm webhook: bridge vs reference, {rounds} alternating rounds of {webhooks}…")
     per: dict[str, list[float]] = {"bridge": [], "reference": []}
     for round_index in range(rounds):
         for target in ("bridge", "reference"):
@@ -110,7 +110,7 @@ def measure_cpu(env: dict[str, str], webhooks: int, rounds: int) -> dict[str, An
 
 
 def measure_cold(env: dict[str, str], runs: int) -> dict[str, Any]:
-    say(f"[3/5] cold start (import + first delivered webhook): {runs} alternating runs each…")
+    say(f"[3/6] cold start (import + first delivered webhook): {runs} alternating runs each…")
     per: dict[str, list[float]] = {"bridge": [], "reference": []}
     for _ in range(runs):
         for target in ("bridge", "reference"):
@@ -124,10 +124,13 @@ def measure_cold(env: dict[str, str], runs: int) -> dict[str, Any]:
 
 
 def measure_queued(stack: LocalStack, env: dict[str, str], webhooks: int) -> dict[str, Any]:
-    say(f"[4/5] queued mode: intake answer time vs direct (Rokt answering in {ROKT_LATENCY_SECONDS * 1000:.0f} ms), "
+    say(f"[4/6] queued mode: intake answer time vs direct (Rokt answering in {ROKT_LATENCY_SECONDS * 1000:.0f} ms), "
         f"then {webhooks} queued webhooks drained while 10% of Rokt calls get 429…")  # fmt: skip
-    queue_url, _ = ops.bootstrap(ops.StageNames.from_environment("local", stack.env), stack.dynamodb(), stack.sqs(),
-                                 progress=lambda _: None) or ("", "")  # fmt: skip
+    queues = ops.bootstrap(
+        ops.StageNames.from_environment("local", stack.env), stack.dynamodb(), stack.sqs(), progress=lambda _: None
+    )
+    assert queues is not None
+    queue_url = queues.delivery
     queued_env = {**env, "DELIVERY_MODE": "queued", "DELIVERY_QUEUE_URL": queue_url}
     fault = {"status": None, "delay": ROKT_LATENCY_SECONDS, "count": 100_000}
     requests.post(f"{stack.sandbox_url}/_sandbox/faults", json=fault, timeout=5).raise_for_status()
@@ -161,8 +164,46 @@ def measure_queued(stack: LocalStack, env: dict[str, str], webhooks: int) -> dic
     }
 
 
+def measure_sync(stack: LocalStack, env: dict[str, str], webhooks: int) -> dict[str, Any]:
+    say(f"[5/6] Rokt → Braze: {webhooks} subscribe webhooks into the sync route, then the sync queue drained…")
+    for index in range(webhooks):
+        requests.post(
+            f"{stack.sandbox_url}/_sandbox/subscribe",
+            json={"accountCode": "brazetest", "calendarCode": "bench", "subscriberId": f"bench{index}"},
+            timeout=5,
+        ).raise_for_status()
+    envelopes = requests.get(f"{stack.sandbox_url}/_sandbox/webhooks/sent", timeout=30).json()
+    before = sandbox_stats(stack)
+    braze_before = requests.get(f"{stack.braze_url}/_sandbox/stats", timeout=5).json()
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
+        json.dump(envelopes, file)
+        file.flush()
+        result = worker(env, "sync", "--envelopes", file.name, "--token", LOCAL_ROKT_WEBHOOK_TOKEN)
+    after = sandbox_stats(stack)
+    braze_after = requests.get(f"{stack.braze_url}/_sandbox/stats", timeout=5).json()
+    track_calls = braze_after.get("track_requests", 0) - braze_before.get("track_requests", 0)
+    reads = after.get("subscriptions_requests", 0) - before.get("subscriptions_requests", 0)
+    users = requests.get(f"{stack.braze_url}/_sandbox/users", timeout=30).json()
+    synced = sum(
+        1
+        for u in users
+        if str(u.get("external_id", "")).startswith("bench") and "rokt:subscription_id" in u["attributes"]
+    )
+    return {
+        "sync_webhooks": len(envelopes),
+        "sync_route_aws_calls": sum(result["route_aws_calls"].values()) / len(envelopes),
+        "sync_route_aws_calls_by_kind": result["route_aws_calls"],
+        "sync_braze_calls_per_1000": track_calls * 1000 / len(envelopes),
+        "sync_rokt_reads_per_webhook": reads / len(envelopes),
+        "sync_token_calls": after.get("token_requests", 0) - before.get("token_requests", 0),
+        "sync_batches": result["batches"],
+        "sync_profiles_written": synced,
+        "sync_lost": len(envelopes) - synced,
+    }
+
+
 def measure_package() -> dict[str, Any]:
-    say("[5/5] deployment package (chalice package --stage prod)…")
+    say("[6/6] deployment package (chalice package --stage prod)…")
     with tempfile.TemporaryDirectory() as tmp:
         merge = Path(tmp) / "merge.json"
         merge.write_text(json.dumps(merge_template("prod")))
@@ -195,6 +236,12 @@ def table(results: dict[str, Any]) -> str:
          f"{ROKT_LATENCY_SECONDS * 1000:.0f} ms); goal ≥ 10×"),
         ("Rokt calls per 1,000 queued webhooks, 10% 429s", f"{results['queued_rokt_calls_per_1000_under_429']:.0f}",
          f"{results['queued_injected_429s']} injected; lost {results['queued_lost']}"),
+        ("Rokt → Braze: AWS calls on the route per webhook", f"{results['sync_route_aws_calls']:.3f}",
+         "goal ≤ 1 (the queue send)"),
+        ("Rokt → Braze: /users/track calls per 1,000 webhooks", f"{results['sync_braze_calls_per_1000']:.1f}",
+         f"goal ≤ 20; {results['sync_batches']} batches, {results['sync_lost']} lost"),
+        ("Rokt → Braze: Rokt subscription reads per webhook", f"{results['sync_rokt_reads_per_webhook']:.3f}",
+         f"goal ≤ 1; token calls {results['sync_token_calls']}"),
         ("deployment zip", f"{results['package_zip_bytes'] / 1e6:.2f} MB",
          f"{results['package_unzipped_bytes'] / 1e6:.1f} MB unzipped; goal ≤ 3 MB"),
     ]  # fmt: skip
@@ -207,12 +254,13 @@ def main() -> None:
     cpu_webhooks = int(os.environ.get("BENCH_CPU_WEBHOOKS", "400"))
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     cold_runs = int(os.environ.get("BENCH_COLD_RUNS", "5"))
-    stack = LocalStack.isolated("bench")
+    stack = LocalStack.isolated("bench", sync=True)
     say("starting moto server and the Rokt sandbox on loopback…")
     started = time.monotonic()
     try:
         stack.start_moto()
         stack.start_sandbox()
+        stack.start_braze()
         stack.bootstrap()
         env = {
             **os.environ,
@@ -225,6 +273,7 @@ def main() -> None:
         results |= measure_cpu(env, cpu_webhooks, rounds)
         results |= measure_cold(env, cold_runs)
         results |= measure_queued(stack, env, int(os.environ.get("BENCH_QUEUED_WEBHOOKS", "1000")))
+        results |= measure_sync(stack, env, int(os.environ.get("BENCH_SYNC_WEBHOOKS", "1000")))
     finally:
         stack.stop()
     results |= measure_package()

@@ -168,6 +168,76 @@ def run_drain(args: argparse.Namespace) -> dict[str, Any]:
     return {"received": received, "failed_attempts": failed, "webhooks": args.n}
 
 
+def rokt_event(envelope: dict[str, Any], token: str) -> dict[str, Any]:
+    """An API Gateway REST proxy event for one Rokt webhook to the sync route."""
+    headers = {"content-type": "application/json", "user-agent": "Rokt"}
+    return {
+        "resource": "/rokt/webhooks/{token}",
+        "path": f"/rokt/webhooks/{token}",
+        "httpMethod": "POST",
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": {"token": token},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/rokt/webhooks/{token}",
+            "httpMethod": "POST",
+            "requestId": str(uuid.uuid4()),
+            "stage": "api",
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+        "body": json.dumps(envelope),
+        "isBase64Encoded": False,
+    }
+
+
+def run_sync(args: argparse.Namespace) -> dict[str, Any]:
+    """Rokt webhooks into the sync route (AWS calls counted at the service), then the sync queue
+    drained through the real SQS handler in Lambda-sized batches."""
+    import boto3
+
+    import app as bridge_app
+    from chalicelib.settings import Settings
+    from chalicelib.sync.queue import SYNC_BATCH_SIZE
+    from chalicelib.wiring import build_bridge
+    from devtools.aws_proxy import AwsProxy
+    from devtools.queue_worker import poll_once
+
+    envelopes = json.loads(Path(args.envelopes).read_text())
+    settings = Settings.from_env(os.environ)
+    with AwsProxy(os.environ["AWS_ENDPOINT_URL"]) as proxy:
+        session = boto3.session.Session()
+        bridge_app.use_bridge(
+            build_bridge(
+                settings,
+                ssm_client=session.client("ssm", endpoint_url=proxy.url),
+                dynamodb_client=session.client("dynamodb", endpoint_url=proxy.url),
+                sqs_client=session.client("sqs", endpoint_url=proxy.url),
+            )
+        )
+        for envelope in envelopes:
+            answer = bridge_app.app(rokt_event(envelope, args.token), Context())
+            if answer["statusCode"] != 202:
+                raise RuntimeError(f"the sync route answered {answer['statusCode']}: {answer['body']}")
+        route_calls = dict(proxy.counts)
+    bridge_app.use_bridge(None)  # the consumer: a fresh container, straight to the emulator
+    sqs = boto3.client("sqs")
+    queue_url = os.environ["SYNC_QUEUE_URL"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    batches = failed = 0
+    deadline = time.monotonic() + args.max_seconds
+    while time.monotonic() < deadline:
+        got, bad = poll_once(
+            sqs, queue_url, arn, bridge_app.sync_subscribers, Context(), batch_size=SYNC_BATCH_SIZE, wait_seconds=1
+        )
+        batches, failed = batches + (1 if got else 0), failed + bad
+        if got == 0:
+            break
+    return {"route_aws_calls": route_calls, "webhooks": len(envelopes), "batches": batches, "failed": failed}
+
+
 def run_cold(args: argparse.Namespace) -> dict[str, Any]:
     app = load(args.target)
     invoke(app, args.target, f"cold_{uuid.uuid4().hex[:8]}_user", args.secret)
@@ -176,7 +246,9 @@ def run_cold(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["calls", "cpu", "cold", "intake", "drain"])
+    parser.add_argument("mode", choices=["calls", "cpu", "cold", "intake", "drain", "sync"])
+    parser.add_argument("--envelopes", help="sync: a JSON file of Rokt webhook envelopes")
+    parser.add_argument("--token", help="sync: the Rokt webhook token")
     parser.add_argument("--target", choices=["bridge", "reference"], default="bridge")
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=20)
@@ -185,7 +257,14 @@ def main() -> None:
     parser.add_argument("--secret", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    modes = {"calls": run_calls, "cpu": run_cpu, "cold": run_cold, "intake": run_intake, "drain": run_drain}
+    modes = {
+        "calls": run_calls,
+        "cpu": run_cpu,
+        "cold": run_cold,
+        "intake": run_intake,
+        "drain": run_drain,
+        "sync": run_sync,
+    }
     result = modes[args.mode](args)
     Path(args.out).write_text(json.dumps(result))
 

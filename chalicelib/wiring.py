@@ -133,8 +133,10 @@ def build_bridge(
             fallback=settings.braze_identity_fallback,
         )
 
+    queue_url = settings.sync_queue_url
+    # Built on first use: a container that only delivers never creates the SQS client.
     sync_queue = (
-        SyncQueue(sqs(), settings.sync_queue_url) if settings.sync_configured and settings.sync_queue_url else None
+        functools.cache(lambda: SyncQueue(sqs(), queue_url)) if queue_url and settings.sync_configured else None
     )
     return Bridge(
         settings=settings,

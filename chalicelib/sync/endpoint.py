@@ -34,7 +34,7 @@ class RoktWebhookEndpoint:
         self,
         authenticator: PathTokenAuthenticator,
         store: SecretStore,
-        queue: SyncQueue | None,
+        queue: Callable[[], SyncQueue] | None,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -72,6 +72,6 @@ class RoktWebhookEndpoint:
             return json_response({"status": "ignored", "eventId": webhook.event_id, "eventType": webhook.event_type})
         # Without a Braze key nothing could ever be written: say so now, while Rokt still retries.
         self._store.get(BRAZE_API_KEY, max_age=BRAZE_KEY_MAX_AGE_SECONDS)
-        self._queue.send(webhook, body)
+        self._queue().send(webhook, body)
         summary["outcome"] = "accepted"
         return json_response({"status": "accepted", "eventId": webhook.event_id}, 202)

@@ -23,32 +23,40 @@ from typing import Any  # noqa: E402
 from devtools.project import SAMPLE_BODY  # noqa: E402
 
 
-def api_event(target: str, event_id: str, secret: str) -> dict[str, Any]:
-    """An API Gateway REST proxy event for a create webhook to ``target`` (bridge or reference)."""
-    param = "account_code" if target == "bridge" else "account"
-    body = json.loads(json.dumps(SAMPLE_BODY))
-    body["event"]["eventId"] = event_id
-    headers = {"content-type": "application/json", "authorization": f"Bearer {secret}", "user-agent": "Braze Sender"}
+def proxy_event(resource: str, params: dict[str, str], headers: dict[str, str], body: str) -> dict[str, Any]:
+    """An API Gateway REST proxy event, as Lambda hands it to ``app(event, context)``."""
+    path = resource
+    for name, value in params.items():
+        path = path.replace(f"{{{name}}}", value)
     return {
-        "resource": f"/v1/subscriptionevent/{{{param}}}",
-        "path": "/v1/subscriptionevent/brazetest",
+        "resource": resource,
+        "path": path,
         "httpMethod": "POST",
         "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
         "queryStringParameters": None,
         "multiValueQueryStringParameters": None,
-        "pathParameters": {param: "brazetest"},
+        "pathParameters": params,
         "stageVariables": None,
         "requestContext": {
-            "resourcePath": f"/v1/subscriptionevent/{{{param}}}",
+            "resourcePath": resource,
             "httpMethod": "POST",
             "requestId": str(uuid.uuid4()),
             "stage": "api",
             "identity": {"sourceIp": "127.0.0.1"},
         },
-        "body": json.dumps(body),
+        "body": body,
         "isBase64Encoded": False,
     }
+
+
+def api_event(target: str, event_id: str, secret: str) -> dict[str, Any]:
+    """A create webhook from Braze to ``target`` (bridge or reference)."""
+    param = "account_code" if target == "bridge" else "account"
+    body = json.loads(json.dumps(SAMPLE_BODY))
+    body["event"]["eventId"] = event_id
+    headers = {"content-type": "application/json", "authorization": f"Bearer {secret}", "user-agent": "Braze Sender"}
+    return proxy_event(f"/v1/subscriptionevent/{{{param}}}", {param: "brazetest"}, headers, json.dumps(body))
 
 
 class Context:
@@ -169,28 +177,9 @@ def run_drain(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def rokt_event(envelope: dict[str, Any], token: str) -> dict[str, Any]:
-    """An API Gateway REST proxy event for one Rokt webhook to the sync route."""
+    """One Rokt webhook to the sync route."""
     headers = {"content-type": "application/json", "user-agent": "Rokt"}
-    return {
-        "resource": "/rokt/webhooks/{token}",
-        "path": f"/rokt/webhooks/{token}",
-        "httpMethod": "POST",
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": {"token": token},
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": "/rokt/webhooks/{token}",
-            "httpMethod": "POST",
-            "requestId": str(uuid.uuid4()),
-            "stage": "api",
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": json.dumps(envelope),
-        "isBase64Encoded": False,
-    }
+    return proxy_event("/rokt/webhooks/{token}", {"token": token}, headers, json.dumps(envelope))
 
 
 def run_sync(args: argparse.Namespace) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from chalicelib.errors import UpstreamTimeout
 
@@ -22,6 +23,16 @@ class Deadline:
         self._sleep = sleep
         self._ends_at = clock() + seconds
 
+    @classmethod
+    def within(cls, budget: float, context: Any, margin: float, clock: Clock = time.monotonic) -> Deadline:
+        """``budget`` seconds, or less when the Lambda invocation (``context``) has less time left than
+        that plus ``margin`` (what the answer, logs and bookkeeping still need after upstream work)."""
+        seconds = budget
+        remaining_ms = lambda_remaining_ms(context)
+        if remaining_ms is not None:
+            seconds = min(seconds, remaining_ms / 1000 - margin)
+        return cls(seconds, clock=clock)
+
     def remaining(self) -> float:
         return self._ends_at - self._clock()
 
@@ -38,3 +49,9 @@ class Deadline:
             return False
         self._sleep(max(seconds, 0.0))
         return True
+
+
+def lambda_remaining_ms(context: Any) -> int | None:
+    """The invocation's remaining time from a Lambda context (real, Chalice's local one, or None)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return int(remaining()) if callable(remaining) else None

@@ -19,12 +19,14 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from devtools.httpkit import BackgroundServer, Fault, JsonHandler, LoopbackServer, take_fault, try_json
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 DEFAULT_API_KEYS = ("local-braze-rest-key",)
 MAX_OBJECTS = 75
@@ -144,16 +146,7 @@ class _Handler(JsonHandler):
     def state(self) -> BrazeState:
         return self.server.state
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
+    def dispatch(self, method: str) -> None:
         path = urlsplit(self.path).path
         segments = [unquote(s) for s in path.split("/") if s]
         body = self.read_body()
@@ -307,16 +300,7 @@ class _Handler(JsonHandler):
                 found = profile.to_json() if profile else None
             self.send_json(200 if found else 404, found or {"message": f"no user with external_id {rest[1]!r}"})
             return
-        action = _CONTROL_ACTIONS.get((method, "/".join(rest)))
-        if action is None:
-            self.send_json(404, {"message": "no such sandbox call"})
-            return
-        try:
-            with self.state.lock:
-                status, payload = action(self.state, try_json(body))
-        except (KeyError, TypeError, ValueError) as exc:
-            status, payload = 400, {"error": "bad_request", "message": str(exc)}
-        self.send_json(status, payload)
+        self.run_control(_CONTROL_ACTIONS, method, rest, try_json(body))
 
 
 def _fatal_problem(kinds: dict[str, Any]) -> dict[str, Any] | None:
@@ -374,8 +358,7 @@ def _seed(state: BrazeState, data: Any) -> tuple[int, Any]:
     return 200, {"status": "seeded", "users": state.seed(users)}
 
 
-ControlAction = Callable[[BrazeState, Any], tuple[int, Any]]
-_CONTROL_ACTIONS: dict[tuple[str, str], ControlAction] = {
+_CONTROL_ACTIONS: dict[tuple[str, str], Callable[[BrazeState, Any], tuple[int, Any]]] = {
     ("GET", "health"): lambda state, _: (200, {"status": "ok"}),
     ("GET", "users"): lambda state, _: (200, [p.to_json() for p in state.profiles.values()]),
     ("GET", "requests"): lambda state, _: (200, list(state.requests)),

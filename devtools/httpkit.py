@@ -8,6 +8,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Generic, Self, TypeVar
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 MAX_FAULT_DELAY_SECONDS = 60.0
 
 State = TypeVar("State")
+ControlAction = Callable[[Any, Any], tuple[int, Any]]
 
 
 def is_loopback_url(url: str) -> bool:
@@ -101,6 +103,35 @@ class JsonHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
+
+    def do_GET(self) -> None:
+        self.dispatch("GET")
+
+    def do_POST(self) -> None:
+        self.dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self.dispatch("DELETE")
+
+    def dispatch(self, method: str) -> None:
+        """Answer one request (each sandbox routes its own paths)."""
+        self.send_json(405, {"error": "method_not_allowed", "method": method})
+
+    def run_control(
+        self, actions: Mapping[tuple[str, str], ControlAction], method: str, rest: list[str], data: Any
+    ) -> None:
+        """One ``/_sandbox/…`` call from ``actions`` (method, path) under the state's lock; a malformed
+        call is a 400 that says why."""
+        action = actions.get((method, "/".join(rest)))
+        if action is None:
+            self.send_json(404, {"error": "not_found", "message": "no such sandbox call"})
+            return
+        try:
+            with self.server.state.lock:
+                status, payload = action(self.server.state, data)
+        except (KeyError, TypeError, ValueError) as exc:
+            status, payload = 400, {"error": "bad_request", "message": str(exc)}
+        self.send_json(status, payload)
 
     def read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)

@@ -85,16 +85,7 @@ class _Handler(JsonHandler):
     def state(self) -> SandboxState:
         return self.server.state
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
+    def dispatch(self, method: str) -> None:
         parts = urlsplit(self.path)
         raw_segments = [s for s in parts.path.split("/") if s]
         segments = [unquote(s) for s in raw_segments]
@@ -250,16 +241,7 @@ class _Handler(JsonHandler):
                 events = [e.to_json() for e in self.state.events.values() if len(rest) == 1 or e.account == rest[1]]
             self.send_json(200, events)
             return
-        action = _CONTROL_ACTIONS.get((method, "/".join(rest)))
-        if action is None:
-            self.send_json(404, {"error": "not_found"})
-            return
-        try:
-            with self.state.lock:
-                status, payload = action(self.state, try_json(body) or {})
-        except (KeyError, TypeError, ValueError) as exc:
-            status, payload = 400, {"error": "bad_request", "message": str(exc)}
-        self.send_json(status, payload)
+        self.run_control(_CONTROL_ACTIONS, method, rest, try_json(body) or {})
 
     def _calendar(self, subscription_id: str) -> None:
         with self.state.lock:

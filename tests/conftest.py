@@ -105,6 +105,12 @@ def aws(moto_url: str) -> Aws:
     return handle
 
 
+@pytest.fixture
+def cli_env(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI builds its own boto3 clients from the environment, as it would for an operator."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.url)
+
+
 class Sandbox:
     """Test-side handle on the sandbox, driven through its HTTP control API like a person would."""
 

@@ -120,21 +120,14 @@ class WebhookEndpoint:
             summary["outcome"] = "dry_run"
             plan = self._service.preview(event_request)
             return json_response({"status": "dry_run", "upstreamRequest": plan.to_dict()})
-        outcome = self._deliverer.deliver(event_request, self._deadline(request), request.lambda_context)
+        deadline = Deadline.within(self._budget, request.lambda_context, LAMBDA_SAFETY_MARGIN_SECONDS, self._clock)
+        outcome = self._deliverer.deliver(event_request, deadline, request.lambda_context)
         summary["outcome"] = "duplicate" if outcome.duplicate else outcome.status
         if outcome.reached_rokt:
             summary["upstreamStatus"] = outcome.upstream_status
             if not outcome.duplicate:
                 summary.update(attempts=outcome.attempts, upstreamLatencyMs=outcome.upstream_ms)
         return outcome_response(outcome)
-
-    def _deadline(self, request: Request) -> Deadline:
-        seconds = self._budget
-        context = request.lambda_context
-        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
-        if callable(remaining_ms):
-            seconds = min(seconds, remaining_ms() / 1000 - LAMBDA_SAFETY_MARGIN_SECONDS)
-        return Deadline(seconds, clock=self._clock)
 
 
 def _is_dry_run(request: Request) -> bool:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 
 from chalicelib.braze.client import MAX_OBJECTS_PER_KIND, BrazeError, BrazeRateLimited
-from chalicelib.clock import Deadline
+from chalicelib.clock import Deadline, lambda_remaining_ms
 from chalicelib.errors import BridgeError, InFlight, RoktRejected, ValidationFailed
 from chalicelib.observability import count, logger, record_outcome
 from chalicelib.sqs import backoff_seconds
@@ -110,12 +110,8 @@ class SyncConsumer:
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(failed)]}
 
     def _batch(self, context: Any) -> _Batch:
-        seconds = self._budget
-        remaining = getattr(context, "get_remaining_time_in_millis", None)
-        remaining_ms = int(remaining()) if callable(remaining) else None
-        if remaining_ms is not None:
-            seconds = min(seconds, remaining_ms / 1000 - LAMBDA_SAFETY_MARGIN_SECONDS)
-        return _Batch(Deadline(seconds, clock=self._clock), remaining_ms)
+        deadline = Deadline.within(self._budget, context, LAMBDA_SAFETY_MARGIN_SECONDS, self._clock)
+        return _Batch(deadline, lambda_remaining_ms(context))
 
     # --- stage ------------------------------------------------------------------------------
     def _stage(self, record: SQSRecord, batch: _Batch) -> None:

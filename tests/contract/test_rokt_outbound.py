@@ -36,6 +36,16 @@ def subscribe(sandbox: Sandbox, **fields: Any) -> dict[str, Any]:
     return result
 
 
+def access_token(sandbox: Sandbox) -> str:
+    answer = requests.post(
+        f"{sandbox.url}/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        auth=("local-client-id", "local-client-secret"),
+        timeout=5,
+    )
+    return str(answer.json()["access_token"])
+
+
 def settle(sandbox: Sandbox) -> None:
     deadline = time.monotonic() + 10
     while not control(sandbox, "GET", "webhooks/idle")["idle"]:
@@ -60,12 +70,7 @@ def test_get_subscription_needs_a_token_and_reflects_unsubscribe(sandbox: Sandbo
     created = subscribe(sandbox)
     url = f"{sandbox.url}/v1/subscription/{created['subscriptionId']}"
     assert requests.get(url, timeout=5).status_code == 401
-    token = requests.post(
-        f"{sandbox.url}/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=("local-client-id", "local-client-secret"),
-        timeout=5,
-    ).json()["access_token"]
+    token = access_token(sandbox)
     auth = {"Authorization": f"Bearer {token}"}
     assert requests.get(url, headers=auth, timeout=5).json()["isActive"] is True
     control(sandbox, "POST", "unsubscribe", {"subscriptionId": created["subscriptionId"]})
@@ -120,12 +125,7 @@ def test_calendar_events_reaching_a_subscription_are_announced(sandbox: Sandbox,
 
     created = subscribe(sandbox)
     hook.wait_for(1)
-    token = requests.post(
-        f"{sandbox.url}/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=("local-client-id", "local-client-secret"),
-        timeout=5,
-    ).json()["access_token"]
+    token = access_token(sandbox)
     body = seed_body("Launch_user42", notifyBefore=15)
     body["subscriptionIds"] = [created["subscriptionId"]]
     answer = requests.post(

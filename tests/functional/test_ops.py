@@ -18,12 +18,6 @@ def names(sandbox: Sandbox) -> ops.StageNames:
     return ops.StageNames(stage="test", prefix=PREFIX, table=TABLE, rokt_api_url=sandbox.url, signature_required=False)
 
 
-@pytest.fixture
-def cli_env(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI builds its own boto3 clients from the environment, as it would for an operator."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.url)
-
-
 def parameter(aws: Aws, name: str) -> str:
     return aws.ssm().get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
 

@@ -19,11 +19,6 @@ def names(sandbox: Sandbox, braze: Braze) -> ops.StageNames:
     return ops.StageNames("test", PREFIX, TABLE, sandbox.url, False, braze_rest_endpoint=braze.url)
 
 
-@pytest.fixture
-def cli_env(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.url)
-
-
 def parameter(aws: Aws, name: str) -> str:
     return aws.ssm().get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
 

@@ -4,17 +4,15 @@ retryable failures wait on the queue, poison ends in the DLQ and can be replayed
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 import app as bridge_app
 from chalicelib.delivery.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, backoff_seconds
 from devtools import ops
-from devtools.bootstrap import ensure_queues
-from devtools.queue_worker import sqs_event
 from tests.conftest import Aws, Sandbox, make_bridge, post, seed_body, serving
+from tests.queues import QueuePair
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -28,58 +26,18 @@ CREATE = "/v1/subscriptionevent/brazetest"
 MAX_RECEIVES = 3
 
 
-class Queues:
-    def __init__(self, aws: Aws) -> None:
-        self.sqs = aws.sqs()
-        self.url, self.dlq_url = ensure_queues(
-            self.sqs, DELIVERY_QUEUE_NAME, DELIVERY_DLQ_NAME, MAX_RECEIVES, progress=lambda _: None
-        )
-        self.arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-
-    def receive(self, url: str | None = None, visibility: int = 30) -> list[Any]:
-        return self.sqs.receive_message(
-            QueueUrl=url or self.url,
-            MaxNumberOfMessages=10,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-            VisibilityTimeout=visibility,
-        ).get("Messages", [])
-
-    def release(self, messages: list[Any]) -> None:
-        for message in messages:
-            self.sqs.change_message_visibility(
-                QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
+@pytest.fixture
+def queues(aws: Aws) -> QueuePair:
+    return QueuePair(aws.sqs(), DELIVERY_QUEUE_NAME, DELIVERY_DLQ_NAME, MAX_RECEIVES, "deliver_queued")
 
 
 @pytest.fixture
-def queues(aws: Aws) -> Queues:
-    return Queues(aws)
-
-
-@pytest.fixture
-def queued(settings: Settings, aws: Aws, queues: Queues) -> Iterator[Client]:
+def queued(settings: Settings, aws: Aws, queues: QueuePair) -> Iterator[Client]:
     with serving(make_bridge(settings, aws, delivery_mode="queued", delivery_queue_url=queues.url)) as client:
         yield client
 
 
-def consume(client: Client, queues: Queues, messages: list[Any]) -> dict[str, Any]:
-    """Invoke the app's SQS handler as Lambda's event source mapping does: delete the messages it did
-    not report as failed; if the invocation raises (every record failed), nothing is deleted."""
-    try:
-        answer = client.lambda_.invoke("deliver_queued", sqs_event(messages, queues.arn)).payload
-    except BatchProcessingError:
-        answer = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages]}
-    failed = {f["itemIdentifier"] for f in answer.get("batchItemFailures", [])}
-    for message in messages:
-        if message["MessageId"] not in failed:
-            queues.sqs.delete_message(QueueUrl=queues.url, ReceiptHandle=message["ReceiptHandle"])
-    return dict(answer)
-
-
-def test_intake_answers_202_and_enqueues_once_per_event_id(queued, queues: Queues, sandbox: Sandbox):
+def test_intake_answers_202_and_enqueues_once_per_event_id(queued, queues: QueuePair, sandbox: Sandbox):
     answers = [post(queued, CREATE, seed_body()) for _ in range(3)]
 
     assert [a.status_code for a in answers] == [202, 202, 202]
@@ -91,33 +49,33 @@ def test_intake_answers_202_and_enqueues_once_per_event_id(queued, queues: Queue
     assert sandbox.requests() == []
 
 
-def test_invalid_input_is_refused_at_intake_and_nothing_queued(queued, queues: Queues):
+def test_invalid_input_is_refused_at_intake_and_nothing_queued(queued, queues: QueuePair):
     response = post(queued, CREATE, seed_body(start="tomorrow"))
 
     assert response.status_code == 400
     assert queues.receive() == []
 
 
-def test_consumer_delivers_queued_webhooks(queued, queues: Queues, sandbox: Sandbox):
+def test_consumer_delivers_queued_webhooks(queued, queues: QueuePair, sandbox: Sandbox):
     post(queued, CREATE, seed_body("a_user1"))
     post(queued, CREATE, seed_body("b_user1"))
 
-    answer = consume(queued, queues, queues.receive())
+    answer = queues.consume(queued, queues.receive())
 
     assert answer == {"batchItemFailures": []}
     assert sandbox.count("events_created") == 2
     assert queues.receive() == []
 
 
-def test_rokt_503_then_success_delivers_once(queued, queues: Queues, sandbox: Sandbox):
+def test_rokt_503_then_success_delivers_once(queued, queues: QueuePair, sandbox: Sandbox):
     post(queued, CREATE, seed_body())
     sandbox.fault(status=503, count=3)  # more than the consumer's in-process retries
 
     first = queues.receive()
-    failed = consume(queued, queues, first)
+    failed = queues.consume(queued, first)
     queues.release(first)
     second = queues.receive()
-    consume(queued, queues, second)
+    queues.consume(queued, second)
 
     assert failed["batchItemFailures"] == [{"itemIdentifier": first[0]["MessageId"]}]
     assert second[0]["Attributes"]["ApproximateReceiveCount"] == "2"
@@ -126,7 +84,7 @@ def test_rokt_503_then_success_delivers_once(queued, queues: Queues, sandbox: Sa
     assert queues.receive() == []
 
 
-def test_rate_limited_message_waits_for_retry_after(queued, queues: Queues, sandbox: Sandbox):
+def test_rate_limited_message_waits_for_retry_after(queued, queues: QueuePair, sandbox: Sandbox):
     post(queued, CREATE, seed_body())
     sandbox.fault(status=429, retryAfter="120")
     delays: list[int] = []
@@ -137,32 +95,32 @@ def test_rate_limited_message_waits_for_retry_after(queued, queues: Queues, sand
         lambda params, **_: delays.append(params["VisibilityTimeout"]),
     )
 
-    answer = consume(queued, queues, queues.receive())
+    answer = queues.consume(queued, queues.receive())
 
     assert len(answer["batchItemFailures"]) == 1
     assert delays == [120]
     assert queues.receive() == []  # invisible while it waits
 
 
-def test_batch_with_one_failing_record_reports_only_that_record(queued, queues: Queues, sandbox: Sandbox):
+def test_batch_with_one_failing_record_reports_only_that_record(queued, queues: QueuePair, sandbox: Sandbox):
     post(queued, CREATE, seed_body("good_user1"))
     queues.sqs.send_message(QueueUrl=queues.url, MessageBody="not a delivery")
 
     messages = queues.receive()
-    answer = consume(queued, queues, messages)
+    answer = queues.consume(queued, messages)
 
     poison = next(m["MessageId"] for m in messages if m["Body"] == "not a delivery")
     assert answer["batchItemFailures"] == [{"itemIdentifier": poison}]
     assert sandbox.count("events_created") == 1
 
 
-def test_poison_reaches_the_dlq_and_replay_delivers_it(queued, queues: Queues, sandbox: Sandbox):
+def test_poison_reaches_the_dlq_and_replay_delivers_it(queued, queues: QueuePair, sandbox: Sandbox):
     # Given a delivery Rokt keeps failing until the queue gives up on it
     post(queued, CREATE, seed_body())
     sandbox.fault(status=500, count=100)
     for _ in range(MAX_RECEIVES):
         messages = queues.receive()
-        consume(queued, queues, messages)
+        queues.consume(queued, messages)
         queues.release(messages)
     assert queues.receive() == []
     listed: list[str] = []
@@ -172,22 +130,22 @@ def test_poison_reaches_the_dlq_and_replay_delivers_it(queued, queues: Queues, s
     other = ops.replay_dlq(queues.sqs, account_code="someone-else", progress=lambda _: None)
     replayed = ops.replay_dlq(queues.sqs, event_id="Event_0001_user42", progress=lambda _: None)
     sandbox.clear_faults()
-    consume(queued, queues, queues.receive())
+    queues.consume(queued, queues.receive())
 
     # Then exactly that message went back and was delivered once
     assert (dry, other, replayed) == (1, 0, 1)
     assert any("would replay brazetest/Event_0001_user42" in line for line in listed)
     [stored] = sandbox.events()
     assert stored["deliveries"] == 1
-    assert queues.receive(queues.dlq_url) == []
+    assert queues.receive(url=queues.dlq_url) == []
 
 
-def test_queued_and_direct_share_delivery_records(settings: Settings, aws: Aws, queues: Queues, sandbox: Sandbox):
+def test_queued_and_direct_share_delivery_records(settings: Settings, aws: Aws, queues: QueuePair, sandbox: Sandbox):
     with serving(make_bridge(settings, aws)) as client:
         post(client, CREATE, seed_body())  # delivered directly
     with serving(make_bridge(settings, aws, delivery_mode="queued", delivery_queue_url=queues.url)) as client:
         post(client, CREATE, seed_body())  # then queued again, e.g. after a mode switch
-        consume(client, queues, queues.receive())
+        queues.consume(client, queues.receive())
 
     assert sandbox.count("events_created") == 1
 
@@ -200,7 +158,7 @@ def test_backoff_honours_retry_after_and_grows_with_receives(receives, retry_aft
 
 
 def test_definitive_refusal_in_the_consumer_is_dropped_not_retried(
-    settings: Settings, aws: Aws, queues: Queues, sandbox: Sandbox, json_logs: LogCapture
+    settings: Settings, aws: Aws, queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
 ):
     # Given an eventId already delivered directly with other content
     with serving(make_bridge(settings, aws)) as client:
@@ -210,7 +168,7 @@ def test_definitive_refusal_in_the_consumer_is_dropped_not_retried(
 
         # When the consumer meets it
         messages = queues.receive()
-        answer = consume(client, queues, messages)
+        answer = queues.consume(client, messages)
 
     # Then it is recorded as refused and leaves the queue: retrying cannot change the answer
     assert answer == {"batchItemFailures": []}

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 SIGNATURE_HEADER = "x-bridge-signature"
 TIMESTAMP_HEADER = "x-bridge-timestamp"
 SIGNATURE_TOLERANCE_SECONDS = 300
+MAX_TIMESTAMP_DIGITS = 12  # unix seconds until the year 33658
 
 
 class WebhookAuthenticator:
@@ -100,7 +101,7 @@ class SignatureVerifier:
     def verify(self, headers: Mapping[str, str], event_id: str) -> None:
         timestamp = (headers.get(TIMESTAMP_HEADER) or "").strip()
         signature = (headers.get(SIGNATURE_HEADER) or "").strip().lower()
-        if not timestamp.isdigit() or not signature:
+        if not timestamp.isdigit() or len(timestamp) > MAX_TIMESTAMP_DIGITS or not signature:
             raise Unauthorized("missing X-Bridge-Timestamp or X-Bridge-Signature header")
         if abs(self._clock() - int(timestamp)) > self._tolerance:
             raise Unauthorized(f"X-Bridge-Timestamp is more than {self._tolerance} s away from now")

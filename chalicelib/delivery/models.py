@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -101,7 +102,7 @@ def decode_body(raw: bytes | None) -> Any:
     except UnicodeDecodeError as exc:
         raise InvalidJson(f"the request body is not UTF-8 (invalid byte at offset {exc.start})") from exc
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=Unreadable)
     except json.JSONDecodeError as exc:
         raise InvalidJson(
             f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}. "
@@ -112,8 +113,50 @@ def decode_body(raw: bytes | None) -> Any:
         raise InvalidJson("the request body is nested too deeply to be a webhook") from exc
 
 
+class Unreadable(str):
+    """A JSON value Rokt could never receive: NaN, ±Infinity, or a number too long to convert.
+
+    Kept as its text so validation can name the field (a 400), instead of failing later (a 500)."""
+
+
+# Python refuses to convert integers longer than this (sys.get_int_max_str_digits()).
+MAX_INT_DIGITS = 4300
+
+
+def _parse_int(text: str) -> int | Unreadable:
+    return int(text) if len(text.lstrip("-")) <= MAX_INT_DIGITS else Unreadable(text)
+
+
+def _parse_float(text: str) -> float | Unreadable:
+    if len(text) > MAX_INT_DIGITS:
+        return Unreadable(text)
+    value = float(text)
+    return value if math.isfinite(value) else Unreadable(text)
+
+
+def unreadable_fields(body: Any) -> list[FieldError]:
+    """Every value in ``body`` that JSON allowed but Rokt never could, by its path (``event.extra``)."""
+    found: list[FieldError] = []
+    stack: list[tuple[str, Any]] = [("", body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, Unreadable):
+            shown = value if len(value) <= 20 else f"{value[:10]}…({len(value)} characters)"
+            found.append(
+                FieldError(path or "body", f"{shown} is not a number Rokt can take (NaN, Infinity, or too long)")
+            )
+        elif isinstance(value, dict):
+            stack.extend((f"{path}.{key}" if path else str(key), item) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+    return sorted(found, key=lambda error: error.field)
+
+
 def parse_request(action: Action, account_code: str, body: Any) -> EventRequest:
     """Validate ``body`` for ``action``; raise ValidationFailed (400) or TemplateDefect (422)."""
+    unreadable = unreadable_fields(body)
+    if unreadable:
+        raise ValidationFailed(f"{len(unreadable)} value(s) Rokt could never take; see details", unreadable)
     errors: list[FieldError] = []
     _check_account_code(account_code, errors)
     if not isinstance(body, dict):
@@ -229,6 +272,9 @@ class _EventParser:
                 f"must be at most {MAX_ID_LENGTH} characters with no control characters or edge spaces",
             )
             return
+        if value in (".", ".."):
+            self._fail(f"event.{name}", f"must not be {value!r}: a URL path drops it, so Rokt would get another URL")
+            return
         self._out[name] = value
 
     def _text(self, name: str, required: bool = False) -> None:
@@ -297,10 +343,11 @@ class _EventParser:
             minutes = value
         elif isinstance(value, float) and value.is_integer():
             minutes = int(value)
-        elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value) <= 12:
             minutes = int(value.strip())
         if minutes is None or not 0 <= minutes <= MAX_NOTIFY_MINUTES:
-            self._fail("event.notifyBefore", f'must be whole minutes >= 0 (e.g. 15 or "15"), got {value!r}')
+            shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}… ({len(repr(value))} characters)"
+            self._fail("event.notifyBefore", f'must be whole minutes >= 0 (e.g. 15 or "15"), got {shown}')
             return
         self._out["notifyBefore"] = minutes
 

@@ -99,14 +99,6 @@ class PayloadTooLarge(BridgeError):
     outcome = "invalid"
 
 
-class EventIdReused(BridgeError):
-    """The same eventId arrived again with different content."""
-
-    status_code = 422
-    code = "event_id_reused"
-    outcome = "rejected"
-
-
 class _RetryLater(BridgeError):
     outcome = "retryable_failure"
 
@@ -177,6 +169,9 @@ class RoktRejected(BridgeError):
     outcome = "rejected"
 
     def __init__(self, upstream_status: int, upstream_body: Any) -> None:
-        super().__init__(f"Rokt refused the event with HTTP {upstream_status}")
+        super().__init__(f"Rokt refused the event with HTTP {upstream_status}; see upstreamBody")
         self.upstream_status = upstream_status
         self.upstream_body = upstream_body
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "upstreamStatus": self.upstream_status, "upstreamBody": self.upstream_body}

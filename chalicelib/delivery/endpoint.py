@@ -31,28 +31,10 @@ class Deliverer(Protocol):
 
 
 def outcome_response(outcome: DeliveryOutcome) -> Response:
-    body: dict[str, Any]
-    if outcome.status == "queued":
-        body = {"status": "queued", "eventId": outcome.event_id, "accountCode": outcome.account_code}
-        status = 202
-    elif outcome.status == "delivered":
-        body = {
-            "status": "delivered",
-            "eventId": outcome.event_id,
-            "accountCode": outcome.account_code,
-            "upstreamStatus": outcome.upstream_status,
-        }
-        status = 200
-    else:
-        body = {
-            "error": "rejected_by_rokt",
-            "message": f"Rokt refused the event with HTTP {outcome.upstream_status}; see upstreamBody",
-            "eventId": outcome.event_id,
-            "accountCode": outcome.account_code,
-            "upstreamStatus": outcome.upstream_status,
-            "upstreamBody": outcome.upstream_body,
-        }
-        status = 422
+    body: dict[str, Any] = {"status": outcome.status, "eventId": outcome.event_id, "accountCode": outcome.account_code}
+    status = 202 if outcome.status == "queued" else 200
+    if outcome.reached_rokt:
+        body["upstreamStatus"] = outcome.upstream_status
     if outcome.duplicate:
         body["duplicate"] = True
     return json_response(body, status)

@@ -1,21 +1,25 @@
-"""Exactly-once delivery per eventId: Powertools idempotency around the delivery use case.
+"""Exactly once per intent, in the order received: Powertools idempotency around the delivery use case.
 
-Key rules (documented in the README):
-- create and delete: action + accountCode + eventId. The same eventId with different content is
-  refused (payload validation on a content fingerprint) instead of silently replaying.
-- update: action + accountCode + eventId + content, so an identical re-send is suppressed while a
-  changed update goes through.
+One record per event (accountCode + eventId, whatever the route), holding the outcome of the last
+intent delivered for it and that intent's fingerprint (route + content):
 
-Key prefixes are fixed so that the HTTP handler and the queue consumer (different Lambda functions)
-share delivery records, and so that renaming this module cannot orphan in-flight records. Queued
-mode's intake dedupes the enqueue under its own prefix: "already queued" is not "already delivered".
+- the same intent again (a Braze retry or duplicate) is answered from the record, Rokt is not called;
+- a different intent (update A → B, create → delete → create, A → B → A) takes the record over and
+  goes to Rokt, so Rokt ends in the state of the last intent;
+- while any intent for the event is being delivered, others wait (429 ``in_flight``);
+- nothing is recorded for a failure or a refusal (Rokt's 4xx): a corrected re-send goes through.
+
+Cost: the first delivery of an event is 2 DynamoDB calls (conditional put, update); a duplicate is 1;
+a changed intent 4 (put, delete, put, update). Key prefixes are fixed so the HTTP handler and the queue
+consumer (different Lambda functions) share records and renaming this module cannot orphan them.
+Queued mode's intake dedupes the enqueue under its own prefix: "already queued" is not "delivered".
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
@@ -23,12 +27,11 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyInconsistentStateError,
     IdempotencyPersistenceLayerError,
-    IdempotencyValidationError,
 )
+from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.delivery.models import Action, EventRequest
 from chalicelib.delivery.service import DeliveryOutcome
-from chalicelib.errors import DependencyUnavailable, EventIdReused, InFlight
+from chalicelib.errors import DependencyUnavailable, InFlight
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -37,11 +40,14 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
     from chalicelib.clock import Deadline
+    from chalicelib.delivery.models import EventRequest
 
     UseCase = Callable[[EventRequest, Deadline], DeliveryOutcome]
 
-KEY_PREFIX = "rokt-calendar-bridge.deliver"
-INTAKE_KEY_PREFIX = "rokt-calendar-bridge.intake"
+# ".event" / ".intake-event": records keyed per event (not per route), so none written by the
+# earlier per-route scheme is ever mistaken for one of these.
+KEY_PREFIX = "rokt-calendar-bridge.event"
+INTAKE_KEY_PREFIX = "rokt-calendar-bridge.intake-event"
 IN_FLIGHT_RETRY_AFTER_SECONDS = 5
 
 
@@ -57,13 +63,11 @@ class IdempotentDelivery:
 
 
 def delivery_for(request: EventRequest) -> IdempotentDelivery:
+    """The event's record key, and the fingerprint of this intent (route, event, subscriptions)."""
     fingerprint = hashlib.sha256(
         json.dumps(request.to_dict(), sort_keys=True, separators=(",", ":")).encode("utf-8")
     ).hexdigest()
-    parts = [request.action.value, request.account_code, request.event_id]
-    if request.action is Action.UPDATE:
-        parts.append(fingerprint)
-    return IdempotentDelivery(key="\n".join(parts), fingerprint=fingerprint)
+    return IdempotentDelivery(key=f"{request.account_code}\n{request.event_id}", fingerprint=fingerprint)
 
 
 def _mark_duplicate(response: Any, idempotent_data: DataRecord) -> Any:
@@ -84,9 +88,9 @@ class IdempotentDeliverer:
         key_prefix: str = KEY_PREFIX,
     ) -> None:
         self._use_case = run
+        self._persistence = persistence
         self._config = IdempotencyConfig(
             event_key_jmespath="key",
-            payload_validation_jmespath="fingerprint",
             raise_on_no_idempotency_key=True,
             expires_after_seconds=ttl_seconds,
             response_hook=_mark_duplicate,
@@ -102,21 +106,41 @@ class IdempotentDeliverer:
     def deliver(self, request: EventRequest, deadline: Deadline, lambda_context: Any = None) -> DeliveryOutcome:
         if lambda_context is not None:
             self._config.register_lambda_context(lambda_context)
+        delivery = delivery_for(request)
+        outcome = self._once(delivery, request, deadline)
+        if outcome.duplicate and outcome.fingerprint != delivery.fingerprint:
+            # The record holds an earlier, different intent for this event: this one supersedes it.
+            self._forget(delivery)
+            outcome = self._once(delivery, request, deadline)
+            if outcome.duplicate and outcome.fingerprint != delivery.fingerprint:
+                raise self._in_flight(request)  # yet another intent won the race; ours comes next
+        return outcome
+
+    def _once(self, delivery: IdempotentDelivery, request: EventRequest, deadline: Deadline) -> DeliveryOutcome:
         try:
-            data = self._run(delivery=delivery_for(request), request=request, deadline=deadline)
+            data = self._run(delivery=delivery, request=request, deadline=deadline)
         except IdempotencyAlreadyInProgressError as exc:
-            raise InFlight(
-                f"event {request.event_id!r} is being delivered right now; retry shortly for its result",
-                retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS,
-            ) from exc
-        except IdempotencyValidationError as exc:
-            raise EventIdReused(
-                f"eventId {request.event_id!r} was already used with different content; "
-                "give each calendar event its own eventId"
-            ) from exc
+            raise self._in_flight(request) from exc
         except (IdempotencyPersistenceLayerError, IdempotencyInconsistentStateError) as exc:
             raise DependencyUnavailable("the idempotency store (DynamoDB) is unavailable") from exc
         return DeliveryOutcome.from_dict(data)
 
+    def _forget(self, delivery: IdempotentDelivery) -> None:
+        try:
+            self._persistence.delete_record(data=asdict(delivery), exception=Superseded())
+        except (BotoCoreError, ClientError, IdempotencyPersistenceLayerError) as exc:
+            raise DependencyUnavailable("the idempotency store (DynamoDB) is unavailable") from exc
+
+    @staticmethod
+    def _in_flight(request: EventRequest) -> InFlight:
+        return InFlight(
+            f"event {request.event_id!r} is being delivered right now; retry shortly for its result",
+            retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS,
+        )
+
     def _deliver(self, delivery: IdempotentDelivery, request: EventRequest, deadline: Deadline) -> dict[str, Any]:
-        return self._use_case(request, deadline).to_dict()
+        return {**self._use_case(request, deadline).to_dict(), "fingerprint": delivery.fingerprint}
+
+
+class Superseded(Exception):
+    """Why a delivery record is deleted: a different intent for the same event arrived after it."""

@@ -10,8 +10,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from chalicelib.errors import RoktRejected
-
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -19,7 +17,7 @@ if TYPE_CHECKING:
     from chalicelib.delivery.models import EventRequest
     from chalicelib.rokt.events import EventCall, UpstreamRequest, UpstreamResult
 
-Status = Literal["delivered", "rejected", "queued"]
+Status = Literal["delivered", "queued"]
 
 
 class CalendarApi(Protocol):
@@ -41,6 +39,7 @@ class DeliveryOutcome:
     upstream_body: Any = None
     upstream_ms: float = 0.0
     duplicate: bool = False
+    fingerprint: str | None = None  # of the intent this outcome answered (see idempotency)
 
     @property
     def reached_rokt(self) -> bool:
@@ -72,6 +71,7 @@ class DeliveryOutcome:
             upstream_body=data.get("upstreamBody"),
             upstream_ms=float(data.get("upstreamMs", 0.0)),
             duplicate=bool(data.get("duplicate", False)),
+            fingerprint=data.get("fingerprint"),
         )
 
 
@@ -86,22 +86,11 @@ class DeliveryService:
         return self._api.plan(request)
 
     def deliver(self, request: EventRequest, deadline: Deadline) -> DeliveryOutcome:
-        """Deliver ``request``. A definitive Rokt refusal is an outcome (remembered), not an error;
-        retryable failures raise so nothing is remembered and Braze's retry can succeed."""
+        """Deliver ``request``; every failure raises, a refusal by Rokt (RoktRejected) included, so
+        nothing is remembered: Braze's retry, or a corrected re-send, can succeed."""
         plan = self._api.plan(request)
         started = self._clock()
-        try:
-            result = self._api.send(plan, deadline)
-        except RoktRejected as exc:
-            return DeliveryOutcome(
-                status="rejected",
-                action=request.action.value,
-                account_code=request.account_code,
-                event_id=request.event_id,
-                upstream_status=exc.upstream_status,
-                upstream_body=exc.upstream_body,
-                upstream_ms=self._elapsed_ms(started),
-            )
+        result = self._api.send(plan, deadline)
         return DeliveryOutcome(
             status="delivered",
             action=request.action.value,

@@ -35,26 +35,64 @@ def test_failed_delivery_leaves_no_record_so_the_retry_delivers_once(client, san
     assert stored["deliveries"] == 1
 
 
-def test_rokt_refusal_is_remembered_and_replayed_without_a_call(client, sandbox: Sandbox):
+def test_rokt_refusal_is_not_remembered_so_a_corrected_resend_goes_through(client, sandbox: Sandbox):
     sandbox.fault(status=400, body={"error": "validation_error"})
 
     first = post(client, CREATE, seed_body())
     second = post(client, CREATE, seed_body())
 
-    assert (first.status_code, second.status_code) == (422, 422)
-    assert second.json_body["duplicate"] is True
-    assert second.json_body["upstreamStatus"] == 400
-    assert sandbox.count("events_requests") == 1
+    assert (first.status_code, second.status_code) == (422, 200)
+    assert first.json_body["upstreamStatus"] == 400
+    assert first.json_body["upstreamBody"] == {"error": "validation_error"}
+    assert "duplicate" not in second.json_body
+    assert sandbox.count("events_requests") == 2
 
 
-def test_same_event_id_with_different_content_is_refused(client, sandbox: Sandbox):
+def test_same_event_id_with_different_content_is_a_new_intent_and_goes_through(client, sandbox: Sandbox):
     post(client, CREATE, seed_body(title="Summer sale"))
 
     response = post(client, CREATE, seed_body(title="Winter sale"))
 
-    assert response.status_code == 422
-    assert response.json_body["error"] == "event_id_reused"
-    assert sandbox.count("events_requests") == 1
+    assert response.status_code == 200
+    assert "duplicate" not in response.json_body
+    [stored] = sandbox.events()
+    assert (stored["deliveries"], stored["event"]["title"]) == (2, "Winter sale")
+
+
+def test_update_a_b_a_sends_three_updates_and_rokt_ends_with_a(client, sandbox: Sandbox):
+    post(client, CREATE, seed_body())
+    a = {"event": {**seed_body()["event"], "title": "A"}}
+    b = {"event": {**seed_body()["event"], "title": "B"}}
+
+    answers = [post(client, UPDATE, body) for body in (a, b, a, a)]
+
+    assert [r.status_code for r in answers] == [200] * 4
+    assert ["duplicate" in r.json_body for r in answers] == [False, False, False, True]
+    [stored] = sandbox.events()
+    assert (stored["updates"], stored["event"]["title"]) == (3, "A")
+
+
+def test_create_delete_create_sends_all_three_and_the_event_exists(client, sandbox: Sandbox):
+    delete = {"event": {"eventId": "Event_0001_user42"}}
+
+    answers = [post(client, CREATE, seed_body()), post(client, DELETE, delete), post(client, CREATE, seed_body())]
+
+    assert [r.status_code for r in answers] == [200, 200, 200]
+    assert not any("duplicate" in r.json_body for r in answers)
+    [stored] = sandbox.events()
+    assert (stored["deliveries"], stored["deleted"]) == (2, False)
+    assert sandbox.count("events_deleted") == 1
+
+
+def test_an_update_refused_before_its_create_goes_through_once_the_event_exists(client, sandbox: Sandbox):
+    update = {"event": {**seed_body()["event"], "title": "Moved"}}
+
+    early = post(client, UPDATE, update)  # reordered: Rokt does not know the event yet
+    post(client, CREATE, seed_body())
+    late = post(client, UPDATE, update)  # the same webhook again: not remembered as refused
+
+    assert (early.status_code, late.status_code) == (422, 200)
+    assert sandbox.events()[0]["event"]["title"] == "Moved"
 
 
 def test_update_with_new_content_goes_through_identical_one_is_suppressed(client, sandbox: Sandbox):

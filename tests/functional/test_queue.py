@@ -160,18 +160,16 @@ def test_backoff_honours_retry_after_and_grows_with_receives(receives, retry_aft
 def test_definitive_refusal_in_the_consumer_is_dropped_not_retried(
     settings: Settings, aws: Aws, queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
 ):
-    # Given an eventId already delivered directly with other content
-    with serving(make_bridge(settings, aws)) as client:
-        post(client, CREATE, seed_body(title="Summer sale"))
+    # Given a queued webhook that Rokt will refuse for good
     with serving(make_bridge(settings, aws, delivery_mode="queued", delivery_queue_url=queues.url)) as client:
-        post(client, CREATE, seed_body(title="Winter sale"))  # accepted at intake, refused at delivery
+        post(client, CREATE, seed_body(title="Summer sale"))
+        sandbox.fault(status=400, body={"error": "validation_error"})
 
         # When the consumer meets it
-        messages = queues.receive()
-        answer = queues.consume(client, messages)
+        answer = queues.consume(client, queues.receive())
 
-    # Then it is recorded as refused and leaves the queue: retrying cannot change the answer
+    # Then it leaves the queue (retrying cannot change Rokt's answer) and the log says why
     assert answer == {"batchItemFailures": []}
-    assert sandbox.count("events_created") == 1
+    assert sandbox.count("events_created") == 0
     [summary] = [r for r in json_logs.records() if r["message"] == "queued webhook handled"]
-    assert (summary["outcome"], summary["error"]) == ("rejected", "event_id_reused")
+    assert (summary["outcome"], summary["error"]) == ("rejected", "rejected_by_rokt")

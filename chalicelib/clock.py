@@ -37,11 +37,13 @@ class Deadline:
         return self._ends_at - self._clock()
 
     def timeout(self, connect: float, read: float) -> tuple[float, float]:
-        """Per-call (connect, read) timeouts clipped to what is left; UpstreamTimeout when nothing is."""
+        """Per-call (connect, read) timeouts that together fit what is left (a slow connect cannot
+        push the read past the deadline); UpstreamTimeout when nothing is left."""
         left = self.remaining()
         if left < MIN_ATTEMPT_SECONDS:
             raise UpstreamTimeout("Rokt did not answer within the time budget")
-        return min(connect, left), min(read, left)
+        connect = min(connect, left / 2)
+        return connect, max(min(read, left - connect), MIN_ATTEMPT_SECONDS / 2)
 
     def pause(self, seconds: float) -> bool:
         """Sleep before a retry if the budget still allows an attempt afterwards; False when it doesn't."""

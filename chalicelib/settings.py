@@ -17,8 +17,11 @@ DEFAULT_ROKT_API_URL = "https://api.roktcalendar.com"
 DEFAULT_TTL_SECONDS = 172_800
 DEFAULT_TIMEOUT_SECONDS = 8.0
 CONNECT_TIMEOUT_SECONDS = 3.05
-# API Gateway cuts REST integrations at 29 s; everything upstream must finish inside this budget.
+# API Gateway cuts REST integrations at 29 s; everything, from the request's arrival, must finish
+# inside this budget. Upstream work (token, Rokt) ends AWS_COMPLETION_RESERVE_SECONDS earlier, so the
+# idempotency completion write (one bounded AWS call, see wiring.AWS_CLIENT_CONFIG) still fits.
 REQUEST_BUDGET_SECONDS = 25.0
+AWS_COMPLETION_RESERVE_SECONDS = 7.0
 API_GATEWAY_LIMIT_SECONDS = 29.0
 
 UpdateShape = Literal["wrapped", "flat"]
@@ -37,6 +40,7 @@ class Settings:
     idempotency_ttl_seconds: int = DEFAULT_TTL_SECONDS
     rokt_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     request_budget_seconds: float = REQUEST_BUDGET_SECONDS
+    completion_reserve_seconds: float = AWS_COMPLETION_RESERVE_SECONDS
     delivery_mode: DeliveryMode = "direct"
     delivery_queue_url: str | None = None
     update_body_shape: UpdateShape = "wrapped"
@@ -71,8 +75,11 @@ class Settings:
         budget = _number(environ, "BRIDGE_REQUEST_BUDGET_SECONDS", REQUEST_BUDGET_SECONDS, float, problems)
         if budget >= API_GATEWAY_LIMIT_SECONDS:
             problems.append(f"BRIDGE_REQUEST_BUDGET_SECONDS must stay under {API_GATEWAY_LIMIT_SECONDS:g}")
-        if timeout + CONNECT_TIMEOUT_SECONDS > budget:
-            problems.append("ROKT_TIMEOUT_SECONDS plus the connect timeout must fit the request budget")
+        if timeout + CONNECT_TIMEOUT_SECONDS > budget - AWS_COMPLETION_RESERVE_SECONDS:
+            problems.append(
+                "ROKT_TIMEOUT_SECONDS plus the connect timeout must fit the request budget "
+                f"less {AWS_COMPLETION_RESERVE_SECONDS:g} s kept for the completion write"
+            )
         mode = _choice(environ, "DELIVERY_MODE", ("direct", "queued"), problems)
         queue_url = environ.get("DELIVERY_QUEUE_URL") or None
         if mode == "queued" and not queue_url:

@@ -47,9 +47,10 @@ if TYPE_CHECKING:
 
     from chalicelib.delivery.endpoint import Deliverer
 
-# Fail fast when AWS is unreachable so the answer (503) still beats API Gateway's 29 s.
 BRAZE_READ_TIMEOUT_SECONDS = 10.0
-AWS_CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=4, retries={"mode": "standard", "total_max_attempts": 3})
+# Every AWS call is bounded: 2 attempts of (1 s connect + 2 s read) plus one standard-mode backoff —
+# about 6.5 s at worst, which the request budget reserves for the completion write (see settings).
+AWS_CLIENT_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2})
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ def build_bridge(
         service,
         intake,
         settings.request_budget_seconds,
+        reserve_seconds=settings.completion_reserve_seconds,
         signatures=SignatureVerifier(store, settings.webhook_secrets_max_age_seconds)
         if settings.require_signature
         else None,

@@ -7,12 +7,14 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+MAX_HANG_SECONDS = 60.0
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 SERVICES = {"AmazonSSM": "ssm", "DynamoDB_20120810": "dynamodb", "AmazonSQS": "sqs"}
 
@@ -27,6 +29,7 @@ class AwsFault:
     status: int = 400
     code: str = "ThrottlingException"
     drop: bool = False
+    hang: float = 0.0  # seconds to hold the call before failing it (a sick dependency, not a dead one)
 
     def matches(self, service: str, operation: str) -> bool:
         return self.count > 0 and self.service == service and self.operation in (None, operation)
@@ -100,6 +103,8 @@ class AwsProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 prefix, _, operation = self.headers.get("X-Amz-Target", "").partition(".")
                 fault = proxy._take_fault(SERVICES.get(prefix, prefix), operation)
+                if fault is not None and fault.hang:
+                    time.sleep(min(fault.hang, MAX_HANG_SECONDS))
                 if fault is not None and fault.drop:
                     self.close_connection = True
                     self.connection.close()

@@ -237,6 +237,7 @@ def settings(sandbox: Sandbox) -> Settings:
         idempotency_table=TABLE,
         rokt_timeout_seconds=1.0,
         request_budget_seconds=6.0,
+        completion_reserve_seconds=1.0,
         webhook_secrets_max_age_seconds=0,
     )
 

@@ -12,6 +12,7 @@ from chalicelib.clock import Deadline
 from chalicelib.delivery.models import Action, EventRequest, decode_body, parse_request
 from chalicelib.errors import BridgeError
 from chalicelib.observability import record_outcome
+from chalicelib.settings import AWS_COMPLETION_RESERVE_SECONDS
 from chalicelib.web import error_response, json_response
 
 if TYPE_CHECKING:
@@ -53,7 +54,11 @@ class WebhookEndpoint:
         signatures: SignatureVerifier | None = None,
         tracer: Tracer | None = None,
         clock: Callable[[], float] = time.monotonic,
+        reserve_seconds: float = AWS_COMPLETION_RESERVE_SECONDS,
     ) -> None:
+        """``budget_seconds`` counts from the request's arrival; upstream work ends ``reserve_seconds``
+        earlier, kept for the idempotency completion write."""
+        self._reserve = reserve_seconds
         self._tracer = tracer
         self._authenticator = authenticator
         self._signatures = signatures
@@ -73,9 +78,16 @@ class WebhookEndpoint:
 
     def _handle(self, action: Action, account_code: str, request: Request) -> Response:
         started = self._clock()
+        # One deadline from the request's arrival: authentication's reads count against it too.
+        deadline = Deadline.within(
+            self._budget - self._reserve,
+            request.lambda_context,
+            LAMBDA_SAFETY_MARGIN_SECONDS + self._reserve,
+            self._clock,
+        )
         summary: dict[str, Any] = {"route": action.value, "accountCode": account_code[:64]}
         try:
-            response = self._process(action, account_code, request, summary)
+            response = self._process(action, account_code, request, summary, deadline)
         except BridgeError as exc:
             summary.update(outcome=exc.outcome, error=exc.code)
             upstream_status = getattr(exc, "upstream_status", None)
@@ -87,7 +99,9 @@ class WebhookEndpoint:
         record_outcome("webhook handled", summary)
         return response
 
-    def _process(self, action: Action, account_code: str, request: Request, summary: dict[str, Any]) -> Response:
+    def _process(
+        self, action: Action, account_code: str, request: Request, summary: dict[str, Any], deadline: Deadline
+    ) -> Response:
         self._authenticator.authenticate(request.headers.get("authorization"))
         raw = request.raw_body
         event_request = parse_request(
@@ -102,7 +116,6 @@ class WebhookEndpoint:
             summary["outcome"] = "dry_run"
             plan = self._service.preview(event_request)
             return json_response({"status": "dry_run", "upstreamRequest": plan.to_dict()})
-        deadline = Deadline.within(self._budget, request.lambda_context, LAMBDA_SAFETY_MARGIN_SECONDS, self._clock)
         outcome = self._deliverer.deliver(event_request, deadline, request.lambda_context)
         summary["outcome"] = "duplicate" if outcome.duplicate else outcome.status
         if outcome.reached_rokt:

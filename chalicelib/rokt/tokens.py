@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 CREDENTIALS_MAX_AGE_SECONDS = 3600
 REFRESH_AHEAD_SECONDS = 60.0
 REFRESH_JITTER_SECONDS = 30.0
+# At most one forced renewal (after a 401) per container in this many seconds.
+FORCED_REFRESH_INTERVAL_SECONDS = 30.0
 # A token this close to expiry is not worth sending: it may die in flight.
 MIN_USEFUL_SECONDS = 5.0
 
@@ -120,6 +122,7 @@ class TokenProvider:
         self._lock = threading.Lock()
         self._token: AccessToken | None = None
         self._rejected: str | None = None
+        self._forced_at: float | None = None
         self._credentials: tuple[str, str] | None = None
 
     def get(self, deadline: Deadline) -> str:
@@ -132,12 +135,28 @@ class TokenProvider:
                 return token.value
             return self._refresh(deadline).value
 
-    def invalidate(self, value: str) -> None:
-        """Rokt answered 401 to ``value``: never use it again, here or from SSM."""
+    def accepted(self, value: str) -> None:
+        """Rokt took ``value``: a later 401 is news (a revocation), worth a renewal."""
+        if self._forced_at is not None and self._token is not None and self._token.value == value:
+            with self._lock:
+                self._forced_at = None
+
+    def invalidate(self, value: str) -> bool:
+        """Rokt answered 401 to ``value``: never use it again, here or from SSM. True if a fresh token
+        is worth trying; False when this container renewed its token moments ago and Rokt has refused
+        that one every time since (the 401 is not about the token: renewing again would only hammer
+        SSM and Rokt)."""
         with self._lock:
+            now = self._clock()
+            fresh = self._forced_at is not None and now - self._forced_at < FORCED_REFRESH_INTERVAL_SECONDS
+            if fresh and self._token is not None and self._token.value == value:
+                logger.warning("Rokt refused a token renewed moments ago; not renewing again yet")
+                return False
             self._rejected = value
+            self._forced_at = now
             if self._token is not None and self._token.value == value:
                 self._token = None
+            return True
 
     def _due(self, token: AccessToken) -> bool:
         return self._clock() >= token.expires_at - self._ahead

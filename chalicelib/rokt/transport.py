@@ -30,7 +30,9 @@ MAX_ERROR_BODY_CHARS = 2000
 class TokenSource(Protocol):
     def get(self, deadline: Deadline) -> str: ...
 
-    def invalidate(self, value: str) -> None: ...
+    def invalidate(self, value: str) -> bool: ...
+
+    def accepted(self, value: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,13 @@ class RoktTransport:
         token = self._tokens.get(deadline)
         response, attempts = self._attempt(method, url, body, token, deadline)
         refreshed = False
-        if response.status_code == 401:
-            self._tokens.invalidate(token)
+        if response.status_code == 401 and self._tokens.invalidate(token):
             token = self._tokens.get(deadline)
             refreshed = True
             response, more = self._attempt(method, url, body, token, deadline)
             attempts += more
+        if response.status_code != 401:
+            self._tokens.accepted(token)
         return Exchange(response, attempts, refreshed)
 
     def _attempt(

@@ -113,3 +113,15 @@ def test_token_and_secrets_never_appear_in_logs(client, sandbox: Sandbox, json_l
     issued = list(sandbox.server.state.tokens)
     for secret in [*issued, CLIENT_SECRET, SECRET, "wrong-secret-value"]:
         assert secret not in logs
+
+
+def test_a_401_that_is_not_about_the_token_renews_it_once_not_per_webhook(client, sandbox: Sandbox):
+    from tests.conftest import post, seed_body
+
+    sandbox.fault(target="events", status=401, count=20)  # Rokt refuses whatever token it gets
+
+    answers = [post(client, "/v1/subscriptionevent/brazetest", seed_body(f"r401_{i}_user")) for i in range(5)]
+
+    assert [a.status_code for a in answers] == [502] * 5
+    # the first token, and one forced renewal after the first 401: not one more per webhook
+    assert sandbox.count("tokens_issued") == 2

@@ -54,7 +54,11 @@ def test_deadline_clips_timeouts_to_the_time_left():
     deadline = Deadline(5.0, clock=clock, sleep=clock.sleep)
     clock.now += 3.5
 
-    assert deadline.timeout(3.05, 8.0) == (1.5, 1.5)
+    connect, read = deadline.timeout(3.05, 8.0)
+
+    # together they fit the 1.5 s left: a slow connect cannot push the read past the deadline
+    assert (connect, read) == (0.75, 0.75)
+    assert deadline.timeout(0.2, 8.0) == (0.2, 1.3)
 
 
 def test_deadline_raises_when_spent():

@@ -63,9 +63,10 @@ def correlate_and_flush(event: Any, get_response: Callable[[Any], Response]) -> 
 
 @app.middleware("sqs")
 def flush_queue_metrics(event: Any, get_response: Callable[[Any], Any]) -> Any:
-    response = get_response(event)
-    flush_metrics()
-    return response
+    try:
+        return get_response(event)
+    finally:
+        flush_metrics()  # a batch that failed outright still reports what it counted
 
 
 def _request() -> Request:

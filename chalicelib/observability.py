@@ -67,6 +67,7 @@ OUTCOME_METRICS = {
     "synced": "Synced",
     "skipped": "Skipped",
     "dead_lettered": "DeadLettered",
+    "not_attempted": "NotAttempted",
     "error": "Errors",
 }
 

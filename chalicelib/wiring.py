@@ -143,7 +143,9 @@ def build_bridge(
     return Bridge(
         settings=settings,
         webhooks=webhooks,
-        consumer=functools.cache(lambda: QueueConsumer(deliverer, sqs())),
+        consumer=functools.cache(
+            lambda: QueueConsumer(deliverer, sqs(), reserve_seconds=settings.completion_reserve_seconds)
+        ),
         rokt_webhooks=RoktWebhookEndpoint(
             PathTokenAuthenticator(store, settings.webhook_secrets_max_age_seconds), store, sync_queue
         ),

@@ -40,6 +40,10 @@ MAX_RECEIVES = 8
 BASE_BACKOFF_SECONDS = 30
 MAX_BACKOFF_SECONDS = 900
 CONSUMER_BUDGET_SECONDS = 25.0
+# What the consumer keeps from the invocation's remaining time: the last record's completion write
+# and the batch's own bookkeeping; and the least time worth starting a record with.
+CONSUMER_RESERVE_SECONDS = 7.0
+MIN_RECORD_SECONDS = 2.0
 
 
 class DeliveryQueue:
@@ -76,6 +80,10 @@ def backoff_seconds(receive_count: int, retry_after: int | None) -> int:
     return sqs_backoff(receive_count, retry_after, BASE_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
 
 
+class NotAttempted(Exception):
+    """The batch ran out of time before this record; it goes back to the queue untouched."""
+
+
 class QueueConsumer:
     """The SQS handler's logic: deliver every record, report only the failed ones back to SQS."""
 
@@ -85,16 +93,24 @@ class QueueConsumer:
         sqs: SQSClient,
         budget_seconds: float = CONSUMER_BUDGET_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        reserve_seconds: float = CONSUMER_RESERVE_SECONDS,
     ) -> None:
         self._deliverer = deliverer
         self._records = QueueRecords(sqs)
         self._budget = budget_seconds
         self._clock = clock
+        self._reserve = reserve_seconds
         self._context: Any = None
+        self._deadline = Deadline(0, clock=clock)
 
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        """One deadline for the whole batch, from the invocation's remaining time: a record that
+        cannot get the time it needs is not started; it goes back to the queue at once."""
         self._context = context
-        processor = BatchProcessor(event_type=EventType.SQS)
+        self._deadline = Deadline.within(self._budget, context, self._reserve, self._clock)
+        # Every record failing is reported like any partial failure (ReportBatchItemFailures), not
+        # raised: the records go back the same way and this invocation's metrics still get out.
+        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         result: dict[str, Any] = dict(
             process_partial_response(event=event, record_handler=self._deliver, processor=processor, context=context)
         )
@@ -107,7 +123,11 @@ class QueueConsumer:
         try:
             request = EventRequest.from_dict(json.loads(record.body)["request"])
             summary.update(accountCode=request.account_code, eventId=request.event_id, action=request.action.value)
-            outcome = self._deliverer.deliver(request, Deadline(self._budget, clock=self._clock), self._context)
+            if self._deadline.remaining() < MIN_RECORD_SECONDS:
+                summary.update(outcome="not_attempted", error="no_time_left")
+                self._records.delay(record, 0)  # visible again now: it never reached Rokt
+                raise NotAttempted("not enough of the invocation left to deliver this record")
+            outcome = self._deliverer.deliver(request, self._deadline, self._context)
             summary.update(
                 outcome="duplicate" if outcome.duplicate else outcome.status, upstreamStatus=outcome.upstream_status
             )

@@ -173,3 +173,23 @@ def test_definitive_refusal_in_the_consumer_is_dropped_not_retried(
     assert sandbox.count("events_created") == 0
     [summary] = [r for r in json_logs.records() if r["message"] == "queued webhook handled"]
     assert (summary["outcome"], summary["error"]) == ("rejected", "rejected_by_rokt")
+
+
+def test_records_the_invocation_has_no_time_for_go_back_at_once_unattempted(
+    queued, queues: QueuePair, sandbox: Sandbox
+):
+    # Given ten queued webhooks and a Rokt that answers each only after the 1 s timeout
+    for index in range(10):
+        post(queued, CREATE, seed_body(f"slow_{index}_user"))
+    sandbox.fault(delay=1.2, count=10)
+    messages = queues.receive(10)
+
+    # When the consumer gets an invocation with 4.5 s left (1 s of it kept in reserve)
+    answer = queues.consume(queued, messages, remaining_ms=4500)
+
+    # Then every record is reported back, but only those it had time for reached Rokt, and the rest
+    # are visible again at once instead of after the visibility timeout
+    assert len(answer["batchItemFailures"]) == 10
+    attempted = sandbox.count("events_requests")
+    assert 1 <= attempted <= 3
+    assert len(queues.receive(10)) == 10 - attempted

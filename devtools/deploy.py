@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 APP_NAME = "rokt-calendar-bridge"
 DEPLOYED_STAGES = ("dev", "prod")
+ALARMED_ROUTES = ("create", "update", "delete", "queue")
 
 
 def _arn(service: str, resource: str) -> str:
@@ -94,7 +95,8 @@ def iam_policy(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
 
 
 def _outcome_alarm(stage: str, metric: str, threshold: int, description: str) -> dict[str, Any]:
-    """Sum of an EMF outcome metric over the three routes (EMF dimensions: service, route)."""
+    """Sum of an EMF outcome metric over the webhook routes and the delivery queue's consumer (EMF
+    dimensions: service, route), so queued-mode refusals and failures raise the same alarms."""
     queries: list[dict[str, Any]] = [
         {
             "Id": f"m{index}",
@@ -109,9 +111,10 @@ def _outcome_alarm(stage: str, metric: str, threshold: int, description: str) ->
                 "Stat": "Sum",
             },
         }
-        for index, route in enumerate(("create", "update", "delete"))
+        for index, route in enumerate(ALARMED_ROUTES)
     ]
-    queries.append({"Id": "total", "Expression": "m0 + m1 + m2", "Label": metric, "ReturnData": True})
+    total = " + ".join(f"m{index}" for index in range(len(ALARMED_ROUTES)))
+    queries.append({"Id": "total", "Expression": total, "Label": metric, "ReturnData": True})
     return {
         "Type": "AWS::CloudWatch::Alarm",
         "Properties": {

@@ -76,6 +76,16 @@ def dynamodb_drops_connections(rig: Rig) -> None:
     rig.proxy.fail(AwsFault("dynamodb", "PutItem", count=9, drop=True))
 
 
+def ssm_hangs(rig: Rig) -> None:
+    rig.sandbox.revoke_tokens()  # so the bridge must go to SSM for a token
+    rig.proxy.fail(AwsFault("ssm", count=4, hang=60))
+
+
+def token_endpoint_hangs(rig: Rig) -> None:
+    rig.sandbox.revoke_tokens()
+    rig.sandbox.fault(target="token", delay=60, count=2)
+
+
 FAULTS: dict[str, Callable[[Rig], None]] = {
     "rokt-500": lambda r: r.sandbox.fault(status=500, count=8),
     "rokt-502": lambda r: r.sandbox.fault(status=502, count=8),
@@ -90,4 +100,9 @@ FAULTS: dict[str, Callable[[Rig], None]] = {
     "ssm-unreachable": ssm_unreachable,
     "dynamodb-outage": dynamodb_outage,
     "dynamodb-drops-connections": dynamodb_drops_connections,
+    # hangs: the dependency holds the call open far longer than any budget
+    "rokt-hangs": lambda r: r.sandbox.fault(delay=60, count=3),
+    "token-endpoint-hangs": token_endpoint_hangs,
+    "ssm-hangs": ssm_hangs,
+    "dynamodb-hangs": lambda r: r.proxy.fail(AwsFault("dynamodb", "PutItem", count=3, hang=60)),
 }

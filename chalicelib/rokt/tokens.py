@@ -122,7 +122,8 @@ class TokenProvider:
         self._lock = threading.Lock()
         self._token: AccessToken | None = None
         self._rejected: str | None = None
-        self._forced_at: float | None = None
+        self._forced_at = float("-inf")  # when a 401 last forced a renewal
+        self._forced_token: str | None = None  # the token Rokt issued for it, until Rokt accepts it
         self._credentials: tuple[str, str] | None = None
 
     def get(self, deadline: Deadline) -> str:
@@ -137,9 +138,9 @@ class TokenProvider:
 
     def accepted(self, value: str) -> None:
         """Rokt took ``value``: a later 401 is news (a revocation), worth a renewal."""
-        if self._forced_at is not None and self._token is not None and self._token.value == value:
+        if self._forced_token == value:
             with self._lock:
-                self._forced_at = None
+                self._forced_token = None
 
     def invalidate(self, value: str) -> bool:
         """Rokt answered 401 to ``value``: never use it again, here or from SSM. True if a fresh token
@@ -148,12 +149,12 @@ class TokenProvider:
         SSM and Rokt)."""
         with self._lock:
             now = self._clock()
-            fresh = self._forced_at is not None and now - self._forced_at < FORCED_REFRESH_INTERVAL_SECONDS
-            if fresh and self._token is not None and self._token.value == value:
+            if value == self._forced_token and now - self._forced_at < FORCED_REFRESH_INTERVAL_SECONDS:
                 logger.warning("Rokt refused a token renewed moments ago; not renewing again yet")
                 return False
             self._rejected = value
             self._forced_at = now
+            self._forced_token = None
             if self._token is not None and self._token.value == value:
                 self._token = None
             return True
@@ -183,6 +184,8 @@ class TokenProvider:
             logger.warning("Rokt token refresh failed; using the current token until it expires")
             return fallback
         self._token = fresh
+        if self._clock() - self._forced_at < FORCED_REFRESH_INTERVAL_SECONDS:
+            self._forced_token = fresh.value
         self._on_refresh("oauth")
         self._write_shared(fresh)
         return fresh

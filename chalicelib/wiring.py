@@ -19,7 +19,6 @@ from aws_lambda_powertools.utilities.parameters import SSMProvider
 from botocore.config import Config
 
 from chalicelib.auth import PathTokenAuthenticator, SignatureVerifier, WebhookAuthenticator
-from chalicelib.braze.client import BrazeClient
 from chalicelib.delivery.endpoint import WebhookEndpoint
 from chalicelib.delivery.idempotency import INTAKE_KEY_PREFIX, IdempotentDeliverer
 from chalicelib.delivery.queue import DeliveryQueue, QueueConsumer
@@ -27,16 +26,12 @@ from chalicelib.delivery.service import DeliveryService
 from chalicelib.errors import ConfigError
 from chalicelib.observability import count_token_refresh
 from chalicelib.rokt.events import RoktCalendarClient
-from chalicelib.rokt.subscriptions import RoktSubscriptionsClient
 from chalicelib.rokt.tokens import TokenEndpoint, TokenProvider
 from chalicelib.rokt.transport import RoktTransport
 from chalicelib.secrets import BRAZE_API_KEY, SecretStore
 from chalicelib.settings import CONNECT_TIMEOUT_SECONDS, Settings
-from chalicelib.sqs import QueueRecords
-from chalicelib.sync.consumer import SyncConsumer
 from chalicelib.sync.endpoint import BRAZE_KEY_MAX_AGE_SECONDS, RoktWebhookEndpoint
 from chalicelib.sync.queue import SyncQueue
-from chalicelib.sync.records import EventClaims, SyncLedger
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,6 +41,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ssm.client import SSMClient
 
     from chalicelib.delivery.endpoint import Deliverer
+    from chalicelib.sync.consumer import SyncConsumer
 
 BRAZE_READ_TIMEOUT_SECONDS = 10.0
 # Every AWS call is bounded: 2 attempts of (1 s connect + 2 s read) plus one standard-mode backoff —
@@ -117,6 +113,14 @@ def build_bridge(
     )
 
     def sync_consumer() -> SyncConsumer:
+        # Imported on first use: only the sync queue's Lambda builds this, so the API handler's cold
+        # start does not pay for the consumer, the Braze client and their imports (~8 ms measured).
+        from chalicelib.braze.client import BrazeClient  # noqa: PLC0415
+        from chalicelib.rokt.subscriptions import RoktSubscriptionsClient  # noqa: PLC0415
+        from chalicelib.sqs import QueueRecords  # noqa: PLC0415
+        from chalicelib.sync.consumer import SyncConsumer  # noqa: PLC0415
+        from chalicelib.sync.records import EventClaims, SyncLedger  # noqa: PLC0415
+
         if not settings.sync_configured or settings.braze_rest_endpoint is None:
             raise ConfigError(["BRAZE_REST_ENDPOINT and SYNC_QUEUE_URL are required to consume the sync queue"])
         braze = BrazeClient(

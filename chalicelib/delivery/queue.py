@@ -12,7 +12,6 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.clock import Deadline
@@ -107,6 +106,13 @@ class QueueConsumer:
         """One deadline for the whole batch, from the invocation's remaining time: a record that
         cannot get the time it needs is not started; it goes back to the queue at once."""
         self._context = context
+        # Imported here: the API handler's cold start need not load Powertools Batch (~30 ms measured).
+        from aws_lambda_powertools.utilities.batch import (  # noqa: PLC0415
+            BatchProcessor,
+            EventType,
+            process_partial_response,
+        )
+
         self._deadline = Deadline.within(self._budget, context, self._reserve, self._clock)
         # Every record failing is reported like any partial failure (ReportBatchItemFailures), not
         # raised: the records go back the same way and this invocation's metrics still get out.

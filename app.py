@@ -82,6 +82,13 @@ def get_health() -> Response:
     return health()
 
 
+@app.route("/v1/subscriptionevent", methods=["POST"])
+@http_errors
+def create_event_without_account(account_code: str = "") -> Response:
+    """``/v1/subscriptionevent/``: what the template renders for a user without rokt:account_code."""
+    return bridge().webhooks.handle(Action.CREATE, account_code, _request())
+
+
 @app.route("/v1/subscriptionevent/{account_code}", methods=["POST"])
 @http_errors
 def create_event(account_code: str) -> Response:

@@ -124,7 +124,7 @@ The bridge is up, both directions. A short tour:
 2. Their Braze profile now carries rokt:* attributes and a 'subscribe' event:
    curl -s {braze}/_sandbox/users/user42
 3. A campaign renders the Braze template for every profile and sends it through the bridge
-   (user42 is delivered; the others have no rokt:* attributes yet, so their URL has no account code):
+   (user42 is delivered; the others have no rokt:* attributes yet: 422 template_defect, before a real send):
    {send}
 4. The event is in user42's calendar feed (the subscription id from step 1):
    curl -s {rokt}/_sandbox/calendar/<subscriptionId>.ics

@@ -157,6 +157,18 @@ def parse_request(action: Action, account_code: str, body: Any) -> EventRequest:
     unreadable = unreadable_fields(body)
     if unreadable:
         raise ValidationFailed(f"{len(unreadable)} value(s) Rokt could never take; see details", unreadable)
+    if account_code == "":
+        raise TemplateDefect(
+            "the Braze template rendered an empty account code; see details",
+            [
+                FieldError(
+                    "accountCode",
+                    "the URL has no account code: the Braze user has no rokt:account_code (the template's "
+                    "custom_attribute.${rokt:account_code}[0] rendered empty). Target only users with "
+                    "rokt:account_code, i.e. calendar subscribers.",
+                )
+            ],
+        )
     errors: list[FieldError] = []
     _check_account_code(account_code, errors)
     if not isinstance(body, dict):

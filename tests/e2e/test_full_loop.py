@@ -115,7 +115,7 @@ def test_a_template_with_quotes_and_time_zones_shows_each_outcome_before_a_real_
     rows = table(sent.stdout)
     assert rows["dry_run"] == (1, "user42"), sent.stdout  # IANA America/New_York accepted and translated
     assert rows["400 invalid_json"] == (1, "user43"), sent.stdout  # favorite_team holds a double quote
-    assert rows["403"] == (1, "user44"), sent.stdout  # no rokt:account_code: the URL has none (gateway's 403)
+    assert rows["422 template_defect"] == (1, "user44"), sent.stdout  # no rokt:account_code: the URL has none
     assert sent.returncode == 1
     assert requests.get(f"{stack.sandbox_url}/_sandbox/stats", timeout=5).json().get("events_requests", 0) <= 1
 

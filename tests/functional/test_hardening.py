@@ -193,3 +193,25 @@ def test_property_never_5xx_and_invalid_input_never_goes_upstream(client, sandbo
         after = sandbox.stats()
         assert after.get("events_requests", 0) == before.get("events_requests", 0)
         assert after.get("token_requests", 0) == before.get("token_requests", 0)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/subscriptionevent/",
+        "/v1/subscriptionevent",
+        "/v1/subscriptionevent//update",
+        "/v1/subscriptionevent//delete",
+    ],
+)
+def test_an_empty_account_code_is_a_template_defect_naming_the_attribute(client, sandbox: Sandbox, path: str):
+    body = seed_body() if not path.endswith("delete") else {"event": {"eventId": "Event_0001_user42"}}
+
+    response = post(client, path, body)
+
+    assert response.status_code == 422, response.body
+    assert response.json_body["error"] == "template_defect"
+    [detail] = response.json_body["details"]
+    assert detail["field"] == "accountCode"
+    assert "rokt:account_code" in detail["message"]
+    assert sandbox.count("events_requests") == 0

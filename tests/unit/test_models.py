@@ -153,11 +153,19 @@ def test_parse_request_rejects_malformed_subscription_ids(ids: Any):
     assert any(name.startswith("subscriptionIds") for name in problems)
 
 
-@pytest.mark.parametrize("account", ["", "..%2F", "a/b", "a?b", "x" * 64, "-lead", "sp ace", "é"])
+@pytest.mark.parametrize("account", ["..%2F", "a/b", "a?b", "x" * 64, "-lead", "sp ace", "é"])
 def test_parse_request_rejects_unsafe_account_codes(account: str):
     problems = invalid(seed_body(), account=account)
 
     assert "accountCode" in problems
+
+
+def test_an_empty_account_code_is_a_template_defect_not_a_validation_error():
+    with pytest.raises(TemplateDefect) as caught:
+        parse_request(Action.CREATE, "", seed_body())
+
+    assert [d.field for d in caught.value.details] == ["accountCode"]
+    assert "rokt:account_code" in caught.value.details[0].message
 
 
 @pytest.mark.parametrize("body", [[], "text", 3, None])

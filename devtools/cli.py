@@ -30,15 +30,20 @@ from devtools.queue_worker import serve
 from devtools.rokt_sandbox import RoktSandbox
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
     sandbox = RoktSandbox(host=args.host, port=args.port, token_ttl=args.token_ttl, verbose=args.verbose)
     print(f"Rokt sandbox on {sandbox.url} (token lifetime {args.token_ttl:g} s)", flush=True)
+    return _until_stopped(sandbox.serve_forever)
+
+
+def _until_stopped(run: Callable[[], None]) -> int:
+    """Run a long-lived local service until SIGTERM or Ctrl-C, then exit cleanly."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with contextlib.suppress(KeyboardInterrupt):
-        sandbox.serve_forever()
+        run()
     return 0
 
 
@@ -48,10 +53,7 @@ def _cmd_braze_sandbox(args: argparse.Namespace) -> int:
         seeded = sandbox.state.seed(json.loads(Path(args.seed).read_text()))
         print(f"seeded {seeded} profile(s) from {args.seed}", flush=True)
     print(f"Braze sandbox on {sandbox.url} (REST key: {', '.join(sorted(sandbox.state.api_keys))})", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with contextlib.suppress(KeyboardInterrupt):
-        sandbox.serve_forever()
-    return 0
+    return _until_stopped(sandbox.serve_forever)
 
 
 def _cmd_braze_send(args: argparse.Namespace) -> int:
@@ -220,10 +222,8 @@ def _cmd_merge_template(args: argparse.Namespace) -> int:
 
 
 def _cmd_queue_worker(args: argparse.Namespace) -> int:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with contextlib.suppress(KeyboardInterrupt):
-        serve(args.project_dir, args.stage, stage_environment(args.stage, Path(args.project_dir)))
-    return 0
+    environment = stage_environment(args.stage, Path(args.project_dir))
+    return _until_stopped(lambda: serve(args.project_dir, args.stage, environment))
 
 
 def _cmd_enable_partial_batch(args: argparse.Namespace) -> int:

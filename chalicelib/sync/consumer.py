@@ -127,11 +127,14 @@ class SyncConsumer:
                 return
             batch.staged.append(staged)
             summary["outcome"] = "staged"
-        except (DeadLetter, ValidationFailed, ValueError, KeyError, TypeError) as exc:
+        except DeadLetter as exc:
             summary.update(outcome="dead_lettered", error=type(exc).__name__)
-            if webhook is not None and not isinstance(exc, (ValueError, KeyError, TypeError, ValidationFailed)):
+            if webhook is not None:
                 self._claims.release(webhook.event_id, exc)
-            self._dead_letter(record, str(exc) if isinstance(exc, DeadLetter) else f"unreadable message: {exc}")
+            self._dead_letter(record, str(exc))
+        except (ValidationFailed, ValueError, KeyError, TypeError) as exc:  # the message itself is unreadable
+            summary.update(outcome="dead_lettered", error=type(exc).__name__)
+            self._dead_letter(record, f"unreadable message: {exc}")
         except BridgeError as exc:
             summary.update(outcome=exc.outcome, error=exc.code)
             if webhook is not None and not isinstance(exc, InFlight):

@@ -11,10 +11,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from chalice.app import Chalice, ConvertToMiddleware, Request, Response, SQSEvent
 
 from chalicelib.delivery.models import Action
-from chalicelib.delivery.queue import BATCH_SIZE, DELIVERY_QUEUE_NAME, MAX_CONCURRENCY
+from chalicelib.delivery.queue import BATCH_SIZE, MAX_CONCURRENCY, delivery_queue_names
 from chalicelib.observability import flush_metrics, logger
-from chalicelib.settings import Settings
-from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_BATCH_WINDOW_SECONDS, SYNC_QUEUE_NAME
+from chalicelib.settings import Settings, stage_of
+from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_BATCH_WINDOW_SECONDS, sync_queue_names
 from chalicelib.web import health, http_errors
 from chalicelib.wiring import Bridge, build_bridge
 
@@ -113,15 +113,21 @@ def rokt_webhook(token: str) -> Response:
     return bridge().rokt_webhooks.handle(token, _request())
 
 
-# Chalice resolves the queue by name in the deploying account and region (one queue per stage:
-# deploy stages to separate accounts or regions when using queued mode). See README "Queued mode".
-@app.on_sqs_message(queue=DELIVERY_QUEUE_NAME, batch_size=BATCH_SIZE, maximum_concurrency=MAX_CONCURRENCY)
+# Chalice binds each handler to a queue by name when it loads this module; `chalice deploy` and
+# `chalice package` load it with the stage's environment, so BRIDGE_STAGE scopes the names (reading
+# the environment is not IO). See README "Queued mode".
+_STAGE = stage_of(os.environ)
+
+
+@app.on_sqs_message(queue=delivery_queue_names(_STAGE)[0], batch_size=BATCH_SIZE, maximum_concurrency=MAX_CONCURRENCY)
 def deliver_queued(event: SQSEvent) -> dict[str, Any]:
     return bridge().consumer().handle(event.to_dict(), event.context)
 
 
 @app.on_sqs_message(
-    queue=SYNC_QUEUE_NAME, batch_size=SYNC_BATCH_SIZE, maximum_batching_window_in_seconds=SYNC_BATCH_WINDOW_SECONDS
+    queue=sync_queue_names(_STAGE)[0],
+    batch_size=SYNC_BATCH_SIZE,
+    maximum_batching_window_in_seconds=SYNC_BATCH_WINDOW_SECONDS,
 )
 def sync_subscribers(event: SQSEvent) -> dict[str, Any]:
     return bridge().sync_consumer().handle(event.to_dict(), event.context)

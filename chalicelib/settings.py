@@ -60,7 +60,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Build settings from ``environ``, reporting every missing or invalid variable at once."""
         problems: list[str] = []
-        stage = environ.get("BRIDGE_STAGE", "dev").strip() or "dev"
+        stage = stage_of(environ)
         api_url = environ.get("ROKT_API_URL", DEFAULT_ROKT_API_URL).rstrip("/")
         if not _is_acceptable_api_url(api_url):
             problems.append("ROKT_API_URL must be an https:// URL (plain http only on loopback)")
@@ -112,6 +112,11 @@ class Settings:
             braze_identity_fallback=fallback,  # type: ignore[arg-type]
             sync_queue_url=(environ.get("SYNC_QUEUE_URL") or "").strip() or None,
         )
+
+
+def stage_of(environ: Mapping[str, str]) -> str:
+    """``BRIDGE_STAGE`` (default ``dev``): names the stage's queues and parameters."""
+    return environ.get("BRIDGE_STAGE", "dev").strip() or "dev"
 
 
 def _choice(environ: Mapping[str, str], name: str, allowed: tuple[str, ...], problems: list[str]) -> str:

@@ -16,6 +16,14 @@ if TYPE_CHECKING:
 
 MAX_VISIBILITY_SECONDS = 43_200  # SQS's own ceiling (12 h)
 DEAD_LETTER_REASON = "deadLetterReason"
+QUEUE_NAME_PREFIX = "rokt-calendar-bridge"
+
+
+def stage_queue_names(kind: str, stage: str) -> tuple[str, str]:
+    """A stage's queue and its dead-letter queue, ``rokt-calendar-bridge-<stage>-<kind>[-dlq]``: stages
+    can share an account and region without sharing queues."""
+    name = f"{QUEUE_NAME_PREFIX}-{stage}-{kind}"
+    return name, f"{name}-dlq"
 
 
 def backoff_seconds(receive_count: int, retry_after: int | None, base: int, cap: int) -> int:

@@ -20,7 +20,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
 from chalicelib.sync.envelope import Account
-from chalicelib.sync.queue import SYNC_QUEUE_NAME
 from devtools import backfill, campaign, capacity, deploy, ops
 from devtools.braze_sandbox import BrazeSandbox
 from devtools.braze_sender import BrazeSender, Webhook
@@ -233,9 +232,9 @@ def _cmd_enable_partial_batch(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay_dlq(args: argparse.Namespace) -> int:
-    ops.StageNames.of(args.stage)
     ops.replay_dlq(
         boto3.client("sqs"),
+        ops.StageNames.of(args.stage),
         queue=args.queue,
         account_code=args.account_code,
         event_id=args.event_id,
@@ -252,7 +251,8 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         raise ops.OpsError("no subscription ids given (one per line, in --file or on stdin)")
     sqs = boto3.client("sqs")
     queue_url = (
-        stage_environment(names.stage).get("SYNC_QUEUE_URL") or sqs.get_queue_url(QueueName=SYNC_QUEUE_NAME)["QueueUrl"]
+        stage_environment(names.stage).get("SYNC_QUEUE_URL")
+        or sqs.get_queue_url(QueueName=names.queues("sync")[0])["QueueUrl"]
     )
     account = Account(args.account_code, args.account_id, args.account_name)
     state = Path(args.state_file or f".backfill-{names.stage}-{args.run}.json")

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.delivery.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, MAX_RECEIVES
-from chalicelib.sync.queue import SYNC_DLQ_NAME, SYNC_MAX_RECEIVES, SYNC_QUEUE_NAME
+from chalicelib.delivery.queue import MAX_RECEIVES, delivery_queue_names
+from chalicelib.settings import stage_of
+from chalicelib.sync.queue import SYNC_MAX_RECEIVES, sync_queue_names
 from devtools.project import PROJECT_DIR, stage_environment
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ def iam_policy(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     env = stage_environment(stage, project_dir)
     prefix = env["BRIDGE_SSM_PREFIX"].rstrip("/")
     table = env["IDEMPOTENCY_TABLE"]
+    (delivery, _), (sync, sync_dlq) = delivery_queue_names(stage_of(env)), sync_queue_names(stage_of(env))
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -68,14 +70,14 @@ def iam_policy(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
                     "sqs:GetQueueAttributes",
                     "sqs:GetQueueUrl",
                 ],
-                "Resource": [_arn("sqs", DELIVERY_QUEUE_NAME), _arn("sqs", SYNC_QUEUE_NAME)],
+                "Resource": [_arn("sqs", delivery), _arn("sqs", sync)],
             },
             {
                 # the sync consumer dead-letters what can never succeed itself, with the reason
                 "Sid": "DeadLetterWithReason",
                 "Effect": "Allow",
                 "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
-                "Resource": _arn("sqs", SYNC_DLQ_NAME),
+                "Resource": _arn("sqs", sync_dlq),
             },
             {
                 "Sid": "OwnLogs",
@@ -184,7 +186,8 @@ def _queue_resources(
 
 def merge_template(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     """Resources `chalice deploy` cannot express, for ``chalice package --merge-template``."""
-    table = stage_environment(stage, project_dir)["IDEMPOTENCY_TABLE"]
+    env = stage_environment(stage, project_dir)
+    table, queue_stage = env["IDEMPOTENCY_TABLE"], stage_of(env)
     return {
         "Resources": {
             "IdempotencyTable": {
@@ -232,7 +235,7 @@ def merge_template(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any
             **_queue_resources(
                 stage,
                 "Delivery",
-                names=(DELIVERY_QUEUE_NAME, DELIVERY_DLQ_NAME),
+                names=delivery_queue_names(queue_stage),
                 max_receives=MAX_RECEIVES,
                 handler="DeliverQueued",
                 what="Deliveries",
@@ -240,7 +243,7 @@ def merge_template(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any
             **_queue_resources(
                 stage,
                 "Sync",
-                names=(SYNC_QUEUE_NAME, SYNC_DLQ_NAME),
+                names=sync_queue_names(queue_stage),
                 max_receives=SYNC_MAX_RECEIVES,
                 handler="SyncSubscribers",
                 what="Rokt webhooks",

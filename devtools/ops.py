@@ -14,10 +14,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.braze.client import BrazeClient, BrazeError
 from chalicelib.clock import Deadline
-from chalicelib.delivery.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, MAX_RECEIVES
+from chalicelib.delivery.queue import MAX_RECEIVES, delivery_queue_names
 from chalicelib.secrets import BRAZE_API_KEY, ROKT_WEBHOOK_TOKENS, WEBHOOK_SECRETS, split_list
+from chalicelib.settings import stage_of
 from chalicelib.sqs import DEAD_LETTER_REASON
-from chalicelib.sync.queue import SYNC_DLQ_NAME, SYNC_MAX_RECEIVES, SYNC_QUEUE_NAME
+from chalicelib.sync.queue import SYNC_MAX_RECEIVES, sync_queue_names
 from devtools.bootstrap import ensure_queues, ensure_table, put_secure
 from devtools.project import PROJECT_DIR, SAMPLE_BODY, stage_environment
 
@@ -48,6 +49,11 @@ class StageNames:
     rokt_api_url: str
     signature_required: bool
     braze_rest_endpoint: str | None = None
+    queue_stage: str = ""  # BRIDGE_STAGE, which names the stage's queues (see app.py)
+
+    def queues(self, queue: str) -> tuple[str, str]:
+        """The stage's ``delivery`` or ``sync`` queue name and its DLQ's."""
+        return QUEUES[queue](self.queue_stage or self.stage)
 
     @classmethod
     def of(cls, stage: str, project_dir: Path = PROJECT_DIR) -> StageNames:
@@ -66,6 +72,7 @@ class StageNames:
             rokt_api_url=env.get("ROKT_API_URL", "https://api.roktcalendar.com").rstrip("/"),
             signature_required=env.get("WEBHOOK_SIGNATURE") == "required",
             braze_rest_endpoint=(env.get("BRAZE_REST_ENDPOINT") or "").rstrip("/") or None,
+            queue_stage=stage_of(env),
         )
 
 
@@ -77,7 +84,7 @@ class QueueUrls:
     sync_dlq: str
 
 
-QUEUES = {"delivery": (DELIVERY_QUEUE_NAME, DELIVERY_DLQ_NAME), "sync": (SYNC_QUEUE_NAME, SYNC_DLQ_NAME)}
+QUEUES = {"delivery": delivery_queue_names, "sync": sync_queue_names}
 
 
 def bootstrap(
@@ -88,13 +95,14 @@ def bootstrap(
     ensure_table(dynamodb, names.table, progress)
     if sqs is None:
         return None
-    delivery = ensure_queues(sqs, DELIVERY_QUEUE_NAME, DELIVERY_DLQ_NAME, MAX_RECEIVES, progress=progress)
-    sync = ensure_queues(sqs, SYNC_QUEUE_NAME, SYNC_DLQ_NAME, SYNC_MAX_RECEIVES, progress=progress)
+    delivery = ensure_queues(sqs, *names.queues("delivery"), MAX_RECEIVES, progress=progress)
+    sync = ensure_queues(sqs, *names.queues("sync"), SYNC_MAX_RECEIVES, progress=progress)
     return QueueUrls(*delivery, *sync)
 
 
 def replay_dlq(
     sqs: SQSClient,
+    names: StageNames,
     *,
     queue: str = "delivery",
     account_code: str | None = None,
@@ -104,7 +112,7 @@ def replay_dlq(
     progress: Progress = print,
 ) -> int:
     """Move dead letters back to their queue (all, or those matching); return how many matched."""
-    queue_name, dlq_name = QUEUES[queue]
+    queue_name, dlq_name = names.queues(queue)
     dlq_url = sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"]
     queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
     matched = seen = 0

@@ -19,7 +19,7 @@ from chalicelib.delivery.models import EventRequest
 from chalicelib.delivery.service import DeliveryOutcome
 from chalicelib.errors import BridgeError, DependencyUnavailable
 from chalicelib.observability import record_outcome
-from chalicelib.sqs import QueueRecords
+from chalicelib.sqs import QueueRecords, stage_queue_names
 from chalicelib.sqs import backoff_seconds as sqs_backoff
 
 if TYPE_CHECKING:
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
     from chalicelib.delivery.endpoint import Deliverer
 
-DELIVERY_QUEUE_NAME = "rokt-calendar-bridge-deliveries"
-DELIVERY_DLQ_NAME = "rokt-calendar-bridge-deliveries-dlq"
 # The knobs that keep the consumer under Rokt's rate: at most BATCH_SIZE x MAX_CONCURRENCY in flight.
 BATCH_SIZE = 10
 MAX_CONCURRENCY = 5
@@ -43,6 +41,11 @@ CONSUMER_BUDGET_SECONDS = 25.0
 # and the batch's own bookkeeping; and the least time worth starting a record with.
 CONSUMER_RESERVE_SECONDS = 7.0
 MIN_RECORD_SECONDS = 2.0
+
+
+def delivery_queue_names(stage: str) -> tuple[str, str]:
+    """The stage's delivery queue and its DLQ."""
+    return stage_queue_names("deliveries", stage)
 
 
 class DeliveryQueue:

@@ -14,19 +14,23 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import DependencyUnavailable
+from chalicelib.sqs import stage_queue_names
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
     from chalicelib.sync.envelope import RoktWebhook
 
-SYNC_QUEUE_NAME = "rokt-calendar-bridge-sync"
-SYNC_DLQ_NAME = "rokt-calendar-bridge-sync-dlq"
 SYNC_BATCH_SIZE = 75
 SYNC_BATCH_WINDOW_SECONDS = 5
 SYNC_MAX_RECEIVES = 10
 SYNC_BASE_BACKOFF_SECONDS = 30
 SYNC_MAX_BACKOFF_SECONDS = 900
+
+
+def sync_queue_names(stage: str) -> tuple[str, str]:
+    """The stage's sync queue and its DLQ."""
+    return stage_queue_names("sync", stage)
 
 
 class SyncQueue:

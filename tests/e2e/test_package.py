@@ -52,6 +52,11 @@ def test_chalice_package_merges_and_passes_cfn_lint(stage: str, tmp_path: Path):
     assert consumer["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert consumer["ScalingConfig"] == {"MaximumConcurrency": 5}
     assert resources["DeliveryQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 8
+    # each stage binds its own queues (dev and prod can share an account and region)
+    queue_names = {resources[q]["Properties"]["QueueName"] for q in ("DeliveryQueue", "SyncQueue")}
+    assert queue_names == {f"rokt-calendar-bridge-{stage}-deliveries", f"rokt-calendar-bridge-{stage}-sync"}
+    sources = [consumer["Queue"], sync_source["Properties"]["Queue"]]
+    assert all(f"rokt-calendar-bridge-{stage}-" in json.dumps(s) for s in sources), sources
     zipped = out / "deployment.zip"
     assert zipped.stat().st_size <= ZIP_BUDGET_BYTES
     names = zipfile.ZipFile(zipped).namelist()

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from chalicelib.sync.queue import SYNC_DLQ_NAME, SYNC_MAX_RECEIVES, SYNC_QUEUE_NAME
+from chalicelib.sync.queue import SYNC_MAX_RECEIVES, sync_queue_names
 from devtools import cli, ops
 from devtools.project import stage_environment
 from tests.conftest import BRAZE_KEY, PREFIX, ROKT_TOKEN, TABLE, Aws, Braze, Sandbox
@@ -27,14 +27,15 @@ def test_bootstrap_creates_the_sync_queue_with_its_dead_letter_queue(aws: Aws, n
     urls = ops.bootstrap(names, aws.dynamodb(), aws.sqs(), progress=lambda _: None)
 
     assert urls is not None
-    assert urls.sync.endswith(SYNC_QUEUE_NAME)
-    assert urls.sync_dlq.endswith(SYNC_DLQ_NAME)
+    sync_name, sync_dlq_name = sync_queue_names("test")
+    assert urls.sync.endswith(sync_name)
+    assert urls.sync_dlq.endswith(sync_dlq_name)
     policy = json.loads(
         aws.sqs().get_queue_attributes(QueueUrl=urls.sync, AttributeNames=["RedrivePolicy"])["Attributes"][
             "RedrivePolicy"
         ]
     )
-    assert policy["deadLetterTargetArn"].endswith(SYNC_DLQ_NAME)
+    assert policy["deadLetterTargetArn"].endswith(sync_dlq_name)
     assert int(policy["maxReceiveCount"]) == SYNC_MAX_RECEIVES
 
 
@@ -103,7 +104,7 @@ def test_replay_dlq_moves_sync_dead_letters_back_without_their_reason(aws: Aws, 
     )
     said: list[str] = []
 
-    assert ops.replay_dlq(sqs, queue="sync", progress=said.append) == 1
+    assert ops.replay_dlq(sqs, names, queue="sync", progress=said.append) == 1
 
     [moved] = sqs.receive_message(QueueUrl=urls.sync, MessageAttributeNames=["All"])["Messages"]
     assert set(moved["MessageAttributes"]) == {"eventId"}

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import app as bridge_app
-from chalicelib.delivery.queue import DELIVERY_DLQ_NAME, DELIVERY_QUEUE_NAME, backoff_seconds
+from chalicelib.delivery.queue import backoff_seconds, delivery_queue_names
 from devtools import ops
 from tests.conftest import Aws, Sandbox, make_bridge, post, seed_body, serving
 from tests.queues import QueuePair
@@ -23,12 +23,13 @@ if TYPE_CHECKING:
     from tests.conftest import LogCapture
 
 CREATE = "/v1/subscriptionevent/brazetest"
+STAGE_NAMES = ops.StageNames("test", "/unused", "unused", "http://127.0.0.1:1", False)
 MAX_RECEIVES = 3
 
 
 @pytest.fixture
 def queues(aws: Aws) -> QueuePair:
-    return QueuePair(aws.sqs(), DELIVERY_QUEUE_NAME, DELIVERY_DLQ_NAME, MAX_RECEIVES, "deliver_queued")
+    return QueuePair(aws.sqs(), *delivery_queue_names("test"), MAX_RECEIVES, "deliver_queued")
 
 
 @pytest.fixture
@@ -126,9 +127,9 @@ def test_poison_reaches_the_dlq_and_replay_delivers_it(queued, queues: QueuePair
     listed: list[str] = []
 
     # When an operator lists, filters, then replays the dead letters after Rokt recovers
-    dry = ops.replay_dlq(queues.sqs, dry_run=True, progress=listed.append)
-    other = ops.replay_dlq(queues.sqs, account_code="someone-else", progress=lambda _: None)
-    replayed = ops.replay_dlq(queues.sqs, event_id="Event_0001_user42", progress=lambda _: None)
+    dry = ops.replay_dlq(queues.sqs, STAGE_NAMES, dry_run=True, progress=listed.append)
+    other = ops.replay_dlq(queues.sqs, STAGE_NAMES, account_code="someone-else", progress=lambda _: None)
+    replayed = ops.replay_dlq(queues.sqs, STAGE_NAMES, event_id="Event_0001_user42", progress=lambda _: None)
     sandbox.clear_faults()
     queues.consume(queued, queues.receive())
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.sync.mapping import suffix
-from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_DLQ_NAME, SYNC_QUEUE_NAME
+from chalicelib.sync.queue import SYNC_BATCH_SIZE, sync_queue_names
 from tests.conftest import ROKT_TOKEN, Aws, Braze, Sandbox, make_bridge, serving
 from tests.queues import QueuePair
 
@@ -28,7 +28,7 @@ ROUTE = f"/rokt/webhooks/{ROKT_TOKEN}"
 
 @pytest.fixture
 def sync_queue(aws: Aws) -> QueuePair:
-    return QueuePair(aws.sqs(), SYNC_QUEUE_NAME, SYNC_DLQ_NAME, 3, "sync_subscribers")
+    return QueuePair(aws.sqs(), *sync_queue_names("test"), 3, "sync_subscribers")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from chalicelib.sync.mapping import suffix
-from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_DLQ_NAME, SYNC_QUEUE_NAME
+from chalicelib.sync.queue import SYNC_BATCH_SIZE, sync_queue_names
 from devtools.aws_proxy import AwsFault, AwsProxy
 from tests.conftest import ROKT_TOKEN, Aws, Braze, Sandbox, make_bridge, serving
 from tests.queues import QueuePair
@@ -33,7 +33,7 @@ def proxy(aws: Aws) -> Iterator[AwsProxy]:
 
 @pytest.fixture
 def rig(settings: Settings, aws: Aws, proxy: AwsProxy, braze: Braze) -> Iterator[tuple[Client, QueuePair]]:
-    queue = QueuePair(aws.sqs(), SYNC_QUEUE_NAME, SYNC_DLQ_NAME, 50, "sync_subscribers")
+    queue = QueuePair(aws.sqs(), *sync_queue_names("test"), 50, "sync_subscribers")
     through_proxy = Aws(proxy.url, boto3.session.Session(region_name="us-east-1"))
     bridge = make_bridge(settings, through_proxy, braze_rest_endpoint=braze.url, sync_queue_url=queue.url)
     with serving(bridge) as client:

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
 SIGNATURE_HEADER = "x-bridge-signature"
-TIMESTAMP_HEADER = "x-bridge-timestamp"
 SIGNATURE_TOLERANCE_SECONDS = 300
 MAX_TIMESTAMP_DIGITS = 12  # unix seconds until the year 33658
 
@@ -79,11 +78,13 @@ def matches_any(presented: str, accepted: list[str]) -> bool:
 
 
 class SignatureVerifier:
-    """Optional per-message proof: ``X-Bridge-Signature`` = hex HMAC-SHA256 of ``"<timestamp>.<eventId>"``.
+    """Optional per-message proof: ``X-Bridge-Signature: t=<unix seconds>,v1=<hex>``, where ``v1`` is the
+    hex HMAC-SHA256 of ``"<t>.<route path>.<hex SHA-256 of the raw body>"``.
 
     Braze computes it in Liquid with a signing key (SSM ``webhook-signing-keys``, comma-separated for
-    rotation); ``X-Bridge-Timestamp`` (unix seconds) must be within the tolerance window, so a captured
-    request cannot be replayed later, and a replay inside the window is only a duplicate.
+    rotation). The route and the body's hash are signed, so a captured signature cannot be replayed
+    onto another body or route; ``t`` must be within the tolerance window, so it cannot be replayed
+    later, and a replay of the same request inside the window is only a duplicate.
     """
 
     def __init__(
@@ -98,24 +99,34 @@ class SignatureVerifier:
         self._tolerance = tolerance
         self._clock = clock
 
-    def verify(self, headers: Mapping[str, str], event_id: str) -> None:
-        timestamp = (headers.get(TIMESTAMP_HEADER) or "").strip()
-        signature = (headers.get(SIGNATURE_HEADER) or "").strip().lower()
+    def verify(self, headers: Mapping[str, str], path: str, body: bytes) -> None:
+        fields = _signature_fields(headers.get(SIGNATURE_HEADER) or "")
+        timestamp, signature = fields.get("t", ""), fields.get("v1", "").lower()
         if not timestamp.isdigit() or len(timestamp) > MAX_TIMESTAMP_DIGITS or not signature:
-            raise Unauthorized("missing X-Bridge-Timestamp or X-Bridge-Signature header")
+            raise Unauthorized("missing or malformed X-Bridge-Signature header (want t=<unix seconds>,v1=<hex>)")
         if abs(self._clock() - int(timestamp)) > self._tolerance:
-            raise Unauthorized(f"X-Bridge-Timestamp is more than {self._tolerance} s away from now")
+            raise Unauthorized(f"the X-Bridge-Signature timestamp is more than {self._tolerance} s away from now")
         matched = False
         for key in split_list(self._store.get(WEBHOOK_SIGNING_KEYS, max_age=self._max_age)):
-            expected = sign(key, timestamp, event_id)
+            expected = sign(key, timestamp, path, body)
             matched |= hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii", "replace"))
         if not matched:
-            raise Unauthorized("X-Bridge-Signature does not match the event id and timestamp")
+            raise Unauthorized("X-Bridge-Signature does not match this route, body and timestamp")
 
 
-def sign(key: str, timestamp: str, event_id: str) -> str:
-    """What Braze's Liquid computes: ``{{ ts | append: '.' | append: eventId | hmac_sha256_hex: key }}``."""
-    message = f"{timestamp}.{event_id}".encode()
+def _signature_fields(header: str) -> dict[str, str]:
+    """``t=1,v1=ab`` → ``{"t": "1", "v1": "ab"}`` (spaces ignored; a repeated name keeps the first)."""
+    fields: dict[str, str] = {}
+    for item in header.split(","):
+        name, _, value = item.partition("=")
+        fields.setdefault(name.strip().lower(), value.strip())
+    return fields
+
+
+def sign(key: str, timestamp: str, path: str, body: bytes) -> str:
+    """What Braze's Liquid computes (``braze-template`` prints it): HMAC-SHA256 hex of
+    ``"<timestamp>.<path>.<sha2 of body>"``, ``path`` as in ``/v1/subscriptionevent/<account>/update``."""
+    message = f"{timestamp}.{path}.{hashlib.sha256(body).hexdigest()}".encode()
     return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 

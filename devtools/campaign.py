@@ -81,6 +81,10 @@ def _json_escape(value: object) -> str:
     return json.dumps("" if value is None else str(value))[1:-1]
 
 
+def _sha2(value: object) -> str:
+    return hashlib.sha256(str(value).encode()).hexdigest()
+
+
 def _hmac_sha256_hex(value: object, key: object) -> str:
     return hmac.new(str(key).encode(), str(value).encode(), hashlib.sha256).hexdigest()
 
@@ -89,6 +93,7 @@ def liquid_environment() -> Environment:
     env = Environment()
     env.filters["json_escape"] = _json_escape
     env.filters["hmac_sha256_hex"] = _hmac_sha256_hex
+    env.filters["sha2"] = _sha2
     return env
 
 
@@ -126,6 +131,13 @@ class WebhookTemplate:
         return cls(SEED_URL, (("Content-Type", "application/json"),), SEED_BODY)
 
 
+def _with_key(header: str, event_prefix: str | None, signing_key: str | None) -> str:
+    """A header as the marketer would paste it: the signing key filled in, the same event prefix as the body."""
+    if event_prefix:
+        header = header.replace("Event_0001", event_prefix)
+    return header.replace("<signing key>", signing_key) if signing_key else header
+
+
 def profile_context(profile: Mapping[str, Any]) -> dict[str, Any]:
     """What Liquid sees for one Braze sandbox profile: standard fields by name, the rest as custom."""
     attributes = dict(profile.get("attributes") or {})
@@ -138,14 +150,23 @@ def profile_context(profile: Mapping[str, Any]) -> dict[str, Any]:
 
 class Renderer:
     def __init__(
-        self, template: WebhookTemplate, *, bridge_url: str, secret: str, event_prefix: str | None = None
+        self,
+        template: WebhookTemplate,
+        *,
+        bridge_url: str,
+        secret: str,
+        event_prefix: str | None = None,
+        signing_key: str | None = None,
     ) -> None:
         env = liquid_environment()
         body = template.body.replace("Event_0001", event_prefix) if event_prefix else template.body
         try:
             self._url = env.from_string(braze_to_liquid(template.url))
             self._body = env.from_string(braze_to_liquid(body))
-            self._headers = [(n, env.from_string(braze_to_liquid(v))) for n, v in template.headers]
+            self._headers = [
+                (n, env.from_string(braze_to_liquid(_with_key(v, event_prefix, signing_key))))
+                for n, v in template.headers
+            ]
         except LiquidError as exc:
             raise TemplateError(f"the template is not valid Liquid: {exc}") from exc
         self._globals = {"bridge": bridge_url.rstrip("/"), "webhook_secret": secret}

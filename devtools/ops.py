@@ -310,8 +310,19 @@ _EVENT = """  "event": {
     "notifyBefore": "{{notifyBefore}}"
   }"""
 _SUBSCRIPTIONS = """  "subscriptionIds": ["{{custom_attribute.${rokt:subscription_id} | join: '","' }}"]"""
-_SIGNATURE_HEADERS = """X-Bridge-Timestamp: {% assign ts = 'now' | date: '%s' %}{{ts}}
-X-Bridge-Signature: {{ ts | append: '.' | append: eventId | hmac_sha256_hex: '<signing key>' }}"""
+# Signed mode: the body is one line so the signature header can render the very same text and hash it
+# (a header cannot see the body's Liquid variables), with the route, under one timestamp.
+_SIGNATURE_HEADER = (
+    "X-Bridge-Signature: {_ACCOUNT}{{% capture body %}}{body}{{% endcapture %}}"
+    "{{% assign ts = 'now' | date: '%s' %}}{{% assign bodyHash = body | sha2 %}}"
+    "{{% capture signed %}}{{{{ts}}}}./v1/subscriptionevent/{{{{accountCode}}}}{suffix}.{{{{bodyHash}}}}"
+    "{{% endcapture %}}"
+    "t={{{{ts}}}},v1={{{{ signed | hmac_sha256_hex: '<signing key>' }}}}"
+)
+
+
+def _one_line(text: str) -> str:
+    return "".join(line.strip() for line in text.splitlines())
 
 
 def braze_templates(api_url: str, signature_required: bool = False) -> dict[str, str]:
@@ -324,16 +335,18 @@ def braze_templates(api_url: str, signature_required: bool = False) -> dict[str,
     }
     suffixes = {"create": "", "update": "/update", "delete": "/delete"}
     headers = "Content-Type: application/json\nAuthorization: Bearer <webhook secret>"
-    if signature_required:
-        headers += "\n" + _SIGNATURE_HEADERS
-    return {
-        name: (
+    templates = {}
+    for name in ("create", "update", "delete"):
+        body, extra = bodies[name], ""
+        if signature_required:
+            body = _one_line(body)
+            extra = "\n" + _SIGNATURE_HEADER.format(_ACCOUNT=_ACCOUNT, body=body, suffix=suffixes[name])
+        templates[name] = (
             f"## {name}\n"
             f"Webhook URL:\n{_ACCOUNT}{api_url}/v1/subscriptionevent/{{{{accountCode}}}}{suffixes[name]}\n\n"
-            f"HTTP method: POST\n\nRequest headers:\n{headers}\n\nRequest body (Raw text):\n{bodies[name]}\n"
+            f"HTTP method: POST\n\nRequest headers:\n{headers}{extra}\n\nRequest body (Raw text):\n{body}\n"
         )
-        for name in ("create", "update", "delete")
-    }
+    return templates
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.clock import Deadline
-from chalicelib.delivery.models import Action, EventRequest, decode_body, parse_request
+from chalicelib.delivery.models import Action, EventRequest, decode_body, parse_request, route_path
 from chalicelib.errors import BridgeError
 from chalicelib.observability import record_outcome
 from chalicelib.settings import AWS_COMPLETION_RESERVE_SECONDS
@@ -104,12 +104,11 @@ class WebhookEndpoint:
     ) -> Response:
         self._authenticator.authenticate(request.headers.get("authorization"))
         raw = request.raw_body
-        event_request = parse_request(
-            action, account_code, decode_body(raw.encode("utf-8") if isinstance(raw, str) else raw)
-        )
-        summary["eventId"] = event_request.event_id
+        body = raw.encode("utf-8") if isinstance(raw, str) else raw
         if self._signatures is not None:
-            self._signatures.verify(request.headers, event_request.event_id)
+            self._signatures.verify(request.headers, route_path(action, account_code), body)
+        event_request = parse_request(action, account_code, decode_body(body))
+        summary["eventId"] = event_request.event_id
         if event_request.unknown_fields:
             summary["unknownFields"] = list(event_request.unknown_fields)
         if _is_dry_run(request):

@@ -54,6 +54,12 @@ class Action(enum.Enum):
     DELETE = "delete"
 
 
+def route_path(action: Action, account_code: str) -> str:
+    """The bridge route a webhook for ``action`` is posted to, below the API stage."""
+    suffix = "" if action is Action.CREATE else f"/{action.value}"
+    return f"/v1/subscriptionevent/{account_code}{suffix}"
+
+
 @dataclass(frozen=True)
 class EventRequest:
     """One validated webhook: what to do, for which account, with the event as Rokt must receive it."""

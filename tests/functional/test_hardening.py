@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 from chalicelib.auth import sign
 from chalicelib.delivery.models import KNOWN_EVENT_FIELDS
+from devtools import ops
+from devtools.campaign import Renderer, WebhookTemplate
 from tests.conftest import PREFIX, SECRET, SUBSCRIPTION, Aws, Sandbox, make_bridge, post, seed_body, serving
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 CREATE = "/v1/subscriptionevent/brazetest"
 SIGNING_KEY = "signing-key-for-tests-0123456789"
+BRAZE_PLACEHOLDER_URL = "https://<api-id>.execute-api.<region>.amazonaws.com/api"
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 
 
@@ -38,20 +41,20 @@ def signed_client(settings: Settings, aws: Aws, sandbox: Sandbox) -> Iterator[Cl
         yield client
 
 
-def signature_headers(event_id: str, key: str = SIGNING_KEY, at: float | None = None) -> dict[str, str]:
+def signature_headers(body: Any, key: str = SIGNING_KEY, at: float | None = None, path: str = CREATE) -> dict[str, str]:
     timestamp = str(int(time.time() if at is None else at))
-    return {"X-Bridge-Timestamp": timestamp, "X-Bridge-Signature": sign(key, timestamp, event_id)}
+    return {"X-Bridge-Signature": f"t={timestamp},v1={sign(key, timestamp, path, json.dumps(body).encode())}"}
 
 
 def test_signature_mode_accepts_a_valid_signature(signed_client, sandbox: Sandbox):
-    response = post(signed_client, CREATE, seed_body(), headers=signature_headers("Event_0001_user42"))
+    response = post(signed_client, CREATE, seed_body(), headers=signature_headers(seed_body()))
 
     assert response.status_code == 200
     assert sandbox.count("events_created") == 1
 
 
 def test_signature_mode_accepts_any_listed_key_for_rotation(signed_client, sandbox: Sandbox):
-    response = post(signed_client, CREATE, seed_body(), headers=signature_headers("Event_0001_user42", "old-key"))
+    response = post(signed_client, CREATE, seed_body(), headers=signature_headers(seed_body(), "old-key"))
 
     assert response.status_code == 200
 
@@ -60,10 +63,13 @@ def test_signature_mode_accepts_any_listed_key_for_rotation(signed_client, sandb
     ("headers", "reason"),
     [
         ({}, "missing"),
-        (signature_headers("Event_0001_user43"), "does not match"),  # signed for another event
-        (signature_headers("Event_0001_user42", key="guessed"), "does not match"),
-        (signature_headers("Event_0001_user42", at=time.time() - 3600), "away from now"),
-        (signature_headers("Event_0001_user42", at=time.time() + 3600), "away from now"),
+        ({"X-Bridge-Signature": "v1=abc"}, "malformed"),
+        # a captured signature replayed onto another body with the same eventId, or onto another route
+        (signature_headers(seed_body(title="Another title")), "does not match"),
+        (signature_headers(seed_body(), path=f"{CREATE}/update"), "does not match"),
+        (signature_headers(seed_body(), key="guessed"), "does not match"),
+        (signature_headers(seed_body(), at=time.time() - 3600), "away from now"),
+        (signature_headers(seed_body(), at=time.time() + 3600), "away from now"),
     ],
 )
 def test_signature_mode_refuses_tampered_stale_or_missing(signed_client, sandbox: Sandbox, headers, reason):
@@ -72,6 +78,28 @@ def test_signature_mode_refuses_tampered_stale_or_missing(signed_client, sandbox
     assert response.status_code == 401
     assert reason in response.json_body["message"]
     assert sandbox.requests() == []
+
+
+@pytest.mark.parametrize("name", ["create", "update", "delete"])
+def test_the_printed_signed_template_renders_a_signature_the_bridge_accepts(signed_client, sandbox: Sandbox, name):
+    """The template `braze-template` prints for WEBHOOK_SIGNATURE=required, rendered as Braze would, is
+    accepted on its own route; the same header on another body is refused."""
+    template = WebhookTemplate.parse(ops.braze_templates(BRAZE_PLACEHOLDER_URL, signature_required=True)[name])
+    renderer = Renderer(template, bridge_url="", secret=SECRET, signing_key=SIGNING_KEY)
+    profile = {
+        "external_id": "user42",
+        "attributes": {"rokt:account_code": ["brazetest"], "rokt:subscription_id": [SUBSCRIPTION]},
+    }
+    webhook = renderer.render(profile)
+    path = webhook.path.removeprefix("/api")
+    if name != "create":
+        post(signed_client, CREATE, seed_body(), headers=signature_headers(seed_body()))
+
+    accepted = post(signed_client, path, webhook.body, headers=webhook.headers)
+    tampered = post(signed_client, path, webhook.body.replace("_user42", "_user43"), headers=webhook.headers)
+
+    assert accepted.status_code == 200, accepted.json_body
+    assert tampered.status_code == 401
 
 
 def test_body_over_256_kib_is_413(client, sandbox: Sandbox):

@@ -57,6 +57,7 @@ OUTCOME_METRICS = {
     "delivered": "Delivered",
     "duplicate": "Duplicates",
     "queued": "Queued",
+    "spilled": "Spilled",
     "invalid": "Invalid",
     "rejected": "RejectedByRokt",
     "retryable_failure": "RetryableFailures",

@@ -23,6 +23,13 @@ CONNECT_TIMEOUT_SECONDS = 3.05
 REQUEST_BUDGET_SECONDS = 25.0
 AWS_COMPLETION_RESERVE_SECONDS = 7.0
 API_GATEWAY_LIMIT_SECONDS = 29.0
+# Direct mode with a queue: open the breaker after this many retryable failures in a row, for this long.
+BREAKER_FAILURE_THRESHOLD = 5
+BREAKER_COOLDOWN_SECONDS = 30.0
+# Queue consumer: retry for this long after a message was first queued (the longest Braze retry
+# window), each retry after at most this long.
+RETRY_HORIZON_SECONDS = 86_400.0
+RETRY_MAX_BACKOFF_SECONDS = 900
 
 UpdateShape = Literal["wrapped", "flat"]
 DeliveryMode = Literal["direct", "queued"]
@@ -50,6 +57,15 @@ class Settings:
     braze_rest_endpoint: str | None = None
     braze_identity_fallback: IdentityFallback = "email"
     sync_queue_url: str | None = None
+    breaker_failure_threshold: int = BREAKER_FAILURE_THRESHOLD
+    breaker_cooldown_seconds: float = BREAKER_COOLDOWN_SECONDS
+    retry_horizon_seconds: float = RETRY_HORIZON_SECONDS
+    retry_max_backoff_seconds: int = RETRY_MAX_BACKOFF_SECONDS
+
+    @property
+    def spills(self) -> bool:
+        """Direct mode with a delivery queue: retryable failures are queued instead of answered 5xx."""
+        return self.delivery_mode == "direct" and self.delivery_queue_url is not None
 
     @property
     def sync_configured(self) -> bool:
@@ -93,6 +109,10 @@ class Settings:
         if braze is not None and not _is_acceptable_api_url(braze):
             problems.append("BRAZE_REST_ENDPOINT must be an https:// URL (plain http only on loopback)")
         fallback = _choice(environ, "BRAZE_IDENTITY_FALLBACK", ("email", "none"), problems)
+        threshold = _number(environ, "BREAKER_FAILURE_THRESHOLD", BREAKER_FAILURE_THRESHOLD, int, problems)
+        cooldown = _number(environ, "BREAKER_COOLDOWN_SECONDS", BREAKER_COOLDOWN_SECONDS, float, problems)
+        horizon = _number(environ, "DELIVERY_RETRY_HORIZON_SECONDS", RETRY_HORIZON_SECONDS, float, problems)
+        backoff = _number(environ, "DELIVERY_RETRY_MAX_BACKOFF_SECONDS", RETRY_MAX_BACKOFF_SECONDS, int, problems)
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -111,6 +131,10 @@ class Settings:
             braze_rest_endpoint=braze,
             braze_identity_fallback=fallback,  # type: ignore[arg-type]
             sync_queue_url=(environ.get("SYNC_QUEUE_URL") or "").strip() or None,
+            breaker_failure_threshold=int(threshold),
+            breaker_cooldown_seconds=float(cooldown),
+            retry_horizon_seconds=float(horizon),
+            retry_max_backoff_seconds=int(backoff),
         )
 
 

@@ -19,10 +19,12 @@ from aws_lambda_powertools.utilities.parameters import SSMProvider
 from botocore.config import Config
 
 from chalicelib.auth import PathTokenAuthenticator, SignatureVerifier, WebhookAuthenticator
+from chalicelib.delivery.breaker import CircuitBreaker
 from chalicelib.delivery.endpoint import WebhookEndpoint
-from chalicelib.delivery.idempotency import INTAKE_KEY_PREFIX, IdempotentDeliverer
+from chalicelib.delivery.idempotency import IdempotentDeliverer
 from chalicelib.delivery.queue import DeliveryQueue, QueueConsumer
 from chalicelib.delivery.service import DeliveryService
+from chalicelib.delivery.spill import SpillingDeliverer
 from chalicelib.errors import ConfigError
 from chalicelib.observability import count_token_refresh
 from chalicelib.rokt.events import RoktCalendarClient
@@ -66,6 +68,7 @@ def build_bridge(
     session: requests.Session | None = None,
     sqs_client: SQSClient | None = None,
     clock: Callable[[], float] = time.time,
+    breaker_clock: Callable[[], float] = time.monotonic,
 ) -> Bridge:
     ssm_client = ssm_client or boto3.client("ssm", config=AWS_CLIENT_CONFIG)
     dynamodb_client = dynamodb_client or boto3.client("dynamodb", config=AWS_CLIENT_CONFIG)
@@ -91,14 +94,15 @@ def build_bridge(
     )
     sqs = functools.cache(lambda: sqs_client or boto3.client("sqs", config=AWS_CLIENT_CONFIG))
     intake: Deliverer = deliverer
-    if settings.delivery_mode == "queued" and settings.delivery_queue_url:
-        queue = DeliveryQueue(sqs(), settings.delivery_queue_url)
-        intake = IdempotentDeliverer(
-            queue.enqueue,
-            _persistence(settings, dynamodb_client),
-            settings.idempotency_ttl_seconds,
-            key_prefix=INTAKE_KEY_PREFIX,
-        )
+    if settings.delivery_queue_url:
+        queue = DeliveryQueue(sqs(), settings.delivery_queue_url, clock=clock)
+        if settings.delivery_mode == "queued":
+            intake = queue  # one SQS send per webhook; the consumer's delivery records dedupe
+        else:
+            breaker = CircuitBreaker(
+                settings.breaker_failure_threshold, settings.breaker_cooldown_seconds, clock=breaker_clock
+            )
+            intake = SpillingDeliverer(deliverer, queue, breaker)
     webhooks = WebhookEndpoint(
         WebhookAuthenticator(store, settings.webhook_secrets_max_age_seconds),
         service,
@@ -148,7 +152,14 @@ def build_bridge(
         settings=settings,
         webhooks=webhooks,
         consumer=functools.cache(
-            lambda: QueueConsumer(deliverer, sqs(), reserve_seconds=settings.completion_reserve_seconds)
+            lambda: QueueConsumer(
+                deliverer,
+                sqs(),
+                reserve_seconds=settings.completion_reserve_seconds,
+                horizon_seconds=settings.retry_horizon_seconds,
+                max_backoff_seconds=settings.retry_max_backoff_seconds,
+                wall_clock=clock,
+            )
         ),
         rokt_webhooks=RoktWebhookEndpoint(
             PathTokenAuthenticator(store, settings.webhook_secrets_max_age_seconds), store, sync_queue

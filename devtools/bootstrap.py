@@ -58,18 +58,23 @@ def ensure_queues(
     max_receives: int,
     *,
     visibility_timeout: int = 180,
+    retention_seconds: int = 345_600,
     progress: Progress = print,
 ) -> tuple[str, str]:
-    """The delivery queue and its DLQ (redrive after ``max_receives``); returns both URLs. Idempotent."""
-    dlq_url = sqs.create_queue(QueueName=dlq_name, Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+    """A queue and its DLQ (redrive after ``max_receives``); returns both URLs. Idempotent: running it
+    again brings an existing queue's attributes to these values."""
+    dlq_url = sqs.create_queue(QueueName=dlq_name)["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=dlq_url, Attributes={"MessageRetentionPeriod": "1209600"})
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue_url = sqs.create_queue(
-        QueueName=queue_name,
+    queue_url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    sqs.set_queue_attributes(
+        QueueUrl=queue_url,
         Attributes={
             # At least 6x the consumer's Lambda timeout, as AWS advises for SQS event sources.
             "VisibilityTimeout": str(visibility_timeout),
+            "MessageRetentionPeriod": str(retention_seconds),
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}),
         },
-    )["QueueUrl"]
+    )
     progress(f"queue {queue_name}: ready, dead letters to {dlq_name} after {max_receives} receives")
     return queue_url, dlq_url

@@ -89,6 +89,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         Ports(moto=args.moto_port, sandbox=args.sandbox_port, bridge=args.port, braze=args.braze_port),
         autoreload=not args.no_autoreload,
         queued=args.queued,
+        spill=True,
         sync=True,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.delivery.queue import MAX_RECEIVES, delivery_queue_names
-from chalicelib.settings import stage_of
+from chalicelib.delivery.queue import MAX_RECEIVES, RETENTION_SECONDS, delivery_queue_names
+from chalicelib.settings import RETRY_HORIZON_SECONDS, stage_of
 from chalicelib.sync.queue import SYNC_MAX_RECEIVES, sync_queue_names
 from devtools.project import PROJECT_DIR, stage_environment
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 APP_NAME = "rokt-calendar-bridge"
 DEPLOYED_STAGES = ("dev", "prod")
 ALARMED_ROUTES = ("create", "update", "delete", "queue")
+OLDEST_MESSAGE_ALARM_SECONDS = 3600
 
 
 def _arn(service: str, resource: str) -> str:
@@ -96,7 +97,9 @@ def iam_policy(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     }
 
 
-def _outcome_alarm(stage: str, metric: str, threshold: int, description: str) -> dict[str, Any]:
+def _outcome_alarm(
+    stage: str, metric: str, threshold: int, description: str, periods: tuple[int, int] = (5, 3)
+) -> dict[str, Any]:
     """Sum of an EMF outcome metric over the webhook routes and the delivery queue's consumer (EMF
     dimensions: service, route), so queued-mode refusals and failures raise the same alarms."""
     queries: list[dict[str, Any]] = [
@@ -123,8 +126,8 @@ def _outcome_alarm(stage: str, metric: str, threshold: int, description: str) ->
             "AlarmName": f"{APP_NAME}-{stage}-{metric}",
             "AlarmDescription": description,
             "Metrics": queries,
-            "EvaluationPeriods": 5,
-            "DatapointsToAlarm": 3,
+            "EvaluationPeriods": periods[0],
+            "DatapointsToAlarm": periods[1],
             "Threshold": threshold,
             "ComparisonOperator": "GreaterThanThreshold",
             "TreatMissingData": "notBreaching",
@@ -137,10 +140,28 @@ def _queue_resources(
     stage: str, prefix: str, *, names: tuple[str, str], max_receives: int, handler: str, what: str
 ) -> dict[str, Any]:
     """A queue + DLQ that one of Chalice's SQS handlers reads, ReportBatchItemFailures on its event
-    source (which `chalice deploy` cannot set: without it a partly failed batch is lost), and an
-    alarm on dead letters."""
+    source (which `chalice deploy` cannot set: without it a partly failed batch is lost), an alarm on
+    dead letters and one on the age of the oldest message (work waiting on a sick dependency)."""
     queue_name, dlq_name = names
     return {
+        f"{prefix}QueueAgeAlarm": {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmName": f"{APP_NAME}-{stage}-{prefix.lower()}-oldest-message",
+                "AlarmDescription": f"{what} have waited over an hour: is Rokt (or Braze) down? They retry "
+                f"for {RETRY_HORIZON_SECONDS / 3600:g} h, then go to the DLQ",
+                "Namespace": "AWS/SQS",
+                "MetricName": "ApproximateAgeOfOldestMessage",
+                "Dimensions": [{"Name": "QueueName", "Value": queue_name}],
+                "Statistic": "Maximum",
+                "Period": 300,
+                "EvaluationPeriods": 1,
+                "Threshold": OLDEST_MESSAGE_ALARM_SECONDS,
+                "ComparisonOperator": "GreaterThanThreshold",
+                "TreatMissingData": "notBreaching",
+                "AlarmActions": [{"Ref": "AlarmTopic"}],
+            },
+        },
         f"{prefix}DeadLetterQueue": {
             "Type": "AWS::SQS::Queue",
             "Properties": {"QueueName": dlq_name, "MessageRetentionPeriod": 1_209_600},
@@ -150,6 +171,7 @@ def _queue_resources(
             "Properties": {
                 "QueueName": queue_name,
                 "VisibilityTimeout": 180,
+                "MessageRetentionPeriod": RETENTION_SECONDS,
                 "RedrivePolicy": {
                     "deadLetterTargetArn": {"Fn::GetAtt": [f"{prefix}DeadLetterQueue", "Arn"]},
                     "maxReceiveCount": max_receives,
@@ -228,6 +250,14 @@ def merge_template(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any
             },
             "RoktFailureAlarm": _outcome_alarm(
                 stage, "RetryableFailures", 100, "Rokt, SSM or DynamoDB failing: Braze is retrying webhooks"
+            ),
+            "BreakerAlarm": _outcome_alarm(
+                stage,
+                "BreakerOpened",
+                0,
+                "The route stopped calling Rokt after repeated failures: webhooks are spilled to the delivery "
+                "queue and delivered when Rokt recovers",
+                periods=(1, 1),
             ),
             "RoktRejectionAlarm": _outcome_alarm(
                 stage, "RejectedByRokt", 50, "Rokt refuses events for good: check the Braze template"

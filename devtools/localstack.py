@@ -112,6 +112,7 @@ class LocalStack:
         quiet: bool = False,
         token_ttl: float = 300.0,
         queued: bool = False,
+        spill: bool = False,
         sync: bool = False,
         extra_env: Mapping[str, str] | None = None,
         progress: Callable[[str], None] = print,
@@ -122,6 +123,7 @@ class LocalStack:
         self.quiet = quiet
         self.token_ttl = token_ttl
         self.queued = queued
+        self.spill = spill
         self.sync = sync
         self.extra_env = dict(extra_env or {})
         self.progress = progress
@@ -247,6 +249,8 @@ class LocalStack:
         assert queues is not None
         if self.queued:
             self.env.update(DELIVERY_MODE="queued", DELIVERY_QUEUE_URL=queues.delivery)
+        elif self.spill:  # direct mode with the queue behind it: outages are spilled, not lost
+            self.env["DELIVERY_QUEUE_URL"] = queues.delivery
         if self.sync:
             self.env["SYNC_QUEUE_URL"] = queues.sync
             ops.set_braze_key(names, self.ssm(), LOCAL_BRAZE_KEY, progress=self.progress)
@@ -317,7 +321,7 @@ class LocalStack:
             self.start_bridge()
             if self.sync:
                 self.register_rokt_webhooks()
-            if self.queued or self.sync:
+            if self.queued or self.spill or self.sync:
                 self.start_queue_worker()
         except BaseException:
             self.stop()

@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.braze.client import BrazeClient, BrazeError
 from chalicelib.clock import Deadline
-from chalicelib.delivery.queue import MAX_RECEIVES, delivery_queue_names
+from chalicelib.delivery.queue import MAX_RECEIVES, RETENTION_SECONDS, delivery_queue_names
 from chalicelib.secrets import BRAZE_API_KEY, ROKT_WEBHOOK_TOKENS, WEBHOOK_SECRETS, split_list
 from chalicelib.settings import stage_of
 from chalicelib.sqs import DEAD_LETTER_REASON
@@ -95,7 +95,9 @@ def bootstrap(
     ensure_table(dynamodb, names.table, progress)
     if sqs is None:
         return None
-    delivery = ensure_queues(sqs, *names.queues("delivery"), MAX_RECEIVES, progress=progress)
+    delivery = ensure_queues(
+        sqs, *names.queues("delivery"), MAX_RECEIVES, retention_seconds=RETENTION_SECONDS, progress=progress
+    )
     sync = ensure_queues(sqs, *names.queues("sync"), SYNC_MAX_RECEIVES, progress=progress)
     return QueueUrls(*delivery, *sync)
 

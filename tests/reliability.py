@@ -25,15 +25,19 @@ class Rig:
 
 
 @contextlib.contextmanager
-def running_rig(rokt_timeout: str = "1") -> Iterator[Rig]:
-    """The local stack with the bridge's AWS traffic going through a fault-injecting proxy."""
+def running_rig(
+    rokt_timeout: str = "1", *, spill: bool = False, extra_env: dict[str, str] | None = None
+) -> Iterator[Rig]:
+    """The local stack with the bridge's AWS traffic going through a fault-injecting proxy (and, with
+    ``spill``, the delivery queue behind direct mode, fed to the consumer by the queue worker)."""
     ports = Ports(moto=free_port(), sandbox=free_port(), bridge=free_port())
     with AwsProxy(f"http://127.0.0.1:{ports.moto}") as proxy:
         stack = LocalStack.isolated(
             "fm",
             ports,
             # the bridge talks to AWS through the fault proxy; bootstrap goes straight to moto
-            extra_env={"AWS_ENDPOINT_URL": proxy.url, "ROKT_TIMEOUT_SECONDS": rokt_timeout},
+            extra_env={"AWS_ENDPOINT_URL": proxy.url, "ROKT_TIMEOUT_SECONDS": rokt_timeout, **(extra_env or {})},
+            spill=spill,
         )
         with stack:
             yield Rig(stack, proxy)

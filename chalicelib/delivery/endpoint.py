@@ -38,6 +38,8 @@ def outcome_response(outcome: DeliveryOutcome) -> Response:
         body["upstreamStatus"] = outcome.upstream_status
     if outcome.duplicate:
         body["duplicate"] = True
+    if outcome.reason:
+        body["reason"] = outcome.reason
     return json_response(body, status)
 
 
@@ -117,6 +119,8 @@ class WebhookEndpoint:
             return json_response({"status": "dry_run", "upstreamRequest": plan.to_dict()})
         outcome = self._deliverer.deliver(event_request, deadline, request.lambda_context)
         summary["outcome"] = "duplicate" if outcome.duplicate else outcome.status
+        if outcome.reason:
+            summary.update(outcome="spilled", spillReason=outcome.reason)
         if outcome.reached_rokt:
             summary["upstreamStatus"] = outcome.upstream_status
             if not outcome.duplicate:

@@ -12,7 +12,7 @@ intent delivered for it and that intent's fingerprint (route + content):
 Cost: the first delivery of an event is 2 DynamoDB calls (conditional put, update); a duplicate is 1;
 a changed intent 4 (put, delete, put, update). Key prefixes are fixed so the HTTP handler and the queue
 consumer (different Lambda functions) share records and renaming this module cannot orphan them.
-Queued mode's intake dedupes the enqueue under its own prefix: "already queued" is not "delivered".
+Queued intake and spills do not dedupe: the consumer delivers through these same records.
 """
 
 from __future__ import annotations
@@ -44,10 +44,9 @@ if TYPE_CHECKING:
 
     UseCase = Callable[[EventRequest, Deadline], DeliveryOutcome]
 
-# ".event" / ".intake-event": records keyed per event (not per route), so none written by the
-# earlier per-route scheme is ever mistaken for one of these.
+# ".event": records keyed per event (not per route), so none written by the earlier per-route
+# scheme is ever mistaken for one of these.
 KEY_PREFIX = "rokt-calendar-bridge.event"
-INTAKE_KEY_PREFIX = "rokt-calendar-bridge.intake-event"
 IN_FLIGHT_RETRY_AFTER_SECONDS = 5
 
 
@@ -75,7 +74,7 @@ def _mark_duplicate(response: Any, idempotent_data: DataRecord) -> Any:
 
 
 class IdempotentDeliverer:
-    """A delivery use case (deliver, or enqueue), run at most once per idempotency key within the TTL.
+    """A delivery use case run at most once per idempotency key (and intent) within the TTL.
 
     Give each instance its own persistence layer: Powertools configures a layer once, for one config.
     """

@@ -1,9 +1,13 @@
-"""Queued delivery for big sends: the intake puts validated requests on SQS and answers 202 at once;
-the consumer delivers them at the rate its batch size and concurrency allow.
+"""The delivery queue: queued mode's intake (one SQS send per webhook, answered 202 at once), direct
+mode's spill (see spill), and the consumer that delivers both at the rate its batch size and
+concurrency allow, through the same idempotency records as direct delivery — which is what makes
+Rokt see each event once, however many copies were queued.
 
 Retryable failures stay on the queue: the message's visibility is pushed out by Rokt's Retry-After
-(capped) or by a backoff that grows with the receive count, and the queue's redrive policy moves it
-to the DLQ after MAX_RECEIVES attempts. Definitive refusals are recorded by idempotency and dropped.
+or a backoff that grows with the receive count (capped), for a horizon counted from when the
+message was first queued (24 h by default, the longest Braze retry window); past it, the message
+goes to the DLQ with the reason. Refusals are logged and dropped. The queue's redrive policy
+(MAX_RECEIVES) is only a backstop for messages that crash the function.
 """
 
 from __future__ import annotations
@@ -33,9 +37,12 @@ if TYPE_CHECKING:
 # The knobs that keep the consumer under Rokt's rate: at most BATCH_SIZE x MAX_CONCURRENCY in flight.
 BATCH_SIZE = 10
 MAX_CONCURRENCY = 5
-MAX_RECEIVES = 8
+MAX_RECEIVES = 1000  # SQS's ceiling: the age horizon decides dead letters, not the receive count
 BASE_BACKOFF_SECONDS = 30
 MAX_BACKOFF_SECONDS = 900
+RETRY_HORIZON_SECONDS = 86_400
+# Queue retention: the horizon, plus time for an operator to notice and act (alarm on the oldest age).
+RETENTION_SECONDS = 4 * 86_400
 CONSUMER_BUDGET_SECONDS = 25.0
 # What the consumer keeps from the invocation's remaining time: the last record's completion write
 # and the batch's own bookkeeping; and the least time worth starting a record with.
@@ -51,15 +58,17 @@ def delivery_queue_names(stage: str) -> tuple[str, str]:
 class DeliveryQueue:
     """The producer side: one SQS message per validated request."""
 
-    def __init__(self, sqs: SQSClient, queue_url: str) -> None:
+    def __init__(self, sqs: SQSClient, queue_url: str, clock: Callable[[], float] = time.time) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
+        self._clock = clock
 
-    def enqueue(self, request: EventRequest, deadline: Deadline) -> DeliveryOutcome:
+    def deliver(self, request: EventRequest, deadline: Deadline, lambda_context: Any = None) -> DeliveryOutcome:
+        """Queue ``request``: one AWS call, no dedupe here (the consumer's delivery records do it)."""
         try:
             self._sqs.send_message(
                 QueueUrl=self._queue_url,
-                MessageBody=json.dumps({"request": request.to_dict(), "queuedAt": time.time()}),
+                MessageBody=json.dumps({"request": request.to_dict(), "queuedAt": self._clock()}),
                 MessageAttributes={
                     "accountCode": {"DataType": "String", "StringValue": request.account_code},
                     "eventId": {"DataType": "String", "StringValue": request.event_id},
@@ -77,9 +86,9 @@ class DeliveryQueue:
         )
 
 
-def backoff_seconds(receive_count: int, retry_after: int | None) -> int:
+def backoff_seconds(receive_count: int, retry_after: int | None, cap: int = MAX_BACKOFF_SECONDS) -> int:
     """Visibility delay before the next attempt: Retry-After if Rokt gave one, else exponential."""
-    return sqs_backoff(receive_count, retry_after, BASE_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
+    return sqs_backoff(receive_count, retry_after, min(BASE_BACKOFF_SECONDS, cap), cap)
 
 
 class NotAttempted(Exception):
@@ -96,8 +105,15 @@ class QueueConsumer:
         budget_seconds: float = CONSUMER_BUDGET_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         reserve_seconds: float = CONSUMER_RESERVE_SECONDS,
+        *,
+        horizon_seconds: float = RETRY_HORIZON_SECONDS,
+        max_backoff_seconds: int = MAX_BACKOFF_SECONDS,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._deliverer = deliverer
+        self._horizon = horizon_seconds
+        self._max_backoff = max_backoff_seconds
+        self._wall_clock = wall_clock
         self._records = QueueRecords(sqs)
         self._budget = budget_seconds
         self._clock = clock
@@ -129,8 +145,10 @@ class QueueConsumer:
         started = self._clock()
         receives = int(record.attributes.approximate_receive_count or 1)
         summary: dict[str, Any] = {"route": "queue", "messageId": record.message_id, "receiveCount": receives}
+        message: dict[str, Any] = {}
         try:
-            request = EventRequest.from_dict(json.loads(record.body)["request"])
+            message = json.loads(record.body)
+            request = EventRequest.from_dict(message["request"])
             summary.update(accountCode=request.account_code, eventId=request.event_id, action=request.action.value)
             if self._deadline.remaining() < MIN_RECORD_SECONDS:
                 summary.update(outcome="not_attempted", error="no_time_left")
@@ -143,12 +161,30 @@ class QueueConsumer:
         except BridgeError as exc:
             summary.update(outcome=exc.outcome, error=exc.code)
             if exc.outcome != "retryable_failure":
-                return  # definitive (e.g. eventId reused): another attempt would get the same answer
-            self._records.delay(record, backoff_seconds(receives, getattr(exc, "retry_after", None)))
-            raise
+                return  # definitive (Rokt refused): another attempt would get the same answer
+            self._retry_or_give_up(record, message, receives, exc, summary)
         except (ValueError, KeyError, TypeError) as exc:
             summary.update(outcome="invalid", error="unreadable_message")
+            if self._records.dead_letter(record, "unreadable_message: not a delivery this bridge wrote"):
+                summary["outcome"] = "dead_lettered"
+                return
             raise ValueError("queue message is not a delivery this bridge wrote") from exc
         finally:
             summary["latencyMs"] = round((self._clock() - started) * 1000, 1)
             record_outcome("queued webhook handled", summary)
+
+    def _retry_or_give_up(
+        self, record: SQSRecord, message: dict[str, Any], receives: int, exc: BridgeError, summary: dict[str, Any]
+    ) -> None:
+        """Try again after a backoff while the message is within the horizon; past it, dead-letter it
+        with the reason (or, if even that fails, leave it to the redrive policy)."""
+        delay = backoff_seconds(receives, getattr(exc, "retry_after", None), self._max_backoff)
+        age = self._wall_clock() - float(message.get("queuedAt") or self._wall_clock())
+        summary["ageSeconds"] = round(age, 1)
+        if age + delay > self._horizon and self._records.dead_letter(
+            record, f"gave up after {age / 3600:.1f} h of retries (horizon {self._horizon / 3600:g} h): {exc.code}"
+        ):
+            summary["outcome"] = "dead_lettered"
+            return
+        self._records.delay(record, delay)
+        raise exc

@@ -40,6 +40,7 @@ class DeliveryOutcome:
     upstream_ms: float = 0.0
     duplicate: bool = False
     fingerprint: str | None = None  # of the intent this outcome answered (see idempotency)
+    reason: str | None = None  # why a direct-mode webhook was queued instead (see spill)
 
     @property
     def reached_rokt(self) -> bool:

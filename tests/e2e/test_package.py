@@ -51,7 +51,10 @@ def test_chalice_package_merges_and_passes_cfn_lint(stage: str, tmp_path: Path):
     consumer = resources["DeliverQueued"]["Properties"]["Events"]["DeliverQueuedSqsEventSource"]["Properties"]
     assert consumer["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert consumer["ScalingConfig"] == {"MaximumConcurrency": 5}
-    assert resources["DeliveryQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 8
+    delivery_queue = resources["DeliveryQueue"]["Properties"]
+    assert delivery_queue["RedrivePolicy"]["maxReceiveCount"] == 1000  # the age horizon decides, not receives
+    assert delivery_queue["MessageRetentionPeriod"] >= 86_400 * 2
+    assert {"DeliveryQueueAgeAlarm", "SyncQueueAgeAlarm", "BreakerAlarm"} <= set(resources)
     # each stage binds its own queues (dev and prod can share an account and region)
     queue_names = {resources[q]["Properties"]["QueueName"] for q in ("DeliveryQueue", "SyncQueue")}
     assert queue_names == {f"rokt-calendar-bridge-{stage}-deliveries", f"rokt-calendar-bridge-{stage}-sync"}

@@ -11,7 +11,7 @@ import pytest
 import app as bridge_app
 from chalicelib.delivery.queue import backoff_seconds, delivery_queue_names
 from devtools import ops
-from tests.conftest import Aws, Sandbox, make_bridge, post, seed_body, serving
+from tests.conftest import TABLE, Aws, Sandbox, make_bridge, post, seed_body, serving
 from tests.queues import QueuePair
 
 if TYPE_CHECKING:
@@ -38,16 +38,24 @@ def queued(settings: Settings, aws: Aws, queues: QueuePair) -> Iterator[Client]:
         yield client
 
 
-def test_intake_answers_202_and_enqueues_once_per_event_id(queued, queues: QueuePair, sandbox: Sandbox):
+def test_intake_is_one_sqs_send_and_the_consumer_delivers_each_event_once(
+    queued, queues: QueuePair, sandbox: Sandbox, aws: Aws
+):
+    # Given Braze sending the same webhook three times (a retry, a duplicate)
     answers = [post(queued, CREATE, seed_body()) for _ in range(3)]
 
+    # Then each is queued at once — no dedupe, so no idempotency record, at intake
     assert [a.status_code for a in answers] == [202, 202, 202]
     assert answers[0].json_body == {"status": "queued", "eventId": "Event_0001_user42", "accountCode": "brazetest"}
-    assert answers[1].json_body["duplicate"] is True
-    [message] = queues.receive()
-    assert json.loads(message["Body"])["request"]["event"]["notifyBefore"] == 15
-    assert message["MessageAttributes"]["eventId"]["StringValue"] == "Event_0001_user42"
+    assert aws.dynamodb().scan(TableName=TABLE)["Count"] == 0
+    messages = queues.receive()
+    assert len(messages) == 3
+    assert json.loads(messages[0]["Body"])["request"]["event"]["notifyBefore"] == 15
+    assert messages[0]["MessageAttributes"]["eventId"]["StringValue"] == "Event_0001_user42"
     assert sandbox.requests() == []
+    # and the consumer's delivery records make Rokt see the event once
+    assert queues.consume(queued, messages) == {"batchItemFailures": []}
+    assert [e["deliveries"] for e in sandbox.events()] == [1]
 
 
 def test_invalid_input_is_refused_at_intake_and_nothing_queued(queued, queues: QueuePair):
@@ -103,16 +111,19 @@ def test_rate_limited_message_waits_for_retry_after(queued, queues: QueuePair, s
     assert queues.receive() == []  # invisible while it waits
 
 
-def test_batch_with_one_failing_record_reports_only_that_record(queued, queues: QueuePair, sandbox: Sandbox):
+def test_an_unreadable_message_goes_to_the_dlq_at_once_and_the_batch_goes_on(
+    queued, queues: QueuePair, sandbox: Sandbox
+):
     post(queued, CREATE, seed_body("good_user1"))
     queues.sqs.send_message(QueueUrl=queues.url, MessageBody="not a delivery")
 
-    messages = queues.receive()
-    answer = queues.consume(queued, messages)
+    answer = queues.consume(queued, queues.receive())
 
-    poison = next(m["MessageId"] for m in messages if m["Body"] == "not a delivery")
-    assert answer["batchItemFailures"] == [{"itemIdentifier": poison}]
+    assert answer == {"batchItemFailures": []}
     assert sandbox.count("events_created") == 1
+    [dead] = queues.dead_letters()
+    assert dead["Body"] == "not a delivery"
+    assert dead["MessageAttributes"]["deadLetterReason"]["StringValue"].startswith("unreadable_message")
 
 
 def test_poison_reaches_the_dlq_and_replay_delivers_it(queued, queues: QueuePair, sandbox: Sandbox):

@@ -1,0 +1,66 @@
+"""Direct mode with a queue behind it: a webhook that passed validation is never lost to an outage.
+
+Braze retries a failed webhook 5 times in about 30 minutes, then drops it. So when delivering now
+fails in a way that could succeed later (Rokt 5xx/429/timeout, the token endpoint, SSM or DynamoDB),
+the request goes onto the delivery queue instead and Braze gets ``202 queued`` with the reason; the
+queue consumer delivers it later through the same idempotency records, so Rokt still sees it once.
+While the circuit breaker is open the route does not try Rokt at all: it spills in milliseconds.
+Only when SQS refuses too does Braze get the original retryable error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.errors import BridgeError, DependencyUnavailable, InFlight, RateLimited
+from chalicelib.observability import logger
+
+if TYPE_CHECKING:
+    from chalicelib.clock import Deadline
+    from chalicelib.delivery.breaker import CircuitBreaker
+    from chalicelib.delivery.endpoint import Deliverer
+    from chalicelib.delivery.models import EventRequest
+    from chalicelib.delivery.queue import DeliveryQueue
+    from chalicelib.delivery.service import DeliveryOutcome
+
+BREAKER_OPEN = "breaker_open"
+
+
+class SpillingDeliverer:
+    def __init__(self, deliverer: Deliverer, queue: DeliveryQueue, breaker: CircuitBreaker) -> None:
+        self._deliverer = deliverer
+        self._queue = queue
+        self._breaker = breaker
+
+    def deliver(self, request: EventRequest, deadline: Deadline, lambda_context: Any = None) -> DeliveryOutcome:
+        if not self._breaker.allow():
+            return self._spill(request, deadline, BREAKER_OPEN, None)
+        try:
+            outcome = self._deliverer.deliver(request, deadline, lambda_context)
+        except InFlight:
+            self._breaker.abandoned()  # another copy is being delivered: its answer comes on retry
+            raise
+        except BridgeError as exc:
+            if exc.outcome != "retryable_failure":
+                self._breaker.succeeded()  # Rokt answered, with a refusal
+                raise
+            self._breaker.failed(exc.retry_after if isinstance(exc, RateLimited) else None)
+            return self._spill(request, deadline, exc.code, exc)
+        except BaseException:
+            self._breaker.abandoned()
+            raise
+        self._breaker.succeeded()
+        return outcome
+
+    def _spill(
+        self, request: EventRequest, deadline: Deadline, reason: str, cause: BridgeError | None
+    ) -> DeliveryOutcome:
+        try:
+            outcome = self._queue.deliver(request, deadline)
+        except DependencyUnavailable:
+            logger.warning("could not spill a webhook to the delivery queue", extra={"reason": reason})
+            if cause is not None:
+                raise cause from None  # SQS refused too: Braze retries, as before spilling existed
+            raise
+        return dataclasses.replace(outcome, reason=reason)

@@ -1,0 +1,242 @@
+"""Direct mode with a queue behind it (issue 16): what cannot be delivered now is queued, answered 202
+with the reason, and delivered from the queue later exactly once; the breaker stops calling a sick
+Rokt; the consumer retries for an age horizon, then dead-letters with the reason."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import pytest
+
+from chalicelib.delivery.queue import delivery_queue_names
+from chalicelib.wiring import build_bridge
+from devtools.aws_proxy import AwsFault, AwsProxy
+from tests.conftest import Aws, Sandbox, post, seed_body, serving
+from tests.queues import QueuePair
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from chalice.test import Client
+
+    from chalicelib.settings import Settings
+    from chalicelib.wiring import Bridge
+    from tests.conftest import LogCapture
+
+CREATE = "/v1/subscriptionevent/brazetest"
+THRESHOLD = 3
+COOLDOWN = 30.0
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def queues(aws: Aws) -> QueuePair:
+    return QueuePair(aws.sqs(), *delivery_queue_names("test"), 1000, "deliver_queued")
+
+
+@pytest.fixture
+def breaker_clock() -> FakeClock:
+    return FakeClock()
+
+
+def spilling_bridge(settings: Settings, aws: Aws, queues: QueuePair, clock: FakeClock, **clients: object) -> Bridge:
+    return build_bridge(
+        replace(
+            settings,
+            delivery_queue_url=queues.url,
+            breaker_failure_threshold=THRESHOLD,
+            breaker_cooldown_seconds=COOLDOWN,
+        ),
+        ssm_client=clients.get("ssm_client") or aws.ssm(),  # type: ignore[arg-type]
+        dynamodb_client=clients.get("dynamodb_client") or aws.dynamodb(),  # type: ignore[arg-type]
+        sqs_client=aws.sqs(),
+        breaker_clock=clock,
+    )
+
+
+@pytest.fixture
+def spilling(settings: Settings, aws: Aws, queues: QueuePair, breaker_clock: FakeClock) -> Iterator[Client]:
+    with serving(spilling_bridge(settings, aws, queues, breaker_clock)) as client:
+        yield client
+
+
+def rokt_event_calls(sandbox: Sandbox) -> int:
+    return sum(1 for r in sandbox.requests() if "/v1/subscriptionevent/" in r["path"])
+
+
+def test_rokt_down_spills_to_the_queue_and_the_consumer_delivers_once(spilling, queues: QueuePair, sandbox: Sandbox):
+    # Given Rokt answering 503 to everything
+    sandbox.fault(status=503, count=100)
+
+    # When Braze sends a webhook
+    answer = post(spilling, CREATE, seed_body())
+
+    # Then it is accepted into the queue with the reason, not answered 502
+    assert answer.status_code == 202
+    assert answer.json_body == {
+        "status": "queued",
+        "eventId": "Event_0001_user42",
+        "accountCode": "brazetest",
+        "reason": "upstream_error",
+    }
+    # and once Rokt is back the consumer delivers it, once
+    sandbox.clear_faults()
+    queues.drain(spilling, 10)
+    [stored] = sandbox.events()
+    assert stored["deliveries"] == 1
+    # and a late Braze duplicate gets the delivered answer without a second delivery
+    again = post(spilling, CREATE, seed_body())
+    assert again.status_code == 200
+    assert again.json_body["duplicate"] is True
+    assert sandbox.events()[0]["deliveries"] == 1
+
+
+def test_token_endpoint_down_spills(spilling, queues: QueuePair, sandbox: Sandbox):
+    sandbox.revoke_tokens()
+    sandbox.fault(target="token", status=503, count=100)
+
+    answer = post(spilling, CREATE, seed_body())
+
+    assert answer.status_code == 202
+    assert answer.json_body["reason"] == "dependency_unavailable"
+    sandbox.clear_faults()
+    queues.drain(spilling, 10)
+    assert [e["deliveries"] for e in sandbox.events()] == [1]
+
+
+def test_dynamodb_down_is_still_accepted_and_deduplicated_when_processed(
+    settings: Settings, aws: Aws, queues: QueuePair, breaker_clock: FakeClock, sandbox: Sandbox
+):
+    import boto3
+
+    from chalicelib.wiring import AWS_CLIENT_CONFIG
+
+    with AwsProxy(aws.url) as proxy:
+        session = boto3.session.Session(region_name="us-east-1")
+        dynamodb = session.client("dynamodb", endpoint_url=proxy.url, config=AWS_CLIENT_CONFIG)
+        proxy.fail(AwsFault("dynamodb", count=1000, status=500, code="InternalServerError"))
+        with serving(spilling_bridge(settings, aws, queues, breaker_clock, dynamodb_client=dynamodb)) as client:
+            # Braze sends the webhook twice while DynamoDB is down: both are accepted
+            answers = [post(client, CREATE, seed_body()) for _ in range(2)]
+        assert [a.status_code for a in answers] == [202, 202]
+        assert answers[0].json_body["reason"] == "dependency_unavailable"
+        assert rokt_event_calls(sandbox) == 0  # nothing was sent without a record to guard it
+        proxy.clear()
+
+    # the consumer (DynamoDB healthy again) delivers the event once, the second copy is a duplicate
+    with serving(spilling_bridge(settings, aws, queues, breaker_clock)) as client:
+        queues.drain(client, 10)
+    assert [e["deliveries"] for e in sandbox.events()] == [1]
+
+
+def test_when_sqs_refuses_too_braze_gets_the_retryable_error(spilling, queues: QueuePair, sandbox: Sandbox, aws: Aws):
+    aws.sqs().delete_queue(QueueUrl=queues.url)
+    sandbox.fault(status=503, count=100)
+
+    answer = post(spilling, CREATE, seed_body())
+
+    assert answer.status_code == 502
+    assert answer.json_body["error"] == "upstream_error"
+
+
+def test_a_refusal_by_rokt_is_answered_not_spilled(spilling, queues: QueuePair, sandbox: Sandbox):
+    sandbox.fault(status=400, count=1)
+
+    answer = post(spilling, CREATE, seed_body())
+
+    assert answer.status_code == 422
+    assert queues.receive() == []
+
+
+def test_breaker_opens_after_the_threshold_spills_at_once_then_one_probe_closes_it(
+    spilling, queues: QueuePair, sandbox: Sandbox, breaker_clock: FakeClock, json_logs: LogCapture
+):
+    # Given Rokt down
+    sandbox.fault(status=503, count=1000)
+
+    # When a send of 10 webhooks arrives
+    answers = [post(spilling, CREATE, seed_body(f"Event_{i}_user")) for i in range(10)]
+
+    # Then all are queued; only the first THRESHOLD webhooks tried Rokt, the rest spilled at once
+    assert {a.status_code for a in answers} == {202}
+    reasons = [a.json_body["reason"] for a in answers]
+    assert reasons == ["upstream_error"] * THRESHOLD + ["breaker_open"] * (10 - THRESHOLD)
+    calls_while_open = rokt_event_calls(sandbox)
+    post(spilling, CREATE, seed_body("Event_10_user"))
+    assert rokt_event_calls(sandbox) == calls_while_open
+
+    # When the cool-down passes and Rokt is back, one probe goes through and closes the breaker
+    sandbox.clear_faults()
+    breaker_clock.now += COOLDOWN + 1
+    probe = post(spilling, CREATE, seed_body("Event_11_user"))
+    after = post(spilling, CREATE, seed_body("Event_12_user"))
+
+    assert probe.status_code == 200
+    assert after.status_code == 200
+    messages = json_logs.messages()
+    assert messages.count("circuit breaker open") == 1
+    assert messages.count("circuit breaker closed") == 1
+    # and everything spilled is delivered from the queue, each event once
+    queues.drain(spilling, 10)
+    assert sorted(e["deliveries"] for e in sandbox.events()) == [1] * 13
+
+
+def test_a_failed_probe_reopens_the_breaker(spilling, sandbox: Sandbox, breaker_clock: FakeClock):
+    sandbox.fault(status=503, count=1000)
+    for i in range(THRESHOLD):
+        post(spilling, CREATE, seed_body(f"Event_{i}_user"))
+    breaker_clock.now += COOLDOWN + 1
+
+    probe = post(spilling, CREATE, seed_body("probe_user"))
+    next_one = post(spilling, CREATE, seed_body("next_user"))
+
+    assert probe.json_body["reason"] == "upstream_error"  # the probe tried Rokt
+    assert next_one.json_body["reason"] == "breaker_open"  # and the breaker is open again
+
+
+def test_a_rokt_429_with_retry_after_opens_the_breaker_at_once(spilling, sandbox: Sandbox):
+    sandbox.fault(status=429, retryAfter="120", count=1000)
+
+    first = post(spilling, CREATE, seed_body("a_user"))
+    calls = rokt_event_calls(sandbox)
+    second = post(spilling, CREATE, seed_body("b_user"))
+
+    assert first.json_body["reason"] == "rate_limited"
+    assert second.json_body["reason"] == "breaker_open"
+    assert rokt_event_calls(sandbox) == calls
+
+
+def test_the_consumer_retries_within_the_horizon_then_dead_letters_with_the_reason(
+    settings: Settings, aws: Aws, queues: QueuePair, sandbox: Sandbox
+):
+    wall = FakeClock(1_700_000_000.0)
+    horizon = replace(settings, delivery_queue_url=queues.url, retry_horizon_seconds=3600.0)
+    bridge = build_bridge(
+        horizon, ssm_client=aws.ssm(), dynamodb_client=aws.dynamodb(), sqs_client=aws.sqs(), clock=wall
+    )
+    sandbox.fault(status=503, count=1000)
+    with serving(bridge) as client:
+        assert post(client, CREATE, seed_body()).status_code == 202  # spilled, queuedAt = wall.now
+        # within the horizon: reported failed and kept on the queue
+        wall.now += 600
+        first = queues.receive()
+        assert queues.consume(client, first)["batchItemFailures"] != []
+        queues.release(first)
+        # past it: moved to the DLQ with the reason, not failed again
+        wall.now += 3600
+        second = queues.receive()
+        assert queues.consume(client, second) == {"batchItemFailures": []}
+    [dead] = queues.dead_letters()
+    reason = dead["MessageAttributes"]["deadLetterReason"]["StringValue"]
+    assert reason.startswith("gave up after 1.2 h of retries (horizon 1 h): upstream_error")
+    assert json.loads(dead["Body"])["request"]["event"]["eventId"] == "Event_0001_user42"
+    assert queues.receive() == []

@@ -143,6 +143,7 @@ def measure_queued(stack: LocalStack, env: dict[str, str], webhooks: int) -> dic
     requests.delete(f"{stack.sandbox_url}/_sandbox/faults", timeout=5).raise_for_status()
     stack.sqs().purge_queue(QueueUrl=queue_url)  # the intake runs only queued; the drain starts empty
     direct, queued = statistics.median(per["direct"]), statistics.median(per["queued"])
+    spill = measure_spill(stack, {**env, "DELIVERY_QUEUE_URL": queue_url}, direct)
     before = sandbox_stats(stack)
     requests.post(
         f"{stack.sandbox_url}/_sandbox/faults",
@@ -154,6 +155,7 @@ def measure_queued(stack: LocalStack, env: dict[str, str], webhooks: int) -> dic
     calls = after.get("events_requests", 0) - before.get("events_requests", 0)
     delivered = after.get("events_created", 0) - before.get("events_created", 0)
     return {
+        **spill,
         "intake_ms_direct": direct * 1000,
         "intake_ms_queued": queued * 1000,
         "queued_intake_speedup": direct / queued,
@@ -162,6 +164,27 @@ def measure_queued(stack: LocalStack, env: dict[str, str], webhooks: int) -> dic
         "queued_delivered": delivered,
         "queued_lost": webhooks - delivered,
         "queued_consumer_attempts_failed": drained["failed_attempts"],
+    }
+
+
+def measure_spill(stack: LocalStack, env: dict[str, str], healthy_direct: float) -> dict[str, Any]:
+    """Direct mode with the queue behind it while Rokt is down: the first failures open the breaker
+    (warm-up), then every answer is a spill; afterwards Rokt is back and the queue is drained."""
+    say("      direct mode with the queue behind it: Rokt down (breaker open), then drained after recovery…")
+    requests.post(f"{stack.sandbox_url}/_sandbox/faults", json={"status": 503, "count": 100_000}, timeout=5)
+    rounds = [worker(env, "intake", "--n", "60", "--warmup", "10", "--prefix", "sp") for _ in range(3)]
+    requests.delete(f"{stack.sandbox_url}/_sandbox/faults", timeout=5).raise_for_status()
+    spilled = sum(r["webhooks"] + 10 for r in rounds)
+    worker(env, "drain", "--n", "0", "--max-seconds", "300")
+    events = requests.get(f"{stack.sandbox_url}/_sandbox/events", timeout=10).json()
+    mine = [e for e in events if str(e["event"]["eventId"]).startswith(("sp_", "spw_"))]
+    answer = statistics.median(r["seconds_per_webhook"] for r in rounds)
+    return {
+        "spill_answer_ms": answer * 1000,
+        "spill_answer_ratio": answer / healthy_direct,
+        "outage_spilled": spilled,
+        "outage_lost": spilled - len(mine),
+        "outage_doubled": sum(1 for e in mine if e["deliveries"] > 1),
     }
 
 
@@ -235,6 +258,10 @@ def table(results: dict[str, Any]) -> str:
         ("queued intake answer vs direct", f"{results['queued_intake_speedup']:.0f}× faster",
          f"{results['intake_ms_queued']:.1f} vs {results['intake_ms_direct']:.1f} ms (Rokt at "
          f"{ROKT_LATENCY_SECONDS * 1000:.0f} ms); goal ≥ 10×"),
+        ("answer while the breaker is open / healthy direct", f"{results['spill_answer_ratio']:.2f}",
+         f"{results['spill_answer_ms']:.1f} vs {results['intake_ms_direct']:.1f} ms; goal ≤ 0.3"),
+        ("Rokt down: events spilled, then lost / doubled", f"{results['outage_lost']} / {results['outage_doubled']}",
+         f"of {results['outage_spilled']} spilled; goal 0"),
         ("Rokt calls per 1,000 queued webhooks, 10% 429s", f"{results['queued_rokt_calls_per_1000_under_429']:.0f}",
          f"{results['queued_injected_429s']} injected; lost {results['queued_lost']}"),
         ("Rokt → Braze: AWS calls on the route per webhook", f"{results['sync_route_aws_calls']:.3f}",

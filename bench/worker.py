@@ -140,10 +140,10 @@ def run_intake(args: argparse.Namespace) -> dict[str, Any]:
     app = load("bridge")
     run = uuid.uuid4().hex[:6]
     for index in range(args.warmup):
-        invoke(app, "bridge", f"iw_{run}_{index}_user", args.secret, expect=(200, 202))
+        invoke(app, "bridge", f"{args.prefix}w_{run}_{index}_user", args.secret, expect=(200, 202))
     started = time.perf_counter()
     for index in range(args.n):
-        invoke(app, "bridge", f"in_{run}_{index}_user", args.secret, expect=(200, 202))
+        invoke(app, "bridge", f"{args.prefix}_{run}_{index}_user", args.secret, expect=(200, 202))
     return {"seconds_per_webhook": (time.perf_counter() - started) / args.n, "webhooks": args.n}
 
 
@@ -241,6 +241,7 @@ def main() -> None:
     parser.add_argument("--target", choices=["bridge", "reference"], default="bridge")
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--prefix", default="in", help="intake: event id prefix")
     parser.add_argument("--containers", type=int, default=8)
     parser.add_argument("--max-seconds", type=float, default=300)
     parser.add_argument("--secret", required=True)

@@ -15,7 +15,7 @@ from chalicelib.delivery.queue import BATCH_SIZE, MAX_CONCURRENCY, delivery_queu
 from chalicelib.observability import flush_metrics, logger
 from chalicelib.settings import Settings, stage_of
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_BATCH_WINDOW_SECONDS, sync_queue_names
-from chalicelib.web import health, http_errors
+from chalicelib.web import as_ours, health, http_errors
 from chalicelib.wiring import Bridge, build_bridge
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def use_bridge(replacement: Bridge | None) -> None:
 def correlate_and_flush(event: Any, get_response: Callable[[Any], Response]) -> Response:
     if logger.get_correlation_id() is None:
         logger.set_correlation_id(str(uuid.uuid4()))
-    response = get_response(event)
+    response = as_ours(get_response(event))
     response.headers["X-Correlation-Id"] = str(logger.get_correlation_id())
     flush_metrics()
     return response

@@ -27,6 +27,13 @@ def redact_emails(value: Any) -> Any:
     return value
 
 
+def _redact_event_id(event_id: str) -> str:
+    """A Braze user id may be an e-mail address, and templates end eventIds with ``_<user id>``: mask
+    it, keeping the campaign part before the last ``_`` readable for reports."""
+    head, separator, tail = event_id.rpartition("_")
+    return f"{redact_emails(head)}_{redact_emails(tail)}" if separator else str(redact_emails(event_id))
+
+
 def flush_metrics() -> None:
     """Publish this invocation's metrics, if any (``/health`` records none and must not warn).
 
@@ -48,8 +55,7 @@ def count(name: str, value: int = 1) -> None:
 
 def count_token_refresh(source: str) -> None:
     """A container renewed its Rokt token: from Rokt itself (``oauth``) or another container (``ssm``)."""
-    name = "TokenRefreshes" if source == "oauth" else "SharedTokenReuses"
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    count("TokenRefreshes" if source == "oauth" else "SharedTokenReuses")
 
 
 # One count per outcome, so dashboards need no high-cardinality dimension (never eventId).
@@ -76,6 +82,8 @@ OUTCOME_METRICS = {
 def record_outcome(message: str, summary: dict[str, Any]) -> None:
     """The one log line and the metrics for one webhook (or one queued message)."""
     outcome = str(summary.setdefault("outcome", "error"))
+    if isinstance(summary.get("eventId"), str):
+        summary["eventId"] = _redact_event_id(summary["eventId"])
     logger.info(message, extra=summary)
     metrics.add_dimension("route", str(summary["route"]))
     metrics.add_metric(name="Webhooks", unit=MetricUnit.Count, value=1)

@@ -52,5 +52,27 @@ def http_errors(view: View) -> View:
     return wrapper  # type: ignore[return-value]
 
 
+# Chalice's own answers (before or around our views) carry {"Code", "Message"}: renamed to our codes.
+_CHALICE_CODES = {
+    "MethodNotAllowedError": ("method_not_allowed", "; this route takes {allow}"),
+    "UnsupportedMediaType": ("unsupported_media_type", "; send Content-Type: application/json"),
+    "BadRequestError": ("bad_request", ""),
+    "NotFoundError": ("not_found", ""),
+    "InternalServerError": ("internal_error", ""),
+}
+
+
+def as_ours(response: Response) -> Response:
+    """Chalice's own error answers (405 wrong method, 415 content type, …) in our ``{"error", "message"}``
+    shape; every other answer unchanged."""
+    body = response.body
+    if not (isinstance(body, dict) and set(body) == {"Code", "Message"}):
+        return response
+    code, hint = _CHALICE_CODES.get(str(body["Code"]), ("error", ""))
+    headers = {k: str(v) for k, v in response.headers.items() if k.lower() != "content-type"}
+    hint = hint.format(allow=headers.get("Allow", "POST"))
+    return json_response({"error": code, "message": f"{body['Message']}{hint}"}, response.status_code, headers)
+
+
 def health() -> Response:
     return json_response({"status": "ok", "version": __version__})

@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
 from chalicelib.sync.envelope import Account
-from devtools import backfill, campaign, capacity, deploy, ops
+from devtools import backfill, campaign, capacity, deploy, ops, report
 from devtools.braze_sandbox import BrazeSandbox
 from devtools.braze_sender import BrazeSender, Webhook
 from devtools.localstack import LocalStack, Ports, sample_curl
@@ -226,6 +226,44 @@ def _cmd_queue_worker(args: argparse.Namespace) -> int:
     return _until_stopped(lambda: serve(args.project_dir, args.stage, environment))
 
 
+def _seconds(text: str) -> float:
+    """``90s``, ``30m``, ``2h``, ``1d`` → seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+    try:
+        return float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"want a duration like 90s, 30m, 2h or 1d, not {text!r}") from None
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    if args.log_file:
+        records = report.read_log_file(Path(args.log_file).read_text(errors="replace"))
+        result = report.from_records(records, args.campaign)
+        print(f"{len(records):,} log records read from {args.log_file}", file=sys.stderr)
+    else:
+        if not args.stage:
+            raise ops.OpsError("--stage (CloudWatch Logs) or --log-file is required")
+        ops.StageNames.of(args.stage)
+        groups = args.log_group or report.log_groups(args.stage)
+        print(f"Logs Insights over {', '.join(groups)}, last {args.since / 3600:g} h:", file=sys.stderr)
+        result = report.from_cloudwatch(
+            boto3.client("logs"),
+            groups,
+            args.since,
+            args.campaign,
+            progress=lambda message: print(message, file=sys.stderr, flush=True),
+        )
+    print(report.render(result, args.format))
+    return 0
+
+
+def _cmd_put_dashboard(args: argparse.Namespace) -> int:
+    ops.StageNames.of(args.stage)
+    cloudwatch = boto3.client("cloudwatch")
+    ops.put_dashboard(cloudwatch, args.stage, cloudwatch.meta.region_name)
+    return 0
+
+
 def _cmd_enable_partial_batch(args: argparse.Namespace) -> int:
     ops.StageNames.of(args.stage)
     ops.enable_partial_batch(boto3.client("lambda"), args.stage)
@@ -355,6 +393,29 @@ def _add_queue_commands(commands: Any, aws_note: str) -> None:
     )
     partial.add_argument("--stage", required=True, help="stage in .chalice/config.json")
     partial.set_defaults(func=_cmd_enable_partial_batch)
+
+    summary = commands.add_parser(
+        "report",
+        help="per campaign and route: received, delivered, duplicates, queued, errors with examples, latency",
+        description="Runs Logs Insights on the stage's log groups, or the same queries on a file of the "
+        "bridge's JSON log lines (--log-file). A campaign is the eventId without its trailing _<user id>.",
+        epilog=aws_note,
+    )
+    summary.add_argument("--stage", help="stage in .chalice/config.json (CloudWatch Logs)")
+    summary.add_argument("--since", type=_seconds, default=_seconds("2h"), help="window, e.g. 30m, 2h, 1d (default 2h)")
+    summary.add_argument("--campaign", help="only campaigns starting with this prefix")
+    summary.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    summary.add_argument("--log-file", help="a file of the bridge's JSON log lines instead of CloudWatch")
+    summary.add_argument("--log-group", action="append", help="log group(s) to query (default: the stage's functions)")
+    summary.set_defaults(func=_cmd_report)
+
+    board = commands.add_parser(
+        "put-dashboard",
+        help="after `chalice deploy`: put the stage's CloudWatch dashboard (the template path has it)",
+        epilog=aws_note,
+    )
+    board.add_argument("--stage", required=True, help="stage in .chalice/config.json")
+    board.set_defaults(func=_cmd_put_dashboard)
 
     fill = commands.add_parser(
         "backfill", help="put existing Rokt subscriptions through Rokt → Braze once (resumable)", epilog=aws_note

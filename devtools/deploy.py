@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.delivery.queue import MAX_RECEIVES, RETENTION_SECONDS, delivery_queue_names
 from chalicelib.settings import RETRY_HORIZON_SECONDS, stage_of
 from chalicelib.sync.queue import SYNC_MAX_RECEIVES, sync_queue_names
+from devtools import dashboard
 from devtools.project import PROJECT_DIR, stage_environment
 
 if TYPE_CHECKING:
@@ -133,6 +134,34 @@ def _outcome_alarm(
             "TreatMissingData": "notBreaching",
             "AlarmActions": [{"Ref": "AlarmTopic"}],
         },
+    }
+
+
+def _gateway_responses() -> dict[str, Any]:
+    """API Gateway's own answers (no such route or method, throttled, timed out, …) in the bridge's
+    ``{"error", "message"}`` shape; chalice's RestAPI is the API they belong to."""
+
+    def response(kind: str, template: str, status: str | None = None) -> dict[str, Any]:
+        properties: dict[str, Any] = {
+            "RestApiId": {"Ref": "RestAPI"},
+            "ResponseType": kind,
+            "ResponseParameters": {"gatewayresponse.header.Content-Type": "'application/json'"},
+            "ResponseTemplates": {"application/json": template},
+        }
+        if status:
+            properties["StatusCode"] = status
+        return {"Type": "AWS::ApiGateway::GatewayResponse", "Properties": properties}
+
+    generic = '{"error": "$context.error.responseType", "message": $context.error.messageString}'
+    return {
+        "MissingRouteResponse": response(
+            "MISSING_AUTHENTICATION_TOKEN",
+            '{"error": "not_found", "message": "no route for $context.httpMethod $context.path: the bridge takes '
+            'POST /v1/subscriptionevent/{accountCode}[/update|/delete], POST /rokt/webhooks/{token}, GET /health"}',
+            "404",
+        ),
+        "Default4xxResponse": response("DEFAULT_4XX", generic),
+        "Default5xxResponse": response("DEFAULT_5XX", generic),
     }
 
 
@@ -262,6 +291,14 @@ def merge_template(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any
             "RoktRejectionAlarm": _outcome_alarm(
                 stage, "RejectedByRokt", 50, "Rokt refuses events for good: check the Braze template"
             ),
+            **_gateway_responses(),
+            "Dashboard": {
+                "Type": "AWS::CloudWatch::Dashboard",
+                "Properties": {
+                    "DashboardName": dashboard.dashboard_name(stage),
+                    "DashboardBody": {"Fn::Sub": dashboard.dashboard_body(queue_stage)},
+                },
+            },
             **_queue_resources(
                 stage,
                 "Delivery",

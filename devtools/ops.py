@@ -19,6 +19,7 @@ from chalicelib.secrets import BRAZE_API_KEY, ROKT_WEBHOOK_TOKENS, WEBHOOK_SECRE
 from chalicelib.settings import stage_of
 from chalicelib.sqs import DEAD_LETTER_REASON
 from chalicelib.sync.queue import SYNC_MAX_RECEIVES, sync_queue_names
+from devtools import dashboard
 from devtools.bootstrap import ensure_queues, ensure_table, put_secure
 from devtools.project import PROJECT_DIR, SAMPLE_BODY, stage_environment
 
@@ -279,6 +280,23 @@ def enable_partial_batch(lambda_client: LambdaClient, stage: str, progress: Prog
         progress(f"event source {mapping['UUID']}: now reports partial batch failures")
         changed += 1
     return changed
+
+
+def put_dashboard(cloudwatch: Any, stage: str, region: str, progress: Progress = print) -> str:
+    """Put the stage's dashboard (the one the CloudFormation path embeds), naming the functions
+    `chalice deploy` creates. Idempotent; returns the dashboard's name."""
+    functions = {
+        "api": f"{dashboard.SERVICE}-{stage}",
+        "delivery": consumer_function(stage),
+        "sync": f"{dashboard.SERVICE}-{stage}-sync_subscribers",
+    }
+    name = dashboard.dashboard_name(stage)
+    body = dashboard.filled(dashboard.dashboard_body(stage_of(stage_environment(stage))), region, functions)
+    answer = cloudwatch.put_dashboard(DashboardName=name, DashboardBody=body)
+    for problem in answer.get("DashboardValidationMessages", []):
+        progress(f"dashboard {name}: {problem.get('Message')}")
+    progress(f"dashboard {name}: put in {region} (CloudWatch → Dashboards)")
+    return name
 
 
 def deployed_api_url(stage: str, project_dir: Path = PROJECT_DIR) -> str | None:

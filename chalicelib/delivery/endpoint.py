@@ -9,7 +9,14 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.clock import Deadline
-from chalicelib.delivery.models import Action, EventRequest, decode_body, parse_request, route_path
+from chalicelib.delivery.models import (
+    Action,
+    EventRequest,
+    claimed_event_id,
+    decode_body,
+    parse_request,
+    route_path,
+)
 from chalicelib.errors import BridgeError
 from chalicelib.observability import record_outcome
 from chalicelib.settings import AWS_COMPLETION_RESERVE_SECONDS
@@ -109,7 +116,11 @@ class WebhookEndpoint:
         body = raw.encode("utf-8") if isinstance(raw, str) else raw
         if self._signatures is not None:
             self._signatures.verify(request.headers, route_path(action, account_code), body)
-        event_request = parse_request(action, account_code, decode_body(body))
+        document = decode_body(body)
+        claimed = claimed_event_id(document)
+        if claimed is not None:  # logged even when invalid: reports group webhooks by campaign
+            summary["eventId"] = claimed
+        event_request = parse_request(action, account_code, document)
         summary["eventId"] = event_request.event_id
         if event_request.unknown_fields:
             summary["unknownFields"] = list(event_request.unknown_fields)

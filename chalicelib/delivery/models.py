@@ -54,6 +54,13 @@ class Action(enum.Enum):
     DELETE = "delete"
 
 
+def claimed_event_id(document: Any) -> str | None:
+    """The body's ``event.eventId`` if it is a string, before (or despite) validation, for the log."""
+    event = document.get("event") if isinstance(document, dict) else None
+    value = event.get("eventId") if isinstance(event, dict) else None
+    return value[:MAX_ID_LENGTH] if isinstance(value, str) else None
+
+
 def route_path(action: Action, account_code: str) -> str:
     """The bridge route a webhook for ``action`` is posted to, below the API stage."""
     suffix = "" if action is Action.CREATE else f"/{action.value}"

@@ -164,3 +164,30 @@ def test_another_process_reuses_the_shared_token_without_a_token_call(stack: Loc
     # Then it delivered with the token from SSM: no call to Rokt's token endpoint
     assert json.loads(second.stdout.strip().splitlines()[-1]) == {"status": 200}
     assert sandbox.count("tokens_issued") == issued
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status", "error"),
+    [
+        ("GET", "/v1/subscriptionevent/brazetest", {}, 405, "method_not_allowed"),
+        ("POST", "/v1/subscriptionevent/brazetest", {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+        ("POST", "/v1/subscriptionevent/", {}, 422, "template_defect"),
+        ("POST", "/v1/subscriptionevent//update", {}, 422, "template_defect"),
+    ],
+)
+def test_chalice_local_answers_in_our_json_shape(
+    stack: LocalStack, sandbox: Sandbox, method: str, path: str, headers: dict[str, str], status: int, error: str
+):
+    response = requests.request(
+        method,
+        f"{stack.bridge_url}{path}",
+        data=json.dumps(unique_body()),
+        headers={"Authorization": f"Bearer {LOCAL_WEBHOOK_SECRET}", "Content-Type": "application/json", **headers},
+        timeout=35,
+    )
+
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["error"] == error
+    assert response.json()["message"]
+    assert sandbox.requests() == []

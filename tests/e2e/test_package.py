@@ -55,6 +55,21 @@ def test_chalice_package_merges_and_passes_cfn_lint(stage: str, tmp_path: Path):
     assert delivery_queue["RedrivePolicy"]["maxReceiveCount"] == 1000  # the age horizon decides, not receives
     assert delivery_queue["MessageRetentionPeriod"] >= 86_400 * 2
     assert {"DeliveryQueueAgeAlarm", "SyncQueueAgeAlarm", "BreakerAlarm"} <= set(resources)
+    # API Gateway's own answers are ours too: an unknown route is a JSON 404 naming the routes
+    missing = resources["MissingRouteResponse"]["Properties"]
+    assert missing["RestApiId"] == {"Ref": "RestAPI"}
+    assert missing["StatusCode"] == "404"
+    assert json.loads(missing["ResponseTemplates"]["application/json"].replace("$context.", "ctx."))["error"] == (
+        "not_found"
+    )
+    for kind in ("Default4xxResponse", "Default5xxResponse"):
+        template = resources[kind]["Properties"]["ResponseTemplates"]["application/json"]
+        rendered = template.replace("$context.error.messageString", '"Missing Authentication Token"')
+        assert set(json.loads(rendered)) == {"error", "message"}
+    # the dashboard is there, its functions resolved by CloudFormation
+    body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert "${APIHandler}" in body
+    assert {"APIHandler", "DeliverQueued", "SyncSubscribers"} <= set(resources)
     # each stage binds its own queues (dev and prod can share an account and region)
     queue_names = {resources[q]["Properties"]["QueueName"] for q in ("DeliveryQueue", "SyncQueue")}
     assert queue_names == {f"rokt-calendar-bridge-{stage}-deliveries", f"rokt-calendar-bridge-{stage}-sync"}

@@ -40,7 +40,7 @@ def test_one_summary_line_per_webhook_with_the_operator_fields(client, sandbox: 
     assert (duplicate["outcome"], duplicate["eventId"], duplicate["status"]) == ("duplicate", "Event_0001_user42", 200)
     assert "attempts" not in duplicate
     assert (invalid["outcome"], invalid["error"], invalid["status"]) == ("invalid", "validation_failed", 400)
-    assert "eventId" not in invalid
+    assert invalid["eventId"] == "bad_user1"  # as sent, so reports can group it by campaign
     assert (failed["outcome"], failed["upstreamStatus"], failed["status"]) == ("retryable_failure", 503, 502)
     assert len(json_logs.records()) == 4
 
@@ -128,3 +128,14 @@ def test_missing_metrics_namespace_never_fails_a_webhook(client, sandbox: Sandbo
 
     assert response.status_code == 200
     assert "metrics not published: set POWERTOOLS_METRICS_NAMESPACE for this stage" in json_logs.messages()
+
+
+def test_an_event_id_holding_an_email_address_is_masked_in_the_logs(client, sandbox: Sandbox, json_logs: LogCapture):
+    # Braze user ids are sometimes e-mail addresses; the template puts them in the eventId
+    post(client, CREATE, seed_body("Event_0001_jane.doe@example.com"))
+    post(client, CREATE, seed_body("Event_0002_jane.doe@example.com", start="soon"))
+
+    delivered, invalid = json_logs.summaries()
+    assert delivered["eventId"] == invalid["eventId"].replace("0002", "0001") == "Event_0001_[email redacted]"
+    assert "jane.doe@example.com" not in json_logs.text
+    assert sandbox.events()[0]["event"]["eventId"] == "Event_0001_jane.doe@example.com"  # Rokt gets it as sent

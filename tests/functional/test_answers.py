@@ -1,0 +1,64 @@
+"""Every answer Braze or Rokt can get is our JSON ``{"error", "message"}`` (issue 17 §3): Chalice's
+own 405 and 415 included, through the same gateway emulation `chalice local` uses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import SECRET, post, seed_body
+
+CREATE = "/v1/subscriptionevent/brazetest"
+
+
+def body_of(response) -> dict[str, object]:
+    assert response.headers["Content-Type"] == "application/json"
+    parsed: dict[str, object] = json.loads(response.body)
+    return parsed
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("get", CREATE, "POST"), ("put", f"{CREATE}/update", "POST"), ("delete", f"{CREATE}/delete", "POST"),
+     ("post", "/health", "GET"), ("get", "/rokt/webhooks/some-token", "POST")],
+)  # fmt: skip
+def test_wrong_method_is_our_405_naming_the_allowed_method(client, method: str, path: str, allowed: str):
+    response = getattr(client.http, method)(path, headers={"Authorization": f"Bearer {SECRET}"})
+
+    assert response.status_code == 405
+    assert body_of(response) == {
+        "error": "method_not_allowed",
+        "message": f"Unsupported method: {method.upper()}; this route takes {allowed}",
+    }
+    assert response.headers["Allow"] == allowed
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_wrong_content_type_is_our_415_saying_what_to_send(client, sandbox, content_type: str):
+    response = post(client, CREATE, seed_body(), headers={"Content-Type": content_type})
+
+    assert response.status_code == 415
+    body = body_of(response)
+    assert body["error"] == "unsupported_media_type"
+    assert "send Content-Type: application/json" in str(body["message"])
+    assert sandbox.requests() == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/subscriptionevent/",
+        "/v1/subscriptionevent",
+        "/v1/subscriptionevent//update",
+        "/v1/subscriptionevent//delete",
+    ],
+)
+def test_an_empty_account_code_is_a_422_naming_the_attribute(client, sandbox, path: str):
+    response = post(client, path, seed_body())
+
+    assert response.status_code == 422
+    body = body_of(response)
+    assert body["error"] == "template_defect"
+    assert "rokt:account_code" in json.dumps(body)
+    assert sandbox.requests() == []

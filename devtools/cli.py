@@ -91,6 +91,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         queued=args.queued,
         spill=True,
         sync=True,
+        log_dir=PROJECT_DIR / ".run",
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Ctrl-C must stop the stack even when the shell started us with SIGINT ignored (background jobs).
@@ -135,6 +136,8 @@ Or send the seed's sample webhook yourself:
 {sample_curl(bridge)}
 
 Rokt's webhook deliveries: curl -s {rokt}/_sandbox/webhooks
+This run's logs (JSON lines): .run/bridge.log and .run/queue-worker.log; what happened per campaign:
+  python -m devtools report --log-file .run/bridge.log --log-file .run/queue-worker.log
 Ctrl-C stops everything."""
 
 
@@ -237,9 +240,9 @@ def _seconds(text: str) -> float:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     if args.log_file:
-        records = report.read_log_file(Path(args.log_file).read_text(errors="replace"))
+        records = [r for name in args.log_file for r in report.read_log_file(Path(name).read_text(errors="replace"))]
         result = report.from_records(records, args.campaign)
-        print(f"{len(records):,} log records read from {args.log_file}", file=sys.stderr)
+        print(f"{len(records):,} log records read from {', '.join(args.log_file)}", file=sys.stderr)
     else:
         if not args.stage:
             raise ops.OpsError("--stage (CloudWatch Logs) or --log-file is required")
@@ -405,7 +408,9 @@ def _add_queue_commands(commands: Any, aws_note: str) -> None:
     summary.add_argument("--since", type=_seconds, default=_seconds("2h"), help="window, e.g. 30m, 2h, 1d (default 2h)")
     summary.add_argument("--campaign", help="only campaigns starting with this prefix")
     summary.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    summary.add_argument("--log-file", help="a file of the bridge's JSON log lines instead of CloudWatch")
+    summary.add_argument(
+        "--log-file", action="append", help="a file of the bridge's JSON log lines instead of CloudWatch (repeatable)"
+    )
     summary.add_argument("--log-group", action="append", help="log group(s) to query (default: the stage's functions)")
     summary.set_defaults(func=_cmd_report)
 

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -50,6 +51,16 @@ SHIPPED = ("app.py", "chalicelib", "requirements.txt")
 @contextlib.contextmanager
 def _no_file() -> Iterator[None]:
     yield None
+
+
+def _tee(source: Any, path: Path) -> None:
+    """Copy a child's output to the terminal and to ``path`` (the run's log, for ``report --log-file``)."""
+    with path.open("ab") as log:
+        for line in iter(source.readline, b""):
+            sys.stdout.buffer.write(line)
+            sys.stdout.buffer.flush()
+            log.write(line)
+            log.flush()
 
 
 def free_port() -> int:
@@ -114,6 +125,7 @@ class LocalStack:
         queued: bool = False,
         spill: bool = False,
         sync: bool = False,
+        log_dir: Path | None = None,
         extra_env: Mapping[str, str] | None = None,
         progress: Callable[[str], None] = print,
     ) -> None:
@@ -124,6 +136,7 @@ class LocalStack:
         self.token_ttl = token_ttl
         self.queued = queued
         self.spill = spill
+        self.log_dir = log_dir
         self.sync = sync
         self.extra_env = dict(extra_env or {})
         self.progress = progress
@@ -201,7 +214,10 @@ class LocalStack:
     def _spawn(
         self, args: list[str], name: str, to_log: bool, env: Mapping[str, str] | None = None
     ) -> subprocess.Popen[Any]:
-        """Start a child in its own session; its output goes to ``<workdir>/<name>.log`` when asked."""
+        """Start a child in its own session; its output goes to ``<workdir>/<name>.log`` when asked, or
+        (with ``log_dir``, for the bridge and the queue worker) to the terminal and ``<log_dir>/<name>.log``."""
+        if self.log_dir is not None and not (to_log or self.quiet):
+            return self._spawn_teed(args, name, env)
         log_path = self.workdir / f"{name}.log"
         with open(log_path, "wb") if (to_log or self.quiet) else _no_file() as log:
             process = subprocess.Popen(
@@ -212,6 +228,23 @@ class LocalStack:
                 env={**os.environ, **(env or {})},
                 start_new_session=True,
             )
+        self.processes.append(process)
+        return process
+
+    def _spawn_teed(self, args: list[str], name: str, env: Mapping[str, str] | None) -> subprocess.Popen[Any]:
+        assert self.log_dir is not None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        path = self.log_dir / f"{name}.log"
+        path.write_bytes(b"")  # this run's lines only
+        process = subprocess.Popen(
+            args,
+            cwd=PROJECT_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+        threading.Thread(target=_tee, args=(process.stdout, path), daemon=True, name=f"tee-{name}").start()
         self.processes.append(process)
         return process
 

@@ -78,6 +78,18 @@ def test_subscriber_to_braze_to_campaign_to_calendar(stack: LocalStack) -> None:
     assert "braze-send" in sent.stderr  # the progress bar
     feed = requests.get(f"{stack.sandbox_url}/_sandbox/calendar/{subscription}.ics", timeout=5).text
     assert "UID:Loop_0001_user42@brazetest.sandbox" in feed
+    # and the report over the bridge's own log file counts exactly what Rokt received for the campaign
+    summary = subprocess.run(
+        [sys.executable, "-m", "devtools", "report", "--log-file", str(stack.workdir / "bridge.log"),
+         "--campaign", "Loop_0001", "--format", "json"],
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    [line] = json.loads(summary.stdout)["campaigns"]
+    at_rokt = [e for e in requests.get(f"{stack.sandbox_url}/_sandbox/events", timeout=5).json()
+               if e["event"]["eventId"].startswith("Loop_0001_")]  # fmt: skip
+    assert (line["campaign"], line["route"], line["delivered"]) == ("Loop_0001", "create", len(at_rokt))
+    assert line["received"] == sum(users for users, _ in rows.values())  # every profile braze-send rendered
+    assert sum(line["errors"].values()) == line["received"] - line["delivered"], (line, rows)
     # and Rokt told the bridge, which told Braze, that the event reached the calendar
     profile = wait_for_profile(stack, "user42", "rokt:subscription_id")
     deadline = time.monotonic() + 30

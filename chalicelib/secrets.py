@@ -62,6 +62,7 @@ class SecretStore:
         self._clock = clock
         self._sick_until = 0.0
         self._backoff = 0.0
+        self._warned: set[str] = set()  # parameters served stale in this backoff period (logged once)
 
     def name(self, relative: str) -> str:
         return f"{self._prefix}/{relative}"
@@ -88,14 +89,21 @@ class SecretStore:
                 raise ParameterMissing("a secret the bridge needs is not configured (see the logs)") from exc
             self._backoff = min(max(self._backoff * 2, MIN_BACKOFF_SECONDS), MAX_BACKOFF_SECONDS)
             self._sick_until = self._clock() + self._backoff
+            self._warned.clear()
             return self._fallback(name, stale_if_error, exc)
         self._backoff = 0.0
+        self._warned.clear()
         self._last_good[name] = value
         return value
 
     def _fallback(self, name: str, stale_if_error: bool, cause: BaseException | None) -> str:
         if stale_if_error and name in self._last_good:
-            logger.warning("SSM unreachable; using the last value read", extra={"parameter": name})
+            if name not in self._warned:  # once per parameter per backoff period, not once per webhook
+                self._warned.add(name)
+                logger.warning(
+                    "SSM unreachable; using the last value read",
+                    extra={"parameter": name, "retryInSeconds": round(self._backoff, 1)},
+                )
             return self._last_good[name]
         error = SecretStoreUnavailable("a dependency (SSM) is unavailable; retry later")
         if cause is not None:

@@ -389,13 +389,13 @@ def _add_queue_commands(commands: Any, aws_note: str) -> None:
     replay.add_argument("--dry-run", action="store_true", help="list and count, move nothing")
     replay.set_defaults(func=_cmd_replay_dlq)
 
-    partial = commands.add_parser(
-        "enable-partial-batch",
-        help="after `chalice deploy`: set ReportBatchItemFailures on the queue consumer",
-        epilog=aws_note,
-    )
-    partial.add_argument("--stage", required=True, help="stage in .chalice/config.json")
-    partial.set_defaults(func=_cmd_enable_partial_batch)
+    for name, what, func in (
+        ("enable-partial-batch", "set ReportBatchItemFailures on the queue consumer", _cmd_enable_partial_batch),
+        ("put-dashboard", "put the stage's CloudWatch dashboard (the template path has it)", _cmd_put_dashboard),
+    ):
+        after_deploy = commands.add_parser(name, help=f"after `chalice deploy`: {what}", epilog=aws_note)
+        after_deploy.add_argument("--stage", required=True, help="stage in .chalice/config.json")
+        after_deploy.set_defaults(func=func)
 
     summary = commands.add_parser(
         "report",
@@ -413,14 +413,6 @@ def _add_queue_commands(commands: Any, aws_note: str) -> None:
     )
     summary.add_argument("--log-group", action="append", help="log group(s) to query (default: the stage's functions)")
     summary.set_defaults(func=_cmd_report)
-
-    board = commands.add_parser(
-        "put-dashboard",
-        help="after `chalice deploy`: put the stage's CloudWatch dashboard (the template path has it)",
-        epilog=aws_note,
-    )
-    board.add_argument("--stage", required=True, help="stage in .chalice/config.json")
-    board.set_defaults(func=_cmd_put_dashboard)
 
     fill = commands.add_parser(
         "backfill", help="put existing Rokt subscriptions through Rokt → Braze once (resumable)", epilog=aws_note

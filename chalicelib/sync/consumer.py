@@ -116,11 +116,11 @@ class SyncConsumer:
     # --- stage ------------------------------------------------------------------------------
     def _stage(self, record: SQSRecord, batch: _Batch) -> None:
         started = self._clock()
-        summary: dict[str, Any] = {"route": "sync_queue", "messageId": record.message_id}
+        summary = _summary(record)
         webhook: RoktWebhook | None = None
         try:
             webhook = parse(json.loads(record.body)["webhook"])
-            summary.update(eventId=webhook.event_id, eventType=webhook.event_type)
+            summary = _summary(record, webhook)
             staged = self._prepare(record, webhook, batch, started)
             if isinstance(staged, str):
                 summary["outcome"] = staged
@@ -228,10 +228,7 @@ class SyncConsumer:
             except BridgeError:
                 logger.error("written to Braze, claim not completed", extra={"eventId": staged.webhook.event_id})
         summary = {
-            "route": "sync_queue",
-            "messageId": staged.record.message_id,
-            "eventId": staged.webhook.event_id,
-            "eventType": staged.webhook.event_type,
+            **_summary(staged.record, staged.webhook),
             "outcome": outcome,
             "latencyMs": round((self._clock() - staged.started) * 1000, 1),
             **extra,
@@ -320,3 +317,11 @@ def _chunks(groups: list[_Group]) -> list[list[_Group]]:
     if current:
         chunks.append(current)
     return chunks
+
+
+def _summary(record: SQSRecord, webhook: RoktWebhook | None = None) -> dict[str, Any]:
+    """The fields every sync log line carries: route, message, and the Rokt webhook once it is read."""
+    summary: dict[str, Any] = {"route": "sync_queue", "messageId": record.message_id}
+    if webhook is not None:
+        summary.update(eventId=webhook.event_id, eventType=webhook.event_type)
+    return summary

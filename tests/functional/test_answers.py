@@ -45,20 +45,4 @@ def test_wrong_content_type_is_our_415_saying_what_to_send(client, sandbox, cont
     assert sandbox.requests() == []
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/v1/subscriptionevent/",
-        "/v1/subscriptionevent",
-        "/v1/subscriptionevent//update",
-        "/v1/subscriptionevent//delete",
-    ],
-)
-def test_an_empty_account_code_is_a_422_naming_the_attribute(client, sandbox, path: str):
-    response = post(client, path, seed_body())
-
-    assert response.status_code == 422
-    body = body_of(response)
-    assert body["error"] == "template_defect"
-    assert "rokt:account_code" in json.dumps(body)
-    assert sandbox.requests() == []
+# An empty account code (422 template_defect naming rokt:account_code): test_hardening.py.

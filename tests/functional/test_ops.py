@@ -199,3 +199,19 @@ def test_enable_partial_batch_before_deploy_is_a_clear_error(aws: Aws):
 
     with pytest.raises(ops.OpsError, match="deploy the stage first"):
         ops.enable_partial_batch(lambda_client, "test")
+
+
+def test_put_dashboard_puts_the_templates_dashboard_with_the_deployed_names(aws: Aws):
+    cloudwatch = aws.session.client("cloudwatch", endpoint_url=aws.url)
+    said: list[str] = []
+
+    name = ops.put_dashboard(cloudwatch, "prod", "us-east-1", progress=said.append)
+    ops.put_dashboard(cloudwatch, "prod", "us-east-1", progress=said.append)  # again: same dashboard
+
+    body = json.loads(cloudwatch.get_dashboard(DashboardName=name)["DashboardBody"])
+    assert name == "rokt-calendar-bridge-prod"
+    assert "${" not in json.dumps(body)
+    lambdas = {line[3] for w in body["widgets"] for line in w["properties"]["metrics"] if line[0] == "AWS/Lambda"}
+    assert lambdas == {"rokt-calendar-bridge-prod", "rokt-calendar-bridge-prod-deliver_queued",
+                       "rokt-calendar-bridge-prod-sync_subscribers"}  # fmt: skip
+    assert said.count(f"dashboard {name}: put in us-east-1 (CloudWatch → Dashboards)") == 2

@@ -102,6 +102,23 @@ def test_ssm_outage_keeps_delivery_going_with_a_direct_token(settings: Settings,
     assert "SSM unreachable; using the last value read" in messages
 
 
+def test_a_long_ssm_outage_logs_the_stale_fallback_once_per_backoff_not_per_webhook(
+    settings: Settings, aws: Aws, sandbox: Sandbox, json_logs
+):
+    outage = SsmOutage()
+    ssm = aws.ssm()
+    ssm.meta.events.register("before-send.ssm", outage)
+    with serving(build_bridge(settings, ssm_client=ssm, dynamodb_client=aws.dynamodb())) as client:
+        assert post(client, CREATE, seed_body("warm_user1")).status_code == 200
+        outage.active = True
+        answers = [post(client, CREATE, seed_body(f"during_{i}_user")).status_code for i in range(20)]
+
+    assert answers == [200] * 20
+    stale = [r for r in json_logs.records() if r["message"] == "SSM unreachable; using the last value read"]
+    # one line per parameter served stale (the webhook secrets), not one per webhook
+    assert 1 <= len(stale) <= 2, [r["parameter"] for r in stale]
+
+
 def test_token_and_secrets_never_appear_in_logs(client, sandbox: Sandbox, json_logs):
     post(client, CREATE, seed_body("e_user1"))
     sandbox.revoke_tokens()

@@ -64,6 +64,7 @@ OUTCOME_METRICS = {
     "duplicate": "Duplicates",
     "queued": "Queued",
     "spilled": "Spilled",
+    "superseded": "Superseded",
     "invalid": "Invalid",
     "rejected": "RejectedByRokt",
     "retryable_failure": "RetryableFailures",

@@ -16,8 +16,8 @@ SERVICE = "rokt-calendar-bridge"
 # Rokt → Braze's route and queue consumer.
 DELIVERY_ROUTES = ("create", "update", "delete", "queue")
 SYNC_ROUTES = ("rokt_webhook", "sync_queue")
-WEBHOOK_OUTCOMES = ("Delivered", "Duplicates", "Queued", "Spilled", "Invalid", "Unauthorized", "RejectedByRokt",
-                    "RetryableFailures", "NotAttempted", "DeadLettered", "Errors")  # fmt: skip
+WEBHOOK_OUTCOMES = ("Delivered", "Duplicates", "Queued", "Spilled", "Superseded", "Invalid", "Unauthorized",
+                    "RejectedByRokt", "RetryableFailures", "NotAttempted", "DeadLettered", "Errors")  # fmt: skip
 SYNC_COUNTS = ("Accepted", "Ignored", "Synced", "Skipped", "DeadLettered", "BrazeCalls", "BrazeObjectErrors",
                "SyncDeadLettered", "SyncSkippedNoIdentity")  # fmt: skip
 # Placeholders filled by CloudFormation (Fn::Sub) or by put-dashboard with the deployed names.

@@ -35,7 +35,13 @@ LAMBDA_SAFETY_MARGIN_SECONDS = 1.0
 
 
 class Deliverer(Protocol):
-    def deliver(self, request: EventRequest, deadline: Deadline, lambda_context: Any = None) -> DeliveryOutcome: ...
+    def deliver(
+        self,
+        request: EventRequest,
+        deadline: Deadline,
+        lambda_context: Any = None,
+        received_at: float | None = None,
+    ) -> DeliveryOutcome: ...
 
 
 def outcome_response(outcome: DeliveryOutcome) -> Response:
@@ -64,6 +70,7 @@ class WebhookEndpoint:
         tracer: Tracer | None = None,
         clock: Callable[[], float] = time.monotonic,
         reserve_seconds: float = AWS_COMPLETION_RESERVE_SECONDS,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """``budget_seconds`` counts from the request's arrival; upstream work ends ``reserve_seconds``
         earlier, kept for the idempotency completion write."""
@@ -75,6 +82,7 @@ class WebhookEndpoint:
         self._deliverer = deliverer
         self._budget = budget_seconds
         self._clock = clock
+        self._wall_clock = wall_clock
 
     def handle(self, action: Action, account_code: str, request: Request) -> Response:
         if self._tracer is None:
@@ -86,7 +94,7 @@ class WebhookEndpoint:
             return response
 
     def _handle(self, action: Action, account_code: str, request: Request) -> Response:
-        started = self._clock()
+        started, received_at = self._clock(), self._wall_clock()
         # One deadline from the request's arrival: authentication's reads count against it too.
         deadline = Deadline.within(
             self._budget - self._reserve,
@@ -96,7 +104,7 @@ class WebhookEndpoint:
         )
         summary: dict[str, Any] = {"route": action.value, "accountCode": account_code[:64]}
         try:
-            response = self._process(action, account_code, request, summary, deadline)
+            response = self._process(action, account_code, request, summary, deadline, received_at=received_at)
         except BridgeError as exc:
             summary.update(outcome=exc.outcome, error=exc.code)
             upstream_status = getattr(exc, "upstream_status", None)
@@ -109,7 +117,14 @@ class WebhookEndpoint:
         return response
 
     def _process(
-        self, action: Action, account_code: str, request: Request, summary: dict[str, Any], deadline: Deadline
+        self,
+        action: Action,
+        account_code: str,
+        request: Request,
+        summary: dict[str, Any],
+        deadline: Deadline,
+        *,
+        received_at: float,
     ) -> Response:
         self._authenticator.authenticate(request.headers.get("authorization"))
         raw = request.raw_body
@@ -128,7 +143,7 @@ class WebhookEndpoint:
             summary["outcome"] = "dry_run"
             plan = self._service.preview(event_request)
             return json_response({"status": "dry_run", "upstreamRequest": plan.to_dict()})
-        outcome = self._deliverer.deliver(event_request, deadline, request.lambda_context)
+        outcome = self._deliverer.deliver(event_request, deadline, request.lambda_context, received_at)
         summary["outcome"] = "duplicate" if outcome.duplicate else outcome.status
         if outcome.reason:
             summary.update(outcome="spilled", spillReason=outcome.reason)

@@ -5,7 +5,9 @@ intent delivered for it and that intent's fingerprint (route + content):
 
 - the same intent again (a Braze retry or duplicate) is answered from the record, Rokt is not called;
 - a different intent (update A → B, create → delete → create, A → B → A) takes the record over and
-  goes to Rokt, so Rokt ends in the state of the last intent;
+  goes to Rokt, so Rokt ends in the state of the last intent — the last to *reach the bridge*: the
+  record keeps when its intent arrived, and an older intent taken from the queue after a newer one
+  was delivered (a spill, or SQS's reordering) is answered ``superseded`` and not sent;
 - while any intent for the event is being delivered, others wait (429 ``in_flight``);
 - nothing is recorded for a failure or a refusal (Rokt's 4xx): a corrected re-send goes through.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -85,8 +88,10 @@ class IdempotentDeliverer:
         persistence: BasePersistenceLayer,
         ttl_seconds: int,
         key_prefix: str = KEY_PREFIX,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._use_case = run
+        self._clock = clock
         self._persistence = persistence
         self._config = IdempotencyConfig(
             event_key_jmespath="key",
@@ -102,22 +107,36 @@ class IdempotentDeliverer:
             key_prefix=key_prefix,
         )
 
-    def deliver(self, request: EventRequest, deadline: Deadline, lambda_context: Any = None) -> DeliveryOutcome:
+    def deliver(
+        self,
+        request: EventRequest,
+        deadline: Deadline,
+        lambda_context: Any = None,
+        received_at: float | None = None,
+    ) -> DeliveryOutcome:
+        """``received_at``: when the webhook reached the bridge (a queued one: when it was first received),
+        which orders intents for the same event; now, if not given."""
         if lambda_context is not None:
             self._config.register_lambda_context(lambda_context)
+        received = self._clock() if received_at is None else received_at
         delivery = delivery_for(request)
-        outcome = self._once(delivery, request, deadline)
+        outcome = self._once(delivery, request, deadline, received)
         if outcome.duplicate and outcome.fingerprint != delivery.fingerprint:
+            if outcome.received_at is not None and received < outcome.received_at:
+                # A newer intent reached Rokt already (a spilled or queued one taken out of order).
+                return superseded(request, outcome)
             # The record holds an earlier, different intent for this event: this one supersedes it.
             self._forget(delivery)
-            outcome = self._once(delivery, request, deadline)
+            outcome = self._once(delivery, request, deadline, received)
             if outcome.duplicate and outcome.fingerprint != delivery.fingerprint:
                 raise self._in_flight(request)  # yet another intent won the race; ours comes next
         return outcome
 
-    def _once(self, delivery: IdempotentDelivery, request: EventRequest, deadline: Deadline) -> DeliveryOutcome:
+    def _once(
+        self, delivery: IdempotentDelivery, request: EventRequest, deadline: Deadline, received_at: float
+    ) -> DeliveryOutcome:
         try:
-            data = self._run(delivery=delivery, request=request, deadline=deadline)
+            data = self._run(delivery=delivery, request=request, deadline=deadline, received_at=received_at)
         except IdempotencyAlreadyInProgressError as exc:
             raise self._in_flight(request) from exc
         except (IdempotencyPersistenceLayerError, IdempotencyInconsistentStateError) as exc:
@@ -137,8 +156,24 @@ class IdempotentDeliverer:
             retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS,
         )
 
-    def _deliver(self, delivery: IdempotentDelivery, request: EventRequest, deadline: Deadline) -> dict[str, Any]:
-        return {**self._use_case(request, deadline).to_dict(), "fingerprint": delivery.fingerprint}
+    def _deliver(
+        self, delivery: IdempotentDelivery, request: EventRequest, deadline: Deadline, received_at: float
+    ) -> dict[str, Any]:
+        outcome = self._use_case(request, deadline)
+        return {**outcome.to_dict(), "fingerprint": delivery.fingerprint, "receivedAt": received_at}
+
+
+def superseded(request: EventRequest, newer: DeliveryOutcome) -> DeliveryOutcome:
+    """The answer for an intent that arrived before the one Rokt already has: nothing is sent."""
+    return DeliveryOutcome(
+        status="superseded",
+        action=request.action.value,
+        account_code=request.account_code,
+        event_id=request.event_id,
+        upstream_status=0,
+        attempts=0,
+        received_at=newer.received_at,
+    )
 
 
 class Superseded(Exception):

@@ -63,12 +63,25 @@ class DeliveryQueue:
         self._queue_url = queue_url
         self._clock = clock
 
-    def deliver(self, request: EventRequest, deadline: Deadline, lambda_context: Any = None) -> DeliveryOutcome:
-        """Queue ``request``: one AWS call, no dedupe here (the consumer's delivery records do it)."""
+    def deliver(
+        self,
+        request: EventRequest,
+        deadline: Deadline,
+        lambda_context: Any = None,
+        received_at: float | None = None,
+    ) -> DeliveryOutcome:
+        """Queue ``request``: one AWS call, no dedupe here (the consumer's delivery records do it).
+        ``receivedAt`` (when the webhook reached the bridge) orders it among intents for its event."""
+        now = self._clock()
+        body = {
+            "request": request.to_dict(),
+            "queuedAt": now,
+            "receivedAt": now if received_at is None else received_at,
+        }
         try:
             self._sqs.send_message(
                 QueueUrl=self._queue_url,
-                MessageBody=json.dumps({"request": request.to_dict(), "queuedAt": self._clock()}),
+                MessageBody=json.dumps(body),
                 MessageAttributes={
                     "accountCode": {"DataType": "String", "StringValue": request.account_code},
                     "eventId": {"DataType": "String", "StringValue": request.event_id},
@@ -154,7 +167,10 @@ class QueueConsumer:
                 summary.update(outcome="not_attempted", error="no_time_left")
                 self._records.delay(record, 0)  # visible again now: it never reached Rokt
                 raise NotAttempted("not enough of the invocation left to deliver this record")
-            outcome = self._deliverer.deliver(request, self._deadline, self._context)
+            received = message.get("receivedAt", message.get("queuedAt"))
+            outcome = self._deliverer.deliver(
+                request, self._deadline, self._context, None if received is None else float(received)
+            )
             summary.update(
                 outcome="duplicate" if outcome.duplicate else outcome.status, upstreamStatus=outcome.upstream_status
             )

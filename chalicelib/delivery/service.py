@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from chalicelib.delivery.models import EventRequest
     from chalicelib.rokt.events import EventCall, UpstreamRequest, UpstreamResult
 
-Status = Literal["delivered", "queued"]
+Status = Literal["delivered", "queued", "superseded"]
 
 
 class CalendarApi(Protocol):
@@ -41,11 +41,12 @@ class DeliveryOutcome:
     duplicate: bool = False
     fingerprint: str | None = None  # of the intent this outcome answered (see idempotency)
     reason: str | None = None  # why a direct-mode webhook was queued instead (see spill)
+    received_at: float | None = None  # when the intent this outcome answered reached the bridge
 
     @property
     def reached_rokt(self) -> bool:
-        """False for an intake that only queued the request."""
-        return self.status != "queued"
+        """False for an intake that only queued the request, or an intent older than Rokt's state."""
+        return self.status == "delivered"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +59,7 @@ class DeliveryOutcome:
             "upstreamBody": self.upstream_body,
             "upstreamMs": self.upstream_ms,
             "duplicate": self.duplicate,
+            "receivedAt": self.received_at,
         }
 
     @classmethod
@@ -73,6 +75,7 @@ class DeliveryOutcome:
             upstream_ms=float(data.get("upstreamMs", 0.0)),
             duplicate=bool(data.get("duplicate", False)),
             fingerprint=data.get("fingerprint"),
+            received_at=data.get("receivedAt"),
         )
 
 

@@ -33,11 +33,17 @@ class SpillingDeliverer:
         self._queue = queue
         self._breaker = breaker
 
-    def deliver(self, request: EventRequest, deadline: Deadline, lambda_context: Any = None) -> DeliveryOutcome:
+    def deliver(
+        self,
+        request: EventRequest,
+        deadline: Deadline,
+        lambda_context: Any = None,
+        received_at: float | None = None,
+    ) -> DeliveryOutcome:
         if not self._breaker.allow():
-            return self._spill(request, deadline, BREAKER_OPEN, None)
+            return self._spill(request, deadline, received_at, BREAKER_OPEN, None)
         try:
-            outcome = self._deliverer.deliver(request, deadline, lambda_context)
+            outcome = self._deliverer.deliver(request, deadline, lambda_context, received_at)
         except InFlight:
             self._breaker.abandoned()  # another copy is being delivered: its answer comes on retry
             raise
@@ -46,7 +52,7 @@ class SpillingDeliverer:
                 self._breaker.succeeded()  # Rokt answered, with a refusal
                 raise
             self._breaker.failed(exc.retry_after if isinstance(exc, RateLimited) else None)
-            return self._spill(request, deadline, exc.code, exc)
+            return self._spill(request, deadline, received_at, exc.code, exc)
         except BaseException:
             self._breaker.abandoned()
             raise
@@ -54,10 +60,15 @@ class SpillingDeliverer:
         return outcome
 
     def _spill(
-        self, request: EventRequest, deadline: Deadline, reason: str, cause: BridgeError | None
+        self,
+        request: EventRequest,
+        deadline: Deadline,
+        received_at: float | None,
+        reason: str,
+        cause: BridgeError | None,
     ) -> DeliveryOutcome:
         try:
-            outcome = self._queue.deliver(request, deadline)
+            outcome = self._queue.deliver(request, deadline, received_at=received_at)
         except DependencyUnavailable:
             logger.warning("could not spill a webhook to the delivery queue", extra={"reason": reason})
             if cause is not None:

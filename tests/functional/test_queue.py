@@ -205,3 +205,19 @@ def test_records_the_invocation_has_no_time_for_go_back_at_once_unattempted(
     attempted = sandbox.count("events_requests")
     assert 1 <= attempted <= 3
     assert len(queues.receive(10)) == 10 - attempted
+
+
+def test_queued_intents_taken_out_of_order_leave_rokt_in_the_last_received(queued, queues: QueuePair, sandbox: Sandbox):
+    # Given create, update A, update B queued in that order
+    for body, path in ((seed_body(), CREATE), (seed_body(title="A"), f"{CREATE}/update"),
+                       (seed_body(title="B"), f"{CREATE}/update")):  # fmt: skip
+        assert post(queued, path, body).status_code == 202
+    messages = {json.loads(m["Body"])["request"]["event"]["title"]: m for m in queues.receive()}
+
+    # When the consumer gets them as SQS may hand them out: create, then B, then A
+    for title in ("Event Title", "B", "A"):
+        assert queues.consume(queued, [messages[title]]) == {"batchItemFailures": []}
+
+    # Then A, older than B, does not overwrite it
+    [stored] = sandbox.events()
+    assert stored["event"]["title"] == "B"

@@ -240,3 +240,21 @@ def test_the_consumer_retries_within_the_horizon_then_dead_letters_with_the_reas
     assert reason.startswith("gave up after 1.2 h of retries (horizon 1 h): upstream_error")
     assert json.loads(dead["Body"])["request"]["event"]["eventId"] == "Event_0001_user42"
     assert queues.receive() == []
+
+
+def test_a_spilled_intent_does_not_overwrite_a_newer_one_delivered_meanwhile(
+    spilling, queues: QueuePair, sandbox: Sandbox
+):
+    # Given an event in the calendar
+    assert post(spilling, CREATE, seed_body()).status_code == 200
+    # When update A is spilled while Rokt is down, and update B arrives once Rokt is back
+    sandbox.fault(status=503, count=100)
+    assert post(spilling, f"{CREATE}/update", seed_body(title="A")).json_body["reason"] == "upstream_error"
+    sandbox.clear_faults()
+    assert post(spilling, f"{CREATE}/update", seed_body(title="B")).status_code == 200
+
+    # Then the consumer finds A older than what Rokt already has, and leaves Rokt in B's state
+    queues.drain(spilling, 10)
+    [stored] = sandbox.events()
+    assert stored["event"]["title"] == "B"
+    assert sandbox.count("events_updated") == 1

@@ -63,11 +63,6 @@ class Settings:
     retry_max_backoff_seconds: int = RETRY_MAX_BACKOFF_SECONDS
 
     @property
-    def spills(self) -> bool:
-        """Direct mode with a delivery queue: retryable failures are queued instead of answered 5xx."""
-        return self.delivery_mode == "direct" and self.delivery_queue_url is not None
-
-    @property
     def sync_configured(self) -> bool:
         """Rokt → Braze needs both; without them the sync route answers 503 and delivery is unaffected."""
         return bool(self.braze_rest_endpoint and self.sync_queue_url)

@@ -90,12 +90,12 @@ def build_bridge(
     rokt = RoktCalendarClient(transport, update_shape=settings.update_body_shape)
     service = DeliveryService(rokt)
     deliverer = IdempotentDeliverer(
-        service.deliver, _persistence(settings, dynamodb_client), settings.idempotency_ttl_seconds
+        service.deliver, _persistence(settings, dynamodb_client), settings.idempotency_ttl_seconds, clock=clock
     )
     sqs = functools.cache(lambda: sqs_client or boto3.client("sqs", config=AWS_CLIENT_CONFIG))
     intake: Deliverer = deliverer
     if settings.delivery_queue_url:
-        queue = DeliveryQueue(sqs(), settings.delivery_queue_url, clock=clock)
+        queue = DeliveryQueue(sqs, settings.delivery_queue_url, clock=clock)
         if settings.delivery_mode == "queued":
             intake = queue  # one SQS send per webhook; the consumer's delivery records dedupe
         else:
@@ -109,6 +109,7 @@ def build_bridge(
         intake,
         settings.request_budget_seconds,
         reserve_seconds=settings.completion_reserve_seconds,
+        wall_clock=clock,
         signatures=SignatureVerifier(store, settings.webhook_secrets_max_age_seconds)
         if settings.require_signature
         else None,

@@ -34,10 +34,6 @@ class CircuitBreaker:
         self._failures = 0
         self._open_until = 0.0
 
-    @property
-    def state(self) -> State:
-        return self._state
-
     def allow(self) -> bool:
         """May this request call Rokt? Open: no, until the cool-down ends; then one probe may."""
         with self._lock:

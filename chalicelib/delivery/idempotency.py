@@ -87,7 +87,6 @@ class IdempotentDeliverer:
         run: UseCase,
         persistence: BasePersistenceLayer,
         ttl_seconds: int,
-        key_prefix: str = KEY_PREFIX,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._use_case = run
@@ -104,7 +103,7 @@ class IdempotentDeliverer:
             data_keyword_argument="delivery",
             persistence_store=persistence,
             config=self._config,
-            key_prefix=key_prefix,
+            key_prefix=KEY_PREFIX,
         )
 
     def deliver(

@@ -23,6 +23,7 @@ from chalicelib.delivery.models import EventRequest
 from chalicelib.delivery.service import DeliveryOutcome
 from chalicelib.errors import BridgeError, DependencyUnavailable
 from chalicelib.observability import record_outcome
+from chalicelib.settings import RETRY_HORIZON_SECONDS, RETRY_MAX_BACKOFF_SECONDS
 from chalicelib.sqs import QueueRecords, stage_queue_names
 from chalicelib.sqs import backoff_seconds as sqs_backoff
 
@@ -39,8 +40,6 @@ BATCH_SIZE = 10
 MAX_CONCURRENCY = 5
 MAX_RECEIVES = 1000  # SQS's ceiling: the age horizon decides dead letters, not the receive count
 BASE_BACKOFF_SECONDS = 30
-MAX_BACKOFF_SECONDS = 900
-RETRY_HORIZON_SECONDS = 86_400
 # Queue retention: the horizon, plus time for an operator to notice and act (alarm on the oldest age).
 RETENTION_SECONDS = 4 * 86_400
 CONSUMER_BUDGET_SECONDS = 25.0
@@ -56,9 +55,10 @@ def delivery_queue_names(stage: str) -> tuple[str, str]:
 
 
 class DeliveryQueue:
-    """The producer side: one SQS message per validated request."""
+    """The producer side: one SQS message per validated request. The SQS client comes from ``sqs`` on
+    first use, so a direct-mode container that never spills never builds it (cold start)."""
 
-    def __init__(self, sqs: SQSClient, queue_url: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, sqs: Callable[[], SQSClient], queue_url: str, clock: Callable[[], float] = time.time) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
         self._clock = clock
@@ -79,7 +79,7 @@ class DeliveryQueue:
             "receivedAt": now if received_at is None else received_at,
         }
         try:
-            self._sqs.send_message(
+            self._sqs().send_message(
                 QueueUrl=self._queue_url,
                 MessageBody=json.dumps(body),
                 MessageAttributes={
@@ -99,7 +99,7 @@ class DeliveryQueue:
         )
 
 
-def backoff_seconds(receive_count: int, retry_after: int | None, cap: int = MAX_BACKOFF_SECONDS) -> int:
+def backoff_seconds(receive_count: int, retry_after: int | None, cap: int = RETRY_MAX_BACKOFF_SECONDS) -> int:
     """Visibility delay before the next attempt: Retry-After if Rokt gave one, else exponential."""
     return sqs_backoff(receive_count, retry_after, min(BASE_BACKOFF_SECONDS, cap), cap)
 
@@ -120,7 +120,7 @@ class QueueConsumer:
         reserve_seconds: float = CONSUMER_RESERVE_SECONDS,
         *,
         horizon_seconds: float = RETRY_HORIZON_SECONDS,
-        max_backoff_seconds: int = MAX_BACKOFF_SECONDS,
+        max_backoff_seconds: int = RETRY_MAX_BACKOFF_SECONDS,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._deliverer = deliverer

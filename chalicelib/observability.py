@@ -30,6 +30,8 @@ def redact_emails(value: Any) -> Any:
 def _redact_event_id(event_id: str) -> str:
     """A Braze user id may be an e-mail address, and templates end eventIds with ``_<user id>``: mask
     it, keeping the campaign part before the last ``_`` readable for reports."""
+    if "@" not in event_id:
+        return event_id  # the common case, on every webhook: no regex
     head, separator, tail = event_id.rpartition("_")
     return f"{redact_emails(head)}_{redact_emails(tail)}" if separator else str(redact_emails(event_id))
 

@@ -1,5 +1,6 @@
-"""What a queue consumer does to SQS records besides reporting them failed: push a record's next
-attempt out (visibility), or move it to its queue's dead-letter queue with a reason."""
+"""The bridge's SQS plumbing: what producers send (one JSON message with String attributes), and what
+a queue consumer does to records besides reporting them failed — push a record's next attempt out
+(visibility), or move it to its queue's dead-letter queue with a reason."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.errors import DependencyUnavailable
 from chalicelib.observability import logger
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from mypy_boto3_sqs.client import SQSClient
 
@@ -24,6 +28,19 @@ def stage_queue_names(kind: str, stage: str) -> tuple[str, str]:
     can share an account and region without sharing queues."""
     name = f"{QUEUE_NAME_PREFIX}-{stage}-{kind}"
     return name, f"{name}-dlq"
+
+
+def send_json(sqs: SQSClient, queue_url: str, body: Any, attributes: Mapping[str, str], what: str) -> None:
+    """One message: ``body`` as JSON and ``attributes`` as String message attributes (for operators and
+    ``replay-dlq``); DependencyUnavailable, naming ``what``, if SQS does not take it."""
+    try:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body), MessageAttributes=_strings(attributes))
+    except (BotoCoreError, ClientError) as exc:
+        raise DependencyUnavailable(f"the {what} (SQS) is unavailable") from exc
+
+
+def _strings(values: Mapping[str, str]) -> dict[str, Any]:
+    return {name: {"DataType": "String", "StringValue": value} for name, value in values.items()}
 
 
 def backoff_seconds(receive_count: int, retry_after: int | None, base: int, cap: int) -> int:
@@ -60,7 +77,7 @@ class QueueRecords:
                 for name, value in (record.raw_event.get("messageAttributes") or {}).items()
                 if value.get("stringValue") is not None
             }
-            attributes[DEAD_LETTER_REASON] = {"DataType": "String", "StringValue": reason[:1000]}
+            attributes |= _strings({DEAD_LETTER_REASON: reason[:1000]})
             self._sqs.send_message(
                 QueueUrl=self._dead_letter_url(record.event_source_arn),
                 MessageBody=record.body,

@@ -21,6 +21,13 @@ ALARMED_ROUTES = ("create", "update", "delete", "queue")
 OLDEST_MESSAGE_ALARM_SECONDS = 3600
 
 
+def function_names(stage: str) -> dict[str, str]:
+    """The Lambda functions `chalice deploy` creates for ``stage``: the API handler and the two queue
+    consumers (the CloudFormation path names its own; see the template's outputs)."""
+    base = f"{APP_NAME}-{stage}"
+    return {"api": base, "delivery": f"{base}-deliver_queued", "sync": f"{base}-sync_subscribers"}
+
+
 def _arn(service: str, resource: str) -> str:
     return f"arn:aws:{service}:*:*:{resource}"
 

@@ -19,7 +19,7 @@ from chalicelib.secrets import BRAZE_API_KEY, ROKT_WEBHOOK_TOKENS, WEBHOOK_SECRE
 from chalicelib.settings import stage_of
 from chalicelib.sqs import DEAD_LETTER_REASON
 from chalicelib.sync.queue import SYNC_MAX_RECEIVES, sync_queue_names
-from devtools import dashboard
+from devtools import dashboard, deploy
 from devtools.bootstrap import ensure_queues, ensure_table, put_secure
 from devtools.project import PROJECT_DIR, SAMPLE_BODY, stage_environment
 
@@ -255,8 +255,8 @@ def rokt_webhook_url(api_url: str, token: str) -> str:
 
 
 def consumer_function(stage: str) -> str:
-    """The SQS handler's Lambda name as `chalice deploy` creates it."""
-    return f"rokt-calendar-bridge-{stage}-deliver_queued"
+    """The delivery queue's consumer Lambda as `chalice deploy` names it."""
+    return deploy.function_names(stage)["delivery"]
 
 
 def enable_partial_batch(lambda_client: LambdaClient, stage: str, progress: Progress = print) -> int:
@@ -285,13 +285,9 @@ def enable_partial_batch(lambda_client: LambdaClient, stage: str, progress: Prog
 def put_dashboard(cloudwatch: Any, stage: str, region: str, progress: Progress = print) -> str:
     """Put the stage's dashboard (the one the CloudFormation path embeds), naming the functions
     `chalice deploy` creates. Idempotent; returns the dashboard's name."""
-    functions = {
-        "api": f"{dashboard.SERVICE}-{stage}",
-        "delivery": consumer_function(stage),
-        "sync": f"{dashboard.SERVICE}-{stage}-sync_subscribers",
-    }
     name = dashboard.dashboard_name(stage)
-    body = dashboard.filled(dashboard.dashboard_body(stage_of(stage_environment(stage))), region, functions)
+    body = dashboard.dashboard_body(stage_of(stage_environment(stage)))
+    body = dashboard.filled(body, region, deploy.function_names(stage))
     answer = cloudwatch.put_dashboard(DashboardName=name, DashboardBody=body)
     for problem in answer.get("DashboardValidationMessages", []):
         progress(f"dashboard {name}: {problem.get('Message')}")

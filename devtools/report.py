@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from devtools import insights
+from devtools import deploy, insights
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -35,7 +35,6 @@ QUERIES = {
     "sync": 'filter message = "rokt webhook synced"\n| stats count(*) as webhooks by eventType, outcome',
 }
 NO_CAMPAIGN = "(no eventId)"
-FUNCTIONS = ("", "-deliver_queued", "-sync_subscribers")  # the API handler and the two queue consumers
 POLL_SECONDS = 1.0
 MAX_WAIT_SECONDS = 600.0
 
@@ -141,7 +140,7 @@ def read_log_file(text: str) -> list[dict[str, Any]]:
 def log_groups(stage: str) -> list[str]:
     """The log groups of the functions `chalice deploy` creates for ``stage`` (give ``--log-group`` for
     the CloudFormation path's generated names)."""
-    return [f"/aws/lambda/rokt-calendar-bridge-{stage}{suffix}" for suffix in FUNCTIONS]
+    return [f"/aws/lambda/{name}" for name in deploy.function_names(stage).values()]
 
 
 def from_cloudwatch(

@@ -135,8 +135,7 @@ class WebhookEndpoint:
         claimed = claimed_event_id(document)
         if claimed is not None:  # logged even when invalid: reports group webhooks by campaign
             summary["eventId"] = claimed
-        event_request = parse_request(action, account_code, document)
-        summary["eventId"] = event_request.event_id
+        event_request = parse_request(action, account_code, document)  # a valid eventId is the claimed one
         if event_request.unknown_fields:
             summary["unknownFields"] = list(event_request.unknown_fields)
         if _is_dry_run(request):

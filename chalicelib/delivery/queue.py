@@ -16,15 +16,13 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from chalicelib.clock import Deadline
 from chalicelib.delivery.models import EventRequest
 from chalicelib.delivery.service import DeliveryOutcome
-from chalicelib.errors import BridgeError, DependencyUnavailable
+from chalicelib.errors import BridgeError
 from chalicelib.observability import record_outcome
 from chalicelib.settings import RETRY_HORIZON_SECONDS, RETRY_MAX_BACKOFF_SECONDS
-from chalicelib.sqs import QueueRecords, stage_queue_names
+from chalicelib.sqs import QueueRecords, send_json, stage_queue_names
 from chalicelib.sqs import backoff_seconds as sqs_backoff
 
 if TYPE_CHECKING:
@@ -73,22 +71,13 @@ class DeliveryQueue:
         """Queue ``request``: one AWS call, no dedupe here (the consumer's delivery records do it).
         ``receivedAt`` (when the webhook reached the bridge) orders it among intents for its event."""
         now = self._clock()
-        body = {
-            "request": request.to_dict(),
-            "queuedAt": now,
-            "receivedAt": now if received_at is None else received_at,
-        }
-        try:
-            self._sqs().send_message(
-                QueueUrl=self._queue_url,
-                MessageBody=json.dumps(body),
-                MessageAttributes={
-                    "accountCode": {"DataType": "String", "StringValue": request.account_code},
-                    "eventId": {"DataType": "String", "StringValue": request.event_id},
-                },
-            )
-        except (BotoCoreError, ClientError) as exc:
-            raise DependencyUnavailable("the delivery queue (SQS) is unavailable") from exc
+        send_json(
+            self._sqs(),
+            self._queue_url,
+            {"request": request.to_dict(), "queuedAt": now, "receivedAt": now if received_at is None else received_at},
+            {"accountCode": request.account_code, "eventId": request.event_id},
+            "delivery queue",
+        )
         return DeliveryOutcome(
             status="queued",
             action=request.action.value,

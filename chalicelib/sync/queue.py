@@ -7,14 +7,10 @@ visibility timeout of 180 s (6x, as AWS advises); 10 receives before SQS dead-le
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from chalicelib.errors import DependencyUnavailable
-from chalicelib.sqs import stage_queue_names
+from chalicelib.sqs import send_json, stage_queue_names
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
@@ -42,14 +38,10 @@ class SyncQueue:
         self._clock = clock
 
     def send(self, webhook: RoktWebhook, envelope: dict[str, Any]) -> None:
-        try:
-            self._sqs.send_message(
-                QueueUrl=self._queue_url,
-                MessageBody=json.dumps({"webhook": envelope, "receivedAt": self._clock()}),
-                MessageAttributes={
-                    "eventId": {"DataType": "String", "StringValue": webhook.event_id},
-                    "eventType": {"DataType": "String", "StringValue": webhook.event_type},
-                },
-            )
-        except (BotoCoreError, ClientError) as exc:
-            raise DependencyUnavailable("the sync queue (SQS) is unavailable") from exc
+        send_json(
+            self._sqs,
+            self._queue_url,
+            {"webhook": envelope, "receivedAt": self._clock()},
+            {"eventId": webhook.event_id, "eventType": webhook.event_type},
+            "sync queue",
+        )

@@ -254,23 +254,30 @@ def rokt_webhook_url(api_url: str, token: str) -> str:
     return f"{api_url.rstrip('/')}/rokt/webhooks/{token}"
 
 
-def consumer_function(stage: str) -> str:
-    """The delivery queue's consumer Lambda as `chalice deploy` names it."""
-    return deploy.function_names(stage)["delivery"]
+QUEUE_CONSUMERS = ("delivery", "sync")  # both return batchItemFailures (Powertools BatchProcessor)
+
+
+def consumer_functions(stage: str) -> list[str]:
+    """Both queue consumers' Lambdas as `chalice deploy` names them."""
+    names = deploy.function_names(stage)
+    return [names[kind] for kind in QUEUE_CONSUMERS]
 
 
 def enable_partial_batch(lambda_client: LambdaClient, stage: str, progress: Progress = print) -> int:
-    """Set ReportBatchItemFailures on the consumer's SQS event source (`chalice deploy` cannot).
+    """Set ReportBatchItemFailures on both queue consumers' SQS event sources (`chalice deploy` cannot).
 
     Without it a batch in which only some records failed is counted a success and those records are
     lost. Idempotent; returns how many mappings were changed.
     """
-    function = consumer_function(stage)
-    mappings = lambda_client.list_event_source_mappings(FunctionName=function).get("EventSourceMappings", [])
-    if not mappings:
-        raise OpsError(f"{function} has no SQS event source: deploy the stage first")
+    found = {
+        function: lambda_client.list_event_source_mappings(FunctionName=function).get("EventSourceMappings", [])
+        for function in consumer_functions(stage)
+    }
+    missing = [function for function, mappings in found.items() if not mappings]
+    if missing:
+        raise OpsError(f"{', '.join(missing)} has no SQS event source: deploy the stage first")
     changed = 0
-    for mapping in mappings:
+    for mapping in (mapping for mappings in found.values() for mapping in mappings):
         if "ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", []):
             progress(f"event source {mapping['UUID']}: already reports partial batch failures")
             continue
@@ -422,15 +429,26 @@ def _braze_key_check(ssm: SSMClient, names: StageNames, endpoint: str, session: 
 def _partial_batch_check(lambda_client: LambdaClient, stage: str) -> Check:
     name = "queue consumer partial batches"
     try:
-        mappings = lambda_client.list_event_source_mappings(FunctionName=consumer_function(stage))
+        found = {
+            function: lambda_client.list_event_source_mappings(FunctionName=function).get("EventSourceMappings", [])
+            for function in consumer_functions(stage)
+        }
     except (ClientError, BotoCoreError) as exc:
         return Check(name, True, f"skipped: Lambda could not be asked ({type(exc).__name__})")
-    found = mappings.get("EventSourceMappings", [])
-    if not found:
-        return Check(name, True, "skipped: the SQS handler is not deployed")
-    if all("ReportBatchItemFailures" in m.get("FunctionResponseTypes", []) for m in found):
-        return Check(name, True, "ReportBatchItemFailures is set")
-    return Check(name, False, "ReportBatchItemFailures is off: run `python -m devtools enable-partial-batch`")
+    if not any(found.values()):
+        return Check(name, True, "skipped: the SQS handlers are not deployed")
+    off = [
+        function
+        for function, mappings in found.items()
+        if not all("ReportBatchItemFailures" in m.get("FunctionResponseTypes", []) for m in mappings)
+    ]
+    if off:
+        return Check(
+            name,
+            False,
+            f"ReportBatchItemFailures is off for {', '.join(off)}: run `python -m devtools enable-partial-batch`",
+        )
+    return Check(name, True, "ReportBatchItemFailures is set on both consumers")
 
 
 def _required_parameters(names: StageNames) -> list[str]:

@@ -159,39 +159,59 @@ def test_policies_name_only_the_stage_resources(stage: str):
 
 
 @pytest.fixture
-def deployed_consumer(aws: Aws) -> str:
-    """What `chalice deploy --stage test` leaves behind: the SQS handler and its event source."""
+def deployed_consumers(aws: Aws) -> list[str]:
+    """What `chalice deploy --stage test` leaves behind: both SQS handlers, each with its event source."""
     session = aws.session
     iam = session.client("iam", endpoint_url=aws.url)
     role = iam.create_role(RoleName="consumer-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     lambda_client = session.client("lambda", endpoint_url=aws.url)
-    lambda_client.create_function(
-        FunctionName=ops.consumer_function("test"),
-        Runtime="python3.11",
-        Role=role,
-        Handler="app.deliver_queued",
-        Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
-    )
     sqs = aws.sqs()
-    url = sqs.create_queue(QueueName="consumer-test")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    lambda_client.create_event_source_mapping(EventSourceArn=arn, FunctionName=ops.consumer_function("test"))
-    return ops.consumer_function("test")
+    functions = [deploy.function_names("test")[kind] for kind in ("delivery", "sync")]
+    for function in functions:
+        handler = function.rsplit("-", 1)[-1]
+        lambda_client.create_function(
+            FunctionName=function,
+            Runtime="python3.11",
+            Role=role,
+            Handler=f"app.{handler}",
+            Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+        )
+        url = sqs.create_queue(QueueName=f"consumer-test-{handler}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        lambda_client.create_event_source_mapping(EventSourceArn=arn, FunctionName=function)
+    return functions
 
 
-def test_enable_partial_batch_sets_report_batch_item_failures_once(aws: Aws, names: ops.StageNames, deployed_consumer):
+def test_enable_partial_batch_sets_report_batch_item_failures_on_both_consumers_once(
+    aws: Aws, names: ops.StageNames, deployed_consumers
+):
     lambda_client = aws.session.client("lambda", endpoint_url=aws.url)
     before = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb(), lambda_client=lambda_client)}
 
     first = ops.enable_partial_batch(lambda_client, "test", progress=lambda _: None)
     second = ops.enable_partial_batch(lambda_client, "test", progress=lambda _: None)
 
-    assert (first, second) == (1, 0)
-    [mapping] = lambda_client.list_event_source_mappings(FunctionName=deployed_consumer)["EventSourceMappings"]
-    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert (first, second) == (2, 0)
+    for function in deployed_consumers:
+        [mapping] = lambda_client.list_event_source_mappings(FunctionName=function)["EventSourceMappings"]
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"], function
     assert not before["queue consumer partial batches"].ok
     after = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb(), lambda_client=lambda_client)}
     assert after["queue consumer partial batches"].ok
+
+
+def test_doctor_fails_while_the_sync_consumer_drops_partly_failed_batches(
+    aws: Aws, names: ops.StageNames, deployed_consumers
+):
+    lambda_client = aws.session.client("lambda", endpoint_url=aws.url)
+    [delivery] = lambda_client.list_event_source_mappings(FunctionName=deployed_consumers[0])["EventSourceMappings"]
+    lambda_client.update_event_source_mapping(UUID=delivery["UUID"], FunctionResponseTypes=["ReportBatchItemFailures"])
+
+    checks = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb(), lambda_client=lambda_client)}
+
+    check = checks["queue consumer partial batches"]
+    assert not check.ok
+    assert deployed_consumers[1] in check.detail
 
 
 def test_enable_partial_batch_before_deploy_is_a_clear_error(aws: Aws):

@@ -4,9 +4,10 @@ only, the requirements as a local wheelhouse, and the one shim moto server needs
 
 The shim: moto's ``ImportRestApi``/``PutRestApi`` take only OpenAPI 3 and read ``info.description``;
 Chalice sends Swagger 2 without one. :func:`patch_moto_rest_api_import` converts the document inside the
-in-process moto server before moto sees it (:func:`swagger2_to_openapi3`). It covers the version tag,
-``info.description``, ``definitions``/``securityDefinitions`` (moved under ``components`` with their
-``$ref``\\ s), and per operation ``consumes``/``produces`` and response ``schema``; moto then builds the
+in-process moto server before moto sees it (:func:`swagger2_to_openapi3`), and has moto validate the
+result as OpenAPI 3. It covers the version tag, ``info.description``, ``definitions`` and
+``securityDefinitions`` (moved under ``components`` with their ``$ref``\\ s), and per operation
+``consumes``/``produces``, response ``schema`` and path parameters' inline types; moto then builds the
 resources, methods and Lambda proxy integrations from the paths as it would for any OpenAPI 3 import.
 A second, smaller one: moto filters ``ListEventSourceMappings(FunctionName=...)`` by the exact string
 the mapping was created with, and Chalice creates mappings with the function's ARN, so asking by name
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.requirements import Requirement
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Iterator, Mapping
 
     import pytest
 
@@ -162,6 +163,9 @@ def _pack(found: Any, target: Path) -> Path:
     return wheel
 
 
+SCHEMA_KEYS = ("type", "format", "items", "enum", "default", "pattern")  # a Swagger 2 parameter's schema, inline
+
+
 def swagger2_to_openapi3(document: Mapping[str, Any]) -> dict[str, Any]:
     """The OpenAPI 3 form of the Swagger 2 document Chalice builds, as far as that document goes."""
     converted: dict[str, Any] = _refs_to_components(copy.deepcopy(dict(document)))
@@ -180,6 +184,8 @@ def swagger2_to_openapi3(document: Mapping[str, Any]) -> dict[str, Any]:
                 continue
             produces = operation.pop("produces", ["application/json"])
             operation.pop("consumes", None)
+            for parameter in operation.get("parameters", []):
+                parameter["schema"] = {key: parameter.pop(key) for key in SCHEMA_KEYS if key in parameter}
             for response in operation.get("responses", {}).values():
                 if "schema" in response:
                     schema = response.pop("schema")
@@ -227,18 +233,24 @@ def patch_moto_event_source_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def patch_moto_rest_api_import(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the in-process moto server take Chalice's Swagger 2 on import and put (see the module)."""
+    """Make the in-process moto server take Chalice's Swagger 2 on import and put (see the module),
+    and validate what the conversion made as OpenAPI 3 (moto's ``failonwarnings``), so a conversion
+    that hides a broken document fails the deploy."""
     from moto.apigateway.models import APIGatewayBackend
 
-    def converting(original: Callable[..., Any], position: int) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            arguments = list(args)
-            if arguments[position].get("swagger"):
-                arguments[position] = swagger2_to_openapi3(arguments[position])
-            return original(*arguments, **kwargs)
+    original_import, original_put = APIGatewayBackend.import_rest_api, APIGatewayBackend.put_rest_api
 
-        return call
+    def importing(self: Any, api_doc: dict[str, Any], fail_on_warnings: bool) -> Any:
+        if api_doc.get("swagger"):
+            return original_import(self, swagger2_to_openapi3(api_doc), True)
+        return original_import(self, api_doc, fail_on_warnings)
 
-    # import_rest_api(self, api_doc, ...), put_rest_api(self, function_id, api_doc, ...)
-    monkeypatch.setattr(APIGatewayBackend, "import_rest_api", converting(APIGatewayBackend.import_rest_api, 1))
-    monkeypatch.setattr(APIGatewayBackend, "put_rest_api", converting(APIGatewayBackend.put_rest_api, 2))
+    def putting(
+        self: Any, function_id: str, api_doc: dict[str, Any], fail_on_warnings: bool, mode: str = "merge"
+    ) -> Any:
+        if api_doc.get("swagger"):
+            return original_put(self, function_id, swagger2_to_openapi3(api_doc), True, mode)
+        return original_put(self, function_id, api_doc, fail_on_warnings, mode)
+
+    monkeypatch.setattr(APIGatewayBackend, "import_rest_api", importing)
+    monkeypatch.setattr(APIGatewayBackend, "put_rest_api", putting)

@@ -195,6 +195,28 @@ def test_the_api_serves_the_apps_routes_through_the_api_function(deployment: Dep
     assert statement["Condition"]["ArnLike"]["AWS:SourceArn"].endswith(f":{api['id']}/*")
 
 
+def test_deploying_again_updates_in_place_and_keeps_partial_batches(deployment: Deployment):
+    lambda_client, apigateway = deployment.client("lambda"), deployment.client("apigateway")
+
+    def state() -> dict[str, Any]:
+        [api] = apigateway.get_rest_apis()["items"]
+        resources = apigateway.get_resources(restApiId=api["id"])["items"]
+        return {
+            "functions": sorted(f["FunctionArn"] for f in _functions(deployment).values()),
+            "event sources": sorted(
+                (m["UUID"], m["BatchSize"], tuple(m.get("FunctionResponseTypes", [])))
+                for m in lambda_client.list_event_source_mappings()["EventSourceMappings"]
+            ),
+            "api": api["id"],
+            "routes": sorted((r["path"], m) for r in resources for m in r.get("resourceMethods", {})),
+        }
+
+    before = state()
+    deployment.run("chalice deploy again", [*harness.DEPLOY, "--stage", STAGE])  # PutRestApi this time
+
+    assert state() == before
+
+
 def test_doctor_is_green_once_the_secrets_are_set(deployment: Deployment):
     client_id, client_secret = next(iter(DEFAULT_CLIENTS.items()))
     deployment.run("secrets rokt", [*harness.SET_ROKT_CREDENTIALS, "--stage", STAGE], f"{client_id}\n{client_secret}\n")

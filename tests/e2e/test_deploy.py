@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import zipfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 STAGE = "dev"
 STEP_TIMEOUT_SECONDS = 60
+ZIP_BUDGET_BYTES = 3 * 1024 * 1024
 HANDLERS = {"api": "app.app", "delivery": "app.deliver_queued", "sync": "app.sync_subscribers"}
 ROLES = {"api": "api_handler", "delivery": "deliver_queued", "sync": "sync_subscribers"}
 WEBHOOK_SECRET = "deploy-e2e-webhook-secret-0123456789"
@@ -134,6 +136,18 @@ def test_the_stages_functions_run_its_handlers_with_its_environment(deployment: 
         assert function["Environment"]["Variables"] == {**defined, "ROKT_API_URL": deployment.rokt_url}
     dashboards = deployment.client("cloudwatch").list_dashboards()["DashboardEntries"]
     assert [d["DashboardName"] for d in dashboards] == [dashboard.dashboard_name(STAGE)]
+
+
+def test_every_function_runs_the_one_package_of_the_app_and_its_requirements(deployment: Deployment):
+    [package] = (deployment.project / ".chalice" / "deployments").glob("*.zip")  # what chalice uploaded
+    names = set(zipfile.ZipFile(package).namelist())
+
+    assert {f["CodeSize"] for f in _functions(deployment).values()} == {package.stat().st_size}
+    assert package.stat().st_size <= ZIP_BUDGET_BYTES
+    assert {"app.py", "chalicelib/wiring.py", "chalicelib/delivery/data/windows_zones.json"} <= names
+    shipped = {name.split("/", 1)[0] for name in names}
+    assert {"aws_lambda_powertools", "requests", "urllib3", "charset_normalizer", "idna", "certifi"} <= shipped
+    assert not shipped & {"boto3", "botocore", "devtools", "tests"}
 
 
 def test_both_queue_consumers_read_their_queue_in_batches_reporting_item_failures(deployment: Deployment):

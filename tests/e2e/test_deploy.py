@@ -30,6 +30,7 @@ from devtools.localstack import free_port, wait_for_http
 from devtools.project import PROJECT_DIR, stage_environment
 from devtools.rokt_sandbox import DEFAULT_CLIENTS
 from tests import deploy_harness as harness
+from tests.e2e.test_package import ZIP_BUDGET_BYTES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -41,7 +42,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 STAGE = "dev"
 STEP_TIMEOUT_SECONDS = 60
-ZIP_BUDGET_BYTES = 3 * 1024 * 1024
 HANDLERS = {"api": "app.app", "delivery": "app.deliver_queued", "sync": "app.sync_subscribers"}
 ROLES = {"api": "api_handler", "delivery": "deliver_queued", "sync": "sync_subscribers"}
 WEBHOOK_SECRET = "deploy-e2e-webhook-secret-0123456789"
@@ -79,8 +79,8 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    """Our own moto server, with the harness's shims (tests/deploy_harness.py)."""
+def deploy_moto_url() -> Iterator[str]:
+    """This module's own moto server, with the harness's shims (tests/deploy_harness.py)."""
     with pytest.MonkeyPatch.context() as patch:
         harness.patch_moto(patch)
         port = free_port()
@@ -94,15 +94,16 @@ def moto_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def deployment(
-    moto_url: str, sandbox_server: RoktSandbox, tmp_path_factory: pytest.TempPathFactory
+    deploy_moto_url: str, sandbox_server: RoktSandbox, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
     checkout_state = sorted(p.name for p in (PROJECT_DIR / ".chalice").iterdir())
     workspace = tmp_path_factory.mktemp("deploy")
     started = time.monotonic()
     wheels = harness.wheelhouse(PROJECT_DIR / "requirements.txt", workspace / "wheelhouse")
     project = harness.copy_project(PROJECT_DIR, workspace / "project", STAGE, {"ROKT_API_URL": sandbox_server.url})
-    env = harness.loopback_only_environment(moto_url, wheels, closed_port=free_port())
-    done = Deployment(project, env, boto3.session.Session(region_name="us-east-1"), moto_url, sandbox_server.url)
+    env = harness.loopback_only_environment(deploy_moto_url, wheels, closed_port=free_port())
+    session = boto3.session.Session(region_name="us-east-1")
+    done = Deployment(project, env, session, deploy_moto_url, sandbox_server.url)
     done.seconds["wheelhouse + copy"] = round(time.monotonic() - started, 2)
 
     done.run("bootstrap", [*harness.BOOTSTRAP, "--stage", STAGE])

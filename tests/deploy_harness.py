@@ -1,8 +1,9 @@
 """What the deploy e2e (tests/e2e/test_deploy.py) needs around the real `chalice deploy`: a copy of the
 project to deploy from, the documented commands in one table, an environment that can reach loopback
-only, the requirements as a local wheelhouse, and the one shim moto server needs.
+only, the requirements as a wheelhouse packed from this environment (Chalice's packager runs
+``pip download``; here it never needs an index), and the two shims moto server needs.
 
-The shim: moto's ``ImportRestApi``/``PutRestApi`` take only OpenAPI 3 and read ``info.description``;
+The first: moto's ``ImportRestApi``/``PutRestApi`` take only OpenAPI 3 and read ``info.description``;
 Chalice sends Swagger 2 without one. :func:`patch_moto_rest_api_import` converts the document inside the
 in-process moto server before moto sees it (:func:`swagger2_to_openapi3`), and has moto validate the
 result as OpenAPI 3. It covers the version tag, ``info.description``, ``definitions`` and
@@ -15,8 +16,10 @@ the mapping was created with, and Chalice creates mappings with the function's A
 moto match a name or an ARN to the function, as AWS does.
 
 What only a real account shows: that API Gateway accepts Chalice's Swagger 2 as sent, that a request
-through the API reaches the function (moto does not run Lambda code here), that IAM grants are enough
-(moto does not enforce them) and that the event sources poll.
+through the API reaches the function (moto does not run Lambda code here: the e2e's dry-run webhook
+goes to the same code under `chalice local`), that the Lambda runtime imports the package, that IAM
+grants are enough (moto does not enforce them), X-Ray, and that the event sources poll and honour
+``ReportBatchItemFailures``.
 """
 
 from __future__ import annotations

@@ -153,6 +153,8 @@ def _pack(found: Any, target: Path) -> Path:
     tag = next(
         line.split(":", 1)[1].strip() for line in found.read_text("WHEEL").splitlines() if line.startswith("Tag:")
     )
+    if not tag.endswith("-any") and "linux" not in tag:
+        raise RuntimeError(f"{found.metadata['Name']} is installed for {tag}, not Lambda's Linux: run this on Linux")
     wheel = target / f"{_normalized(found.metadata['Name'])}-{found.version}-{tag}.whl"
     files = [f for f in found.files if not str(f).startswith("..") and "__pycache__" not in f.parts]
     record = next(f for f in files if f.name == "RECORD" and f.parent.name.endswith(".dist-info"))

@@ -24,7 +24,7 @@ from chalicelib.errors import BridgeError, InFlight, RoktRejected, ValidationFai
 from chalicelib.observability import count, logger, record_outcome
 from chalicelib.sqs import backoff_seconds
 from chalicelib.sync import mapping
-from chalicelib.sync.envelope import parse
+from chalicelib.sync.envelope import parse, problems
 from chalicelib.sync.queue import SYNC_BASE_BACKOFF_SECONDS, SYNC_MAX_BACKOFF_SECONDS
 from chalicelib.sync.records import LedgerEntry
 
@@ -132,7 +132,10 @@ class SyncConsumer:
             if webhook is not None:
                 self._claims.release(webhook.event_id, exc)
             self._dead_letter(record, str(exc))
-        except (ValidationFailed, ValueError, KeyError, TypeError) as exc:  # the message itself is unreadable
+        except ValidationFailed as exc:  # accepted from Rokt, but without what the sync needs
+            summary.update(outcome="dead_lettered", error=exc.code)
+            self._dead_letter(record, f"unusable webhook: {problems(exc)}")
+        except (ValueError, KeyError, TypeError) as exc:  # the message itself is unreadable
             summary.update(outcome="dead_lettered", error=type(exc).__name__)
             self._dead_letter(record, f"unreadable message: {exc}")
         except BridgeError as exc:

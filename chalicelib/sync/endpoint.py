@@ -1,8 +1,10 @@
 """The sync flow's HTTP edge: ``POST /rokt/webhooks/{token}`` → validate → sync queue → 202.
 
 Rokt retries anything but a 2xx for about 30 minutes, so the route answers fast and only refuses
-(4xx) what can never succeed. The token is the secret: it is never logged, counted or answered —
-the summary line names the route template.
+(4xx) what can never be processed: not JSON, or no ``eventId``/``eventType``. A used type whose
+details the sync cannot use is accepted all the same and dead-lettered by the consumer with the
+reason. The token is the secret: it is never logged, counted or answered — the summary line names
+the route template.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.errors import BridgeError, DependencyUnavailable
+from chalicelib.errors import BridgeError, DependencyUnavailable, ValidationFailed
 from chalicelib.observability import logger, record_outcome
 from chalicelib.secrets import BRAZE_API_KEY
-from chalicelib.sync.envelope import decode, parse
+from chalicelib.sync.envelope import USED_TYPES, RoktWebhook, decode, header, parse, problems
 from chalicelib.web import error_response, json_response
 
 if TYPE_CHECKING:
@@ -64,12 +66,19 @@ class RoktWebhookEndpoint:
         self._authenticator.authenticate(token)
         raw = request.raw_body
         body = decode(raw.encode("utf-8") if isinstance(raw, str) else raw)
-        webhook = parse(body)
-        summary.update(eventId=webhook.event_id, eventType=webhook.event_type)
-        if not webhook.used:
+        event_id, event_type = header(body)
+        summary.update(eventId=event_id, eventType=event_type)
+        if event_type not in USED_TYPES:
             summary["outcome"] = "ignored"
-            logger.info("Rokt webhook type not synced; acknowledged", extra={"eventType": webhook.event_type[:64]})
-            return json_response({"status": "ignored", "eventId": webhook.event_id, "eventType": webhook.event_type})
+            logger.info("Rokt webhook type not synced; acknowledged", extra={"eventType": event_type[:64]})
+            return json_response({"status": "ignored", "eventId": event_id, "eventType": event_type})
+        try:
+            webhook = parse(body)
+        except ValidationFailed as exc:
+            # Rokt's word about a subscription, in a shape the sync cannot use: refusing it would only
+            # make Rokt retry for 30 minutes and give up. Keep it; the consumer dead-letters it with why.
+            webhook = RoktWebhook(event_id=event_id, event_type=event_type)
+            summary["unusable"] = problems(exc)[:500]
         # Without a Braze key nothing could ever be written: say so now, while Rokt still retries.
         self._store.get(BRAZE_API_KEY, max_age=BRAZE_KEY_MAX_AGE_SECONDS)
         self._queue().send(webhook, body)

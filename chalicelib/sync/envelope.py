@@ -1,7 +1,13 @@
 """Rokt's webhook envelope (v2), read defensively against the inconsistencies of Rokt's own docs
 (``../shared/reading/rokt_webhooks.md`` §8): both spellings of ``SubscriptionDetailsUpdated``, the
-"Deleted" example that says ``SubscriptionEventRemoved``, ``calendarSubscriptionId`` at either level,
-and ``removedDateTimeUtc`` without a ``T`` or a zone."""
+"Deleted" example that says ``SubscriptionEventRemoved``, ``calendarSubscriptionId`` at either level
+(each documented place is read; the first usable value wins), and ``removedDateTimeUtc`` without a
+``T`` or a zone.
+
+Two levels of "unusable": an envelope without ``eventId``/``eventType`` can never be processed
+(``header`` refuses it); a used type whose details lack what the sync needs is still Rokt's word about
+a subscription, so the route keeps it and the consumer dead-letters it with the reason (``parse``'s
+ValidationFailed, described by ``problems``)."""
 
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ SUBSCRIPTION_TYPES = frozenset({"Subscribe", "Unsubscribe", "SubscriptionDetails
 CALENDAR_EVENT_TYPES = frozenset({"SubscriptionEventAdded", "SubscriptionEventRemoved"})
 USED_TYPES = SUBSCRIPTION_TYPES | CALENDAR_EVENT_TYPES
 _ALIASES = {"SubscriptionDetailsUpdate": "SubscriptionDetailsUpdated"}
+# rokt_webhooks.md §2.1 and §8.3: listed at eventDetails level, shown inside ``subscription`` in every example.
+SUBSCRIPTION_ID_PLACES = (("subscription", "calendarSubscriptionId"), ("calendarSubscriptionId",))
 
 
 @dataclass(frozen=True)
@@ -62,8 +70,8 @@ def decode(raw: bytes | None) -> Any:
         raise InvalidJson(f"the request body cannot be read as a webhook ({type(exc).__name__})") from exc
 
 
-def parse(body: Any) -> RoktWebhook:
-    """Validate the envelope; for event types the bridge uses, everything it needs must be there."""
+def header(body: Any) -> tuple[str, str]:
+    """The envelope's ``eventId`` and (normalized) ``eventType``: without them nothing can ever be done."""
     if not isinstance(body, dict):
         raise ValidationFailed("the webhook must be a JSON object", [FieldError("", "expected an object")])
     errors: list[FieldError] = []
@@ -71,27 +79,36 @@ def parse(body: Any) -> RoktWebhook:
     raw_type = body.get("eventType")
     if not isinstance(raw_type, str) or not raw_type.strip():
         errors.append(FieldError("eventType", "required, a string"))
-    if errors:
+    if errors or event_id is None:
         raise ValidationFailed("the webhook envelope is incomplete", errors)
-    details = body.get("eventDetails")
     event_type = _ALIASES.get(str(raw_type).strip(), str(raw_type).strip())
+    details = body.get("eventDetails")
     if event_type == "SubscriptionEventRemoved" and not isinstance(_get(details, "subscription"), dict):
         event_type = "SubscriptionEventDeleted"  # the docs' "Deleted" example carries the Removed type
+    return event_id, event_type
+
+
+def parse(body: Any) -> RoktWebhook:
+    """Validate the envelope; for event types the bridge uses, everything it needs must be there."""
+    event_id, event_type = header(body)
     if event_type not in USED_TYPES:
-        return RoktWebhook(event_id=str(event_id), event_type=event_type)
+        return RoktWebhook(event_id=event_id, event_type=event_type)
+    details = body.get("eventDetails")
     if not isinstance(details, dict):
         raise ValidationFailed("eventDetails is missing", [FieldError("eventDetails", "required, an object")])
-    return _used(str(event_id), event_type, details)
+    return _used(event_id, event_type, details)
+
+
+def problems(exc: ValidationFailed) -> str:
+    """A ValidationFailed as one line for a log or a dead letter's reason: the message and every field."""
+    fields = "; ".join(f"{d.field or 'body'}: {d.message}" for d in exc.details)
+    return f"{exc.message} ({fields})" if fields else exc.message
 
 
 def _used(event_id: str, event_type: str, details: dict[str, Any]) -> RoktWebhook:
     errors: list[FieldError] = []
     subscription = _object(details, "subscription")
-    subscription_id = _identifier(
-        subscription.get("calendarSubscriptionId") or details.get("calendarSubscriptionId"),
-        "eventDetails.subscription.calendarSubscriptionId",
-        errors,
-    )
+    subscription_id = _first_identifier(details, SUBSCRIPTION_ID_PLACES, errors)
     code = _identifier(details.get("accountCode"), "eventDetails.accountCode", errors)
     calendar_event = _object(details, "subscriptionEvent") if event_type in CALENDAR_EVENT_TYPES else {}
     calendar_event_id = None
@@ -133,6 +150,25 @@ def _identifier(value: Any, field: str, errors: list[FieldError]) -> str | None:
         errors.append(FieldError(field, f"at most {MAX_ID_LENGTH} printable characters"))
         return None
     return value.strip()
+
+
+def _first_identifier(
+    details: dict[str, Any], places: tuple[tuple[str, ...], ...], errors: list[FieldError]
+) -> str | None:
+    """The first usable identifier among ``places`` (key paths under eventDetails); one error naming them all."""
+    for place in places:
+        found = _identifier(_path(details, place), "", [])
+        if found is not None:
+            return found
+    names = " or ".join("eventDetails." + ".".join(place) for place in places)
+    errors.append(FieldError(names, f"required in one of these places, a non-empty string of at most {MAX_ID_LENGTH}"))
+    return None
+
+
+def _path(container: Any, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        container = _get(container, key)
+    return container
 
 
 def _text(value: Any) -> str | None:

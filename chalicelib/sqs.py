@@ -1,10 +1,13 @@
 """The bridge's SQS plumbing: what producers send (one JSON message with String attributes), and what
 a queue consumer does to records besides reporting them failed — push a record's next attempt out
-(visibility), or move it to its queue's dead-letter queue with a reason."""
+(visibility), decide when to stop retrying (``RetryHorizon``), or move it to its queue's dead-letter
+queue with a reason. A consumer that decides itself, before the queue's redrive policy would, is what
+gives every dead letter a reason; only a message whose invocation crashed reaches a DLQ without one."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -50,6 +53,33 @@ def backoff_seconds(receive_count: int, retry_after: int | None, base: int, cap:
     return int(min(max(retry_after, 1), cap, MAX_VISIBILITY_SECONDS))
 
 
+def sent_at(record: SQSRecord) -> float | None:
+    """When SQS took the message (its ``SentTimestamp``, epoch seconds); None when the event does not say.
+    A replayed dead letter is a new message: its retries start over."""
+    try:
+        sent = int(record.attributes.sent_timestamp)
+    except (TypeError, ValueError, KeyError):
+        return None
+    return sent / 1000 if sent > 0 else None
+
+
+@dataclass(frozen=True)
+class RetryHorizon:
+    """How long a consumer retries a message before dead-lettering it itself, with the reason: an age
+    horizon, and the queue's redrive limit as the last word — on the last receive SQS would give a
+    message, the consumer decides, so SQS never moves a failed one without saying why."""
+
+    seconds: float
+
+    def give_up(self, *, age: float | None, delay: int, receives: int, max_receives: int | None) -> str | None:
+        """Why to stop now (a dead-letter reason's opening), or None to try again after ``delay`` seconds."""
+        if age is not None and age + delay > self.seconds:
+            return f"gave up after {age / 3600:.1f} h of retries (horizon {self.seconds / 3600:g} h)"
+        if max_receives is not None and receives >= max_receives:
+            return f"gave up after {receives} receives (the queue's redrive limit)"
+        return None
+
+
 class QueueRecords:
     """SQS operations on received records; queue URLs are looked up once per container."""
 
@@ -57,6 +87,7 @@ class QueueRecords:
         self._sqs = sqs
         self._urls: dict[str, str] = {}
         self._dead_letter_urls: dict[str, str] = {}
+        self._redrive: dict[str, dict[str, Any]] = {}
 
     def delay(self, record: SQSRecord, seconds: int) -> None:
         """Make ``record`` visible again only after ``seconds``; failing that, SQS's default applies."""
@@ -98,12 +129,23 @@ class QueueRecords:
             self._urls[arn] = answer["QueueUrl"]
         return self._urls[arn]
 
+    def max_receives(self, record: SQSRecord) -> int | None:
+        """The receive count at which SQS would move ``record`` to its DLQ; None if unknown."""
+        try:
+            return int(self._redrive_policy(record.event_source_arn)["maxReceiveCount"])
+        except (BotoCoreError, ClientError, ValueError, KeyError, TypeError):
+            return None
+
     def _dead_letter_url(self, arn: str) -> str:
         """The DLQ named by the source queue's redrive policy: one source of truth, no extra setting."""
         if arn not in self._dead_letter_urls:
+            self._dead_letter_urls[arn] = self.queue_url(self._redrive_policy(arn)["deadLetterTargetArn"])
+        return self._dead_letter_urls[arn]
+
+    def _redrive_policy(self, arn: str) -> dict[str, Any]:
+        if arn not in self._redrive:
             attributes = self._sqs.get_queue_attributes(
                 QueueUrl=self.queue_url(arn), AttributeNames=["RedrivePolicy"]
             ).get("Attributes", {})
-            target = json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"]
-            self._dead_letter_urls[arn] = self.queue_url(target)
-        return self._dead_letter_urls[arn]
+            self._redrive[arn] = json.loads(attributes["RedrivePolicy"])
+        return self._redrive[arn]

@@ -142,6 +142,7 @@ def build_bridge(
             SyncLedger(dynamodb_client, settings.idempotency_table),
             QueueRecords(sqs()),
             fallback=settings.braze_identity_fallback,
+            wall_clock=clock,
         )
 
     queue_url = settings.sync_queue_url

@@ -7,6 +7,12 @@ per subscription per batch) and what the ledger says Braze holds, and stage the 
 one custom event per webhook (history), packed 75 + 75 per call. Each record's fate follows its call:
 written → claim completed and acknowledged; 429/5xx/timeout → claim released, retried later through
 the queue's visibility; refused for good → dead-lettered with the reason, never silently dropped.
+
+Retries end where the consumer decides (``sqs.RetryHorizon``): 24 h after the message was queued, or
+on the last receive the queue's redrive policy allows, whichever comes first — then the record goes
+to the DLQ with the reason, so SQS's own redrive only ever moves a message whose invocation crashed.
+A subscription Rokt answers 404 for, that the bridge never wrote, may be one Rokt has not made
+readable yet: it is retried for ``SYNC_NOT_FOUND_HORIZON_SECONDS`` before it is a dead letter.
 """
 
 from __future__ import annotations
@@ -20,12 +26,17 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 
 from chalicelib.braze.client import MAX_OBJECTS_PER_KIND, BrazeError, BrazeRateLimited
 from chalicelib.clock import Deadline, lambda_remaining_ms
-from chalicelib.errors import BridgeError, InFlight, RoktRejected, ValidationFailed
+from chalicelib.errors import BridgeError, InFlight, RoktRejected, UpstreamFailed, ValidationFailed
 from chalicelib.observability import count, logger, record_outcome
-from chalicelib.sqs import backoff_seconds
+from chalicelib.settings import RETRY_HORIZON_SECONDS
+from chalicelib.sqs import RetryHorizon, backoff_seconds, sent_at
 from chalicelib.sync import mapping
 from chalicelib.sync.envelope import parse, problems
-from chalicelib.sync.queue import SYNC_BASE_BACKOFF_SECONDS, SYNC_MAX_BACKOFF_SECONDS
+from chalicelib.sync.queue import (
+    SYNC_BASE_BACKOFF_SECONDS,
+    SYNC_MAX_BACKOFF_SECONDS,
+    SYNC_NOT_FOUND_HORIZON_SECONDS,
+)
 from chalicelib.sync.records import LedgerEntry
 
 if TYPE_CHECKING:
@@ -89,6 +100,9 @@ class SyncConsumer:
         fallback: mapping.IdentityFallback,
         budget_seconds: float = CONSUMER_BUDGET_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        horizon_seconds: float = RETRY_HORIZON_SECONDS,
+        not_found_seconds: float = SYNC_NOT_FOUND_HORIZON_SECONDS,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._rokt = rokt
         self._braze = braze
@@ -98,6 +112,9 @@ class SyncConsumer:
         self._fallback = fallback
         self._budget = budget_seconds
         self._clock = clock
+        self._horizon = RetryHorizon(horizon_seconds)
+        self._not_found_horizon = not_found_seconds
+        self._wall_clock = wall_clock
 
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         batch = self._batch(context)
@@ -142,7 +159,9 @@ class SyncConsumer:
             summary.update(outcome=exc.outcome, error=exc.code)
             if webhook is not None and not isinstance(exc, InFlight):
                 self._claims.release(webhook.event_id, exc)
-            self._retry_later(record, getattr(exc, "retry_after", None))
+            if self._retry_or_give_up(record, getattr(exc, "retry_after", None), exc.message):
+                summary["outcome"] = "dead_lettered"
+                return
             raise
         finally:
             if summary.get("outcome") != "staged":
@@ -170,7 +189,7 @@ class SyncConsumer:
             batch.ledgers[subscription_id] = self._ledger.get(subscription_id)
         state, previous = batch.states[subscription_id], batch.ledgers[subscription_id]
         if state is None and previous is None:
-            raise DeadLetter(f"Rokt does not know subscription {subscription_id} and nothing was written for it")
+            self._not_found(record, subscription_id)
         subscriber = (
             mapping.subscriber(subscription_id, state, webhook.account, self._fallback)
             if state is not None
@@ -217,9 +236,10 @@ class SyncConsumer:
         logger.warning("Braze write failed", extra={"error": str(exc), "records": len(chunk), "retryable": retryable})
         for staged in chunk:
             self._claims.release(staged.webhook.event_id, exc)
-            if retryable or not self._dead_letter(staged.record, str(exc)):
+            if retryable and self._retry_or_give_up(staged.record, retry_after, str(exc)):
+                self._finish(staged, "dead_lettered", error=type(exc).__name__)
+            elif retryable or not self._dead_letter(staged.record, str(exc)):
                 batch.failed.add(staged.record.message_id)
-                self._retry_later(staged.record, retry_after)
                 self._finish(staged, "retryable_failure", error=type(exc).__name__)
             else:
                 self._finish(staged, "dead_lettered", error=type(exc).__name__)
@@ -254,18 +274,52 @@ class SyncConsumer:
                 },
             )
 
-    def _retry_later(self, record: SQSRecord, retry_after: int | None) -> None:
-        receives = int(record.attributes.approximate_receive_count or 1)
-        self._records.delay(
-            record, backoff_seconds(receives, retry_after, SYNC_BASE_BACKOFF_SECONDS, SYNC_MAX_BACKOFF_SECONDS)
+    # --- retries and dead letters ---------------------------------------------------------
+    def _not_found(self, record: SQSRecord, subscription_id: str) -> None:
+        """Rokt answered 404 and the bridge never wrote this subscription: retry (Rokt may not have made
+        a new subscription readable yet) until the not-found horizon, then dead-letter it."""
+        sent = sent_at(record)
+        age = 0.0 if sent is None else max(self._wall_clock() - sent, 0.0)
+        if age >= self._not_found_horizon:
+            raise DeadLetter(
+                f"Rokt does not know subscription {subscription_id} (HTTP 404 for {age / 60:.0f} min, horizon "
+                f"{self._not_found_horizon / 60:g} min) and nothing was written for it"
+            )
+        raise UpstreamFailed(
+            f"Rokt does not know subscription {subscription_id} yet (HTTP 404); retried for "
+            f"{self._not_found_horizon / 60:g} min",
+            upstream_status=404,
         )
 
+    def _retry_or_give_up(self, record: SQSRecord, retry_after: int | None, why: str) -> bool:
+        """Push the record's next attempt out by the backoff; or, past the horizon or on the last receive
+        the queue allows, dead-letter it with the reason. True if it was dead-lettered."""
+        receives = int(record.attributes.approximate_receive_count or 1)
+        delay = backoff_seconds(receives, retry_after, SYNC_BASE_BACKOFF_SECONDS, SYNC_MAX_BACKOFF_SECONDS)
+        sent = sent_at(record)
+        gave_up = self._horizon.give_up(
+            age=None if sent is None else self._wall_clock() - sent,
+            delay=delay,
+            receives=receives,
+            max_receives=self._records.max_receives(record),
+        )
+        if gave_up is not None and self._park(record, f"{gave_up}: {why}"):
+            return True
+        self._records.delay(record, delay)
+        return False
+
     def _dead_letter(self, record: SQSRecord, reason: str) -> bool:
-        if self._records.dead_letter(record, reason):
-            count("SyncDeadLettered")
-            logger.error("rokt webhook dead-lettered", extra={"messageId": record.message_id, "reason": reason})
+        if self._park(record, reason):
             return True
         raise RuntimeError("the sync dead-letter queue could not take the message; SQS will retry it")
+
+    def _park(self, record: SQSRecord, reason: str) -> bool:
+        """Copy ``record`` to the DLQ with ``reason``; False if the DLQ did not take it."""
+        if not self._records.dead_letter(record, reason):
+            return False
+        count("SyncDeadLettered")
+        logger.error("rokt webhook dead-lettered", extra={"messageId": record.message_id, "reason": reason})
+        return True
 
 
 @dataclass

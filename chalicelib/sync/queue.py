@@ -2,7 +2,10 @@
 
 Sizing chosen together (README "Rokt → Braze"): batches of up to 75 records (one /users/track call
 takes 75 attribute and 75 event objects), gathered for up to 5 s, a consumer timeout of 30 s and a
-visibility timeout of 180 s (6x, as AWS advises); 10 receives before SQS dead-letters on its own.
+visibility timeout of 180 s (6x, as AWS advises). The consumer decides dead letters itself, with the
+reason (24 h after a message was queued, ``settings.RETRY_HORIZON_SECONDS``; a subscription Rokt
+does not know for ``SYNC_NOT_FOUND_HORIZON_SECONDS``), so the redrive limit is SQS's ceiling: a
+backstop for invocations that crash, as on the delivery queue.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ if TYPE_CHECKING:
 
 SYNC_BATCH_SIZE = 75
 SYNC_BATCH_WINDOW_SECONDS = 5
-SYNC_MAX_RECEIVES = 10
+SYNC_MAX_RECEIVES = 1000  # SQS's ceiling: the consumer's horizon decides dead letters, not the receive count
 SYNC_BASE_BACKOFF_SECONDS = 30
 SYNC_MAX_BACKOFF_SECONDS = 900
+SYNC_NOT_FOUND_HORIZON_SECONDS = 1800  # Rokt's 404 for a subscription never written: retried this long
 
 
 def sync_queue_names(stage: str) -> tuple[str, str]:

@@ -257,21 +257,6 @@ def test_without_sync_configuration_the_route_is_503_and_delivery_is_unaffected(
     assert answer.json_body["error"] == "dependency_unavailable"
 
 
-def test_a_webhook_for_a_subscription_rokt_does_not_know_is_dead_lettered_with_the_reason(
-    synced: Client, braze: Braze, sync_queue: QueuePair
-) -> None:
-    envelope = {
-        "eventId": "w-unknown",
-        "eventType": "Subscribe",
-        "eventDetails": {"accountCode": "brazetest", "subscription": {"calendarSubscriptionId": "nope"}},
-    }
-    assert send(synced, envelope).status_code == 202
-    sync(synced, sync_queue)
-    [dead] = sync_queue.dead_letters()
-    assert "does not know subscription nope" in dead["MessageAttributes"]["deadLetterReason"]["StringValue"]
-    assert braze.track_calls() == 0
-
-
 json_leaf = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
 json_value = st.recursive(
     json_leaf,

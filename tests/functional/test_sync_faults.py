@@ -4,13 +4,17 @@ to Braze exactly once (retried through the queue), and the DLQ holds only what c
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 
+from chalicelib.settings import RETRY_HORIZON_SECONDS
 from chalicelib.sync.mapping import suffix
-from chalicelib.sync.queue import SYNC_BATCH_SIZE, sync_queue_names
+from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_MAX_RECEIVES, SYNC_NOT_FOUND_HORIZON_SECONDS, sync_queue_names
+from chalicelib.wiring import build_bridge
 from devtools.aws_proxy import AwsFault, AwsProxy
 from tests.conftest import ROKT_TOKEN, Aws, Braze, Sandbox, make_bridge, serving
 from tests.queues import QueuePair
@@ -122,3 +126,131 @@ def test_a_refusal_from_braze_is_dead_lettered_with_its_reason_and_replayable(
     queue.drain(client, SYNC_BATCH_SIZE)
     assert len(braze.users()) == SUBSCRIBERS
     assert all([e["name"] for e in u["custom_events"]] == ["subscribe"] for u in braze.users())
+
+
+class Later:
+    """The bridge's wall clock, ``offset`` seconds ahead of the real one (SQS stamps messages with real time)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest.fixture
+def later() -> Later:
+    return Later()
+
+
+@pytest.fixture
+def timed(settings: Settings, aws: Aws, braze: Braze, later: Later) -> Iterator[tuple[Client, QueuePair]]:
+    """The sync flow with an injected wall clock, on a queue with the production redrive limit."""
+    queue = QueuePair(aws.sqs(), *sync_queue_names("test"), SYNC_MAX_RECEIVES, "sync_subscribers")
+    bridge = build_bridge(
+        replace(settings, braze_rest_endpoint=braze.url, sync_queue_url=queue.url),
+        ssm_client=aws.ssm(),
+        dynamodb_client=aws.dynamodb(),
+        sqs_client=aws.sqs(),
+        clock=later,
+    )
+    with serving(bridge) as client:
+        yield client, queue
+
+
+def reasons(queue: QueuePair) -> list[str]:
+    return [m["MessageAttributes"]["deadLetterReason"]["StringValue"] for m in queue.dead_letters()]
+
+
+def consume_once(client: Client, queue: QueuePair) -> dict[str, Any]:
+    messages = queue.receive(SYNC_BATCH_SIZE)
+    assert messages
+    answer = queue.consume(client, messages)
+    queue.release([m for m in messages if m["MessageId"] in {f["itemIdentifier"] for f in answer["batchItemFailures"]}])
+    return answer
+
+
+def test_a_long_braze_outage_is_retried_for_the_horizon_then_dead_lettered_with_the_reason(
+    timed: tuple[Client, QueuePair], sandbox: Sandbox, braze: Braze, later: Later
+) -> None:
+    client, queue = timed
+    accept_subscribers(client, sandbox, copies=1)
+    braze.fault(status=503, count=1000)
+
+    # within the horizon: every record failed and kept on the queue
+    later.offset = 3600
+    assert len(consume_once(client, queue)["batchItemFailures"]) == SUBSCRIBERS
+    assert queue.dead_letters() == []
+    # past it: the consumer moves them itself, each with the reason, long before SQS's redrive limit
+    later.offset = RETRY_HORIZON_SECONDS + 60
+    assert consume_once(client, queue)["batchItemFailures"] == []
+
+    found = reasons(queue)
+    assert len(found) == SUBSCRIBERS
+    assert all(r.startswith("gave up after 24.0 h of retries (horizon 24 h): Braze") for r in found), found
+    assert queue.receive() == []
+    assert braze.users() == []
+
+
+def test_the_consumer_dead_letters_on_the_last_receive_sqs_would_give_it(
+    settings: Settings, aws: Aws, sandbox: Sandbox, braze: Braze
+) -> None:
+    """A queue whose redrive limit comes before the age horizon: the reason is still written."""
+    queue = QueuePair(aws.sqs(), *sync_queue_names("test"), 3, "sync_subscribers")
+    bridge = make_bridge(settings, aws, braze_rest_endpoint=braze.url, sync_queue_url=queue.url)
+    with serving(bridge) as client:
+        accept_subscribers(client, sandbox, copies=1)
+        braze.fault(status=429, count=1000)
+        queue.drain(client, SYNC_BATCH_SIZE, rounds=5)
+
+    found = reasons(queue)
+    assert len(found) == SUBSCRIBERS
+    assert all(r.startswith("gave up after 3 receives") for r in found), found
+
+
+def test_a_subscription_rokt_does_not_know_yet_is_retried_then_synced(
+    timed: tuple[Client, QueuePair], sandbox: Sandbox, braze: Braze, later: Later
+) -> None:
+    """Rokt may be eventually consistent: a 404 for a subscription the bridge never wrote is not final."""
+    client, queue = timed
+    sandbox.fault(target="subscriptions", status=404, body={"error": "subscription_not_found"}, count=1)
+    ids = accept_subscribers(client, sandbox, copies=1)
+
+    first = consume_once(client, queue)
+    assert len(first["batchItemFailures"]) == 1  # the one read that answered 404
+    assert queue.dead_letters() == []
+    later.offset = 120
+    consume_once(client, queue)
+
+    for i, subscription in enumerate(ids):
+        assert braze.user(f"user{i}")["attributes"]["rokt:subscription_id"] == [subscription]
+        assert [e["name"] for e in braze.user(f"user{i}")["custom_events"]] == ["subscribe"]
+    assert queue.receive() == []
+    assert queue.dead_letters() == []
+
+
+def test_a_subscription_rokt_never_knows_is_dead_lettered_after_the_not_found_horizon(
+    timed: tuple[Client, QueuePair], braze: Braze, later: Later
+) -> None:
+    client, queue = timed
+    envelope = {
+        "eventId": "w-unknown",
+        "eventType": "Subscribe",
+        "eventDetails": {"accountCode": "brazetest", "subscription": {"calendarSubscriptionId": "nope"}},
+    }
+    answer = client.http.post(
+        f"/rokt/webhooks/{ROKT_TOKEN}", headers={"Content-Type": "application/json"}, body=json.dumps(envelope)
+    )
+    assert answer.status_code == 202
+
+    assert len(consume_once(client, queue)["batchItemFailures"]) == 1
+    later.offset = SYNC_NOT_FOUND_HORIZON_SECONDS / 2
+    assert len(consume_once(client, queue)["batchItemFailures"]) == 1
+    assert queue.dead_letters() == []
+    later.offset = SYNC_NOT_FOUND_HORIZON_SECONDS + 60
+    assert consume_once(client, queue)["batchItemFailures"] == []
+
+    [reason] = reasons(queue)
+    assert "Rokt does not know subscription nope" in reason
+    assert "nothing was written for it" in reason
+    assert braze.track_calls() == 0

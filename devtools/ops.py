@@ -3,6 +3,7 @@ AWS_ENDPOINT_URL): bootstrap a stage, manage its secrets, print Braze templates,
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import secrets as random_secrets
@@ -122,7 +123,11 @@ def replay_dlq(
     skipped: list[str] = []
     while seen < limit:
         batch = sqs.receive_message(
-            QueueUrl=dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=60
+            QueueUrl=dlq_url,
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+            AttributeNames=["All"],
+            VisibilityTimeout=60,
         ).get("Messages", [])
         if not batch:
             break
@@ -135,8 +140,7 @@ def replay_dlq(
                 skipped.append(message["ReceiptHandle"])
                 continue
             matched += 1
-            reason = _attribute(attributes, DEAD_LETTER_REASON)
-            because = f" — dead-lettered because: {reason}" if reason else ""
+            because = f" — dead-lettered because: {dead_letter_reason(message)}"
             target = f"{account}/{event}" if account else str(event)
             progress(f"{'would replay' if dry_run else 'replaying'} {target} ({message['MessageId']}){because}")
             if dry_run:
@@ -148,6 +152,28 @@ def replay_dlq(
         sqs.change_message_visibility(QueueUrl=dlq_url, ReceiptHandle=handle, VisibilityTimeout=0)
     progress(f"{matched} of {seen} dead letter(s) {'would be ' if dry_run else ''}replayed")
     return matched
+
+
+def dead_letter_reason(message: Mapping[str, Any]) -> str:
+    """Why a message is in a DLQ: the reason the consumer wrote, or — for one SQS's redrive policy moved
+    (an invocation that crashed or timed out on it) — what SQS itself recorded about it."""
+    reason = _attribute(message.get("MessageAttributes", {}), DEAD_LETTER_REASON)
+    if reason:
+        return reason
+    recorded: Mapping[str, str] = message.get("Attributes", {})
+    try:
+        receives = int(recorded.get("ApproximateReceiveCount", "0")) - 1  # less this look at the DLQ
+    except ValueError:
+        receives = 0
+    said = "no reason recorded: moved by SQS's redrive policy"
+    said += f" after {receives} receives" if receives > 0 else ""
+    source = recorded.get("DeadLetterQueueSourceArn")
+    said += f" from {source.rsplit(':', 1)[-1]}" if source else ""
+    sent = recorded.get("SentTimestamp", "")
+    if sent.isdigit() and int(sent) > 0:
+        queued = dt.datetime.fromtimestamp(int(sent) / 1000, dt.UTC).isoformat(timespec="seconds")
+        said += f", first queued {queued.replace('+00:00', 'Z')}"
+    return said + " (the consumer never decided: look for a crash or timeout in its logs)"
 
 
 def _attribute(attributes: Mapping[str, Any], name: str) -> str | None:

@@ -111,3 +111,45 @@ def test_replay_dlq_moves_sync_dead_letters_back_without_their_reason(aws: Aws, 
     assert any("Braze refused the request with HTTP 400" in line for line in said)
     assert sqs.receive_message(QueueUrl=urls.sync_dlq).get("Messages", []) == []
     assert ROKT_TOKEN not in " ".join(said)
+
+
+def test_replay_dlq_gives_a_reason_for_every_sync_dead_letter_even_one_sqs_moved_itself(
+    aws: Aws, names: ops.StageNames
+):
+    urls = ops.bootstrap(names, aws.dynamodb(), aws.sqs(), progress=lambda _: None)
+    assert urls is not None
+    sqs = aws.sqs()
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=urls.sync_dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    # a function that crashed twice on this message: SQS's redrive moves it, with no reason of ours
+    sqs.set_queue_attributes(
+        QueueUrl=urls.sync,
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})},
+    )
+    sqs.send_message(
+        QueueUrl=urls.sync,
+        MessageBody=json.dumps({"webhook": {"eventId": "w-crashed"}}),
+        MessageAttributes={"eventId": {"DataType": "String", "StringValue": "w-crashed"}},
+    )
+    for _ in range(2):
+        [received] = sqs.receive_message(QueueUrl=urls.sync, AttributeNames=["All"])["Messages"]
+        sqs.change_message_visibility(QueueUrl=urls.sync, ReceiptHandle=received["ReceiptHandle"], VisibilityTimeout=0)
+    assert sqs.receive_message(QueueUrl=urls.sync).get("Messages", []) == []  # moved by SQS
+    sqs.send_message(
+        QueueUrl=urls.sync_dlq,
+        MessageBody=json.dumps({"webhook": {"eventId": "w-parked"}}),
+        MessageAttributes={
+            "eventId": {"DataType": "String", "StringValue": "w-parked"},
+            "deadLetterReason": {"DataType": "String", "StringValue": "unusable webhook: no subscription id"},
+        },
+    )
+    said: list[str] = []
+
+    assert ops.replay_dlq(sqs, names, queue="sync", dry_run=True, progress=said.append) == 2
+
+    lines = [line for line in said if "would replay" in line]
+    assert len(lines) == 2
+    assert all("dead-lettered because: " in line for line in lines), lines
+    [crashed] = [line for line in lines if "w-crashed" in line]
+    assert "no reason recorded: moved by SQS's redrive policy after 2 receives" in crashed
+    [parked] = [line for line in lines if "w-parked" in line]
+    assert "unusable webhook: no subscription id" in parked

@@ -5,7 +5,9 @@ Each subscription id becomes a ``SubscriptionDetailsUpdated`` webhook on the syn
 deployed consumer reads its state from Rokt and writes Braze with every guarantee of the live flow
 (batching, Braze's rate limit, the ledger, retries, the DLQ with reasons) and no custom event
 (a backfill is not a subscribe). The account comes from the command line (Rokt's subscription read
-does not name it). Event ids are derived from the run name and the subscription id:
+does not name it); ``--account-id``/``--account-name`` are optional: without them the consumer keeps
+the values the live flow wrote (its ledger), it never reads their absence as a removal. Event ids are
+derived from the run name and the subscription id:
 running the same backfill again writes nothing twice. Progress is saved after every 10 ids in a
 state file, so an interrupted run continues where it stopped.
 """

@@ -420,8 +420,13 @@ def _add_queue_commands(commands: Any, aws_note: str) -> None:
     fill.add_argument("--stage", required=True, help="stage in .chalice/config.json")
     fill.add_argument("--file", help="subscription ids, one per line (default: stdin)")
     fill.add_argument("--account-code", required=True, help="the Rokt account code these subscriptions belong to")
-    fill.add_argument("--account-id", help="the Rokt account id, for rokt:account_id")
-    fill.add_argument("--account-name", help="the Rokt account name, for rokt:account_name")
+    fill.add_argument(
+        "--account-id", help="the Rokt account id, for rokt:account_id (optional: without it, what was written stays)"
+    )
+    fill.add_argument(
+        "--account-name",
+        help="the Rokt account name, for rokt:account_name (optional: without it, what was written stays)",
+    )
     fill.add_argument("--run", default="backfill-1", help="name of this backfill; the same name never writes twice")
     fill.add_argument("--state-file", help="where progress is kept (default .backfill-<stage>-<run>.json)")
     fill.set_defaults(func=_cmd_backfill)

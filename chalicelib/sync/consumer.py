@@ -190,8 +190,9 @@ class SyncConsumer:
         state, previous = batch.states[subscription_id], batch.ledgers[subscription_id]
         if state is None and previous is None:
             self._not_found(record, subscription_id)
+        account = mapping.known_account(subscription_id, webhook.account, state, previous.values if previous else None)
         subscriber = (
-            mapping.subscriber(subscription_id, state, webhook.account, self._fallback)
+            mapping.subscriber(subscription_id, state, account, self._fallback)
             if state is not None
             else mapping.Subscriber(subscription_id, active=False, identity=previous.identity if previous else None)
         )

@@ -9,6 +9,7 @@ Rokt does not publish what its own suffix means (DOMAIN.md).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
@@ -103,6 +104,33 @@ def subscriber(
         calendar_code=_text(calendar.get("code")),
         method=_text(state.get("subscriptionType")),
     )
+
+
+def known_account(
+    subscription_id: str, account: Account, state: Mapping[str, Any] | None, previous: Values | None
+) -> Account:
+    """The account as far as anything the bridge can see names it: the webhook; else Rokt's subscription
+    (should its answer name it — the documented one does not); else what was last written (the ledger).
+    A value this webhook does not carry (a backfill without ``--account-id``, a type whose details omit
+    it) is unknown, not gone: it must never read as a removal."""
+    found = state or {}
+    written = previous or {}
+    return dataclasses.replace(
+        account,
+        id=account.id or _text(found.get("accountId")) or _unsuffixed(written.get("rokt:account_id"), subscription_id),
+        name=account.name
+        or _text(found.get("accountName"))
+        or _unsuffixed(written.get("rokt:account_name"), subscription_id),
+    )
+
+
+def _unsuffixed(values: list[str] | None, subscription_id: str) -> str | None:
+    """The value behind ``"<value>/<suffix>"`` as written for this subscription."""
+    tail = "/" + suffix(subscription_id)
+    for value in values or []:
+        if value.endswith(tail) and len(value) > len(tail):
+            return value[: -len(tail)]
+    return None
 
 
 def identity(state: Mapping[str, Any], fallback: IdentityFallback) -> dict[str, str] | None:

@@ -405,3 +405,73 @@ def test_a_subscription_webhook_the_bridge_cannot_use_is_accepted_and_dead_lette
     assert field in reason
     assert dead["MessageAttributes"]["eventId"]["StringValue"] == "w-unusable"
     assert braze.track_calls() == 0
+
+
+@pytest.fixture
+def dev_sync_queue(aws: Aws) -> QueuePair:
+    """The sync queue `backfill --stage dev` finds by name (the dev stage sets no SYNC_QUEUE_URL)."""
+    return QueuePair(aws.sqs(), *sync_queue_names("dev"), 3, "sync_subscribers")
+
+
+def test_the_documented_backfill_keeps_the_account_id_and_name_the_live_flow_wrote(
+    settings: Settings, aws: Aws, sandbox: Sandbox, braze: Braze, dev_sync_queue: QueuePair, cli_env, tmp_path
+) -> None:
+    """README: `backfill --stage S --account-code brazetest [--file ids.txt]`, no --account-id/--account-name.
+    Backfill → sync queue → consumer → Braze sandbox; what the webhook cannot see is not gone."""
+    from devtools import cli
+
+    subscription = sandbox.subscribe(tags=["A"])
+    tail = suffix(subscription)
+    bridge = make_bridge(settings, aws, braze_rest_endpoint=braze.url, sync_queue_url=dev_sync_queue.url)
+    with serving(bridge) as client:
+        forward(client, sandbox)  # the live Subscribe names the account's id and name
+        sync(client, dev_sync_queue)
+        written = braze.user("user42")["attributes"]
+        assert len(written["rokt:account_id"]) == 1
+        assert written["rokt:account_name"] == [f"Brazetest/{tail}"]
+        ids = tmp_path / "ids.txt"
+        ids.write_text(f"# switching from Rokt's push\n{subscription}\n")
+        state = tmp_path / "state.json"
+
+        code = cli.main(
+            [
+                "backfill",
+                "--stage",
+                "dev",
+                "--account-code",
+                "brazetest",
+                "--file",
+                str(ids),
+                "--state-file",
+                str(state),
+            ]
+        )
+        assert code == 0
+        assert dev_sync_queue.drain(client, SYNC_BATCH_SIZE) == 1
+
+    profile = braze.user("user42")
+    assert braze.track_calls() == 2  # the backfill was written, and took nothing away
+    assert profile["attributes"]["rokt:account_id"] == written["rokt:account_id"]
+    assert profile["attributes"]["rokt:account_name"] == [f"Brazetest/{tail}"]
+    assert profile["attributes"] == written
+    assert [e["name"] for e in profile["custom_events"]] == ["subscribe"]
+
+
+def test_a_webhook_without_the_account_id_and_name_leaves_them_as_written(
+    synced: Client, sandbox: Sandbox, braze: Braze, sync_queue: QueuePair
+) -> None:
+    subscription = sandbox.subscribe(tags=["A"])
+    forward(synced, sandbox)
+    sync(synced, sync_queue)
+    written = braze.user("user42")["attributes"]
+    sandbox.control("POST", "subscriptions/update", {"subscriptionId": subscription, "tags": ["B"]})
+    update = sandbox.sent_webhooks()[-1]
+    del update["eventDetails"]["accountId"], update["eventDetails"]["accountName"]
+
+    forward(synced, sandbox, [update])
+    sync(synced, sync_queue)
+
+    attributes = braze.user("user42")["attributes"]
+    assert attributes["rokt:tags"] == [f"Sports/B/{suffix(subscription)}"]
+    assert attributes["rokt:account_id"] == written["rokt:account_id"]
+    assert attributes["rokt:account_name"] == written["rokt:account_name"]

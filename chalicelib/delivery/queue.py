@@ -22,7 +22,7 @@ from chalicelib.delivery.service import DeliveryOutcome
 from chalicelib.errors import BridgeError
 from chalicelib.observability import record_outcome
 from chalicelib.settings import RETRY_HORIZON_SECONDS, RETRY_MAX_BACKOFF_SECONDS
-from chalicelib.sqs import QueueRecords, send_json, stage_queue_names
+from chalicelib.sqs import QueueRecords, RetryHorizon, send_json, stage_queue_names
 from chalicelib.sqs import backoff_seconds as sqs_backoff
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class QueueConsumer:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._deliverer = deliverer
-        self._horizon = horizon_seconds
+        self._horizon = RetryHorizon(horizon_seconds)
         self._max_backoff = max_backoff_seconds
         self._wall_clock = wall_clock
         self._records = QueueRecords(sqs)
@@ -186,9 +186,9 @@ class QueueConsumer:
         delay = backoff_seconds(receives, getattr(exc, "retry_after", None), self._max_backoff)
         age = self._wall_clock() - float(message.get("queuedAt") or self._wall_clock())
         summary["ageSeconds"] = round(age, 1)
-        if age + delay > self._horizon and self._records.dead_letter(
-            record, f"gave up after {age / 3600:.1f} h of retries (horizon {self._horizon / 3600:g} h): {exc.code}"
-        ):
+        # The age alone decides here: the redrive limit (MAX_RECEIVES) stays the crash backstop.
+        gave_up = self._horizon.give_up(age=age, delay=delay, receives=receives, max_receives=None)
+        if gave_up is not None and self._records.dead_letter(record, f"{gave_up}: {exc.code}"):
             summary["outcome"] = "dead_lettered"
             return
         self._records.delay(record, delay)

@@ -8,8 +8,15 @@ from dataclasses import replace
 
 import pytest
 
-from chalicelib.sync.queue import SYNC_MAX_RECEIVES, sync_queue_names
-from devtools import cli, ops
+from chalicelib.settings import RETRY_HORIZON_SECONDS
+from chalicelib.sqs import backoff_seconds
+from chalicelib.sync.queue import (
+    SYNC_BASE_BACKOFF_SECONDS,
+    SYNC_MAX_BACKOFF_SECONDS,
+    SYNC_MAX_RECEIVES,
+    sync_queue_names,
+)
+from devtools import cli, deploy, ops
 from devtools.project import stage_environment
 from tests.conftest import BRAZE_KEY, PREFIX, ROKT_TOKEN, TABLE, Aws, Braze, Sandbox
 
@@ -153,3 +160,16 @@ def test_replay_dlq_gives_a_reason_for_every_sync_dead_letter_even_one_sqs_moved
     assert "no reason recorded: moved by SQS's redrive policy after 2 receives" in crashed
     [parked] = [line for line in lines if "w-parked" in line]
     assert "unusable webhook: no subscription id" in parked
+
+
+def test_the_deployed_sync_queue_lets_the_consumer_decide_every_dead_letter():
+    """The age horizon, reached by the consumer's own backoff, comes long before SQS's redrive limit,
+    and the queue keeps messages longer than the horizon: SQS's redrive is only the crash backstop."""
+    template = deploy.merge_template("prod")["Resources"]["SyncQueue"]["Properties"]
+    assert template["RedrivePolicy"]["maxReceiveCount"] == SYNC_MAX_RECEIVES
+    assert template["MessageRetentionPeriod"] > RETRY_HORIZON_SECONDS
+    waited, receives = 0, 0
+    while waited <= RETRY_HORIZON_SECONDS:
+        receives += 1
+        waited += backoff_seconds(receives, None, SYNC_BASE_BACKOFF_SECONDS, SYNC_MAX_BACKOFF_SECONDS)
+    assert receives < SYNC_MAX_RECEIVES / 5

@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import pytest
 
 from chalicelib.settings import RETRY_HORIZON_SECONDS
-from chalicelib.sqs import backoff_seconds
+from chalicelib.sqs import DEAD_LETTER_REASON, backoff_seconds
 from chalicelib.sync.queue import (
     SYNC_BASE_BACKOFF_SECONDS,
     SYNC_MAX_BACKOFF_SECONDS,
@@ -19,6 +20,10 @@ from chalicelib.sync.queue import (
 from devtools import cli, deploy, ops
 from devtools.project import stage_environment
 from tests.conftest import BRAZE_KEY, PREFIX, ROKT_TOKEN, TABLE, Aws, Braze, Sandbox
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
 
 
 @pytest.fixture
@@ -97,18 +102,21 @@ def test_doctor_skips_sync_checks_when_the_stage_does_not_sync(aws: Aws, names: 
     assert "Braze REST key" not in checks
 
 
+def dead_letter(sqs: SQSClient, dlq_url: str, event_id: str, reason: str | None) -> None:
+    """A sync webhook's message in the DLQ, as the consumer parks it (with a reason) or SQS moves it (without)."""
+    attributes: dict[str, MessageAttributeValueTypeDef] = {"eventId": {"DataType": "String", "StringValue": event_id}}
+    if reason is not None:
+        attributes[DEAD_LETTER_REASON] = {"DataType": "String", "StringValue": reason}
+    sqs.send_message(
+        QueueUrl=dlq_url, MessageBody=json.dumps({"webhook": {"eventId": event_id}}), MessageAttributes=attributes
+    )
+
+
 def test_replay_dlq_moves_sync_dead_letters_back_without_their_reason(aws: Aws, names: ops.StageNames):
     urls = ops.bootstrap(names, aws.dynamodb(), aws.sqs(), progress=lambda _: None)
     assert urls is not None
     sqs = aws.sqs()
-    sqs.send_message(
-        QueueUrl=urls.sync_dlq,
-        MessageBody=json.dumps({"webhook": {"eventId": "w-1"}}),
-        MessageAttributes={
-            "eventId": {"DataType": "String", "StringValue": "w-1"},
-            "deadLetterReason": {"DataType": "String", "StringValue": "Braze refused the request with HTTP 400"},
-        },
-    )
+    dead_letter(sqs, urls.sync_dlq, "w-1", "Braze refused the request with HTTP 400")
     said: list[str] = []
 
     assert ops.replay_dlq(sqs, names, queue="sync", progress=said.append) == 1
@@ -132,23 +140,12 @@ def test_replay_dlq_gives_a_reason_for_every_sync_dead_letter_even_one_sqs_moved
         QueueUrl=urls.sync,
         Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})},
     )
-    sqs.send_message(
-        QueueUrl=urls.sync,
-        MessageBody=json.dumps({"webhook": {"eventId": "w-crashed"}}),
-        MessageAttributes={"eventId": {"DataType": "String", "StringValue": "w-crashed"}},
-    )
+    dead_letter(sqs, urls.sync, "w-crashed", None)  # on the sync queue: SQS moves it
     for _ in range(2):
         [received] = sqs.receive_message(QueueUrl=urls.sync, AttributeNames=["All"])["Messages"]
         sqs.change_message_visibility(QueueUrl=urls.sync, ReceiptHandle=received["ReceiptHandle"], VisibilityTimeout=0)
     assert sqs.receive_message(QueueUrl=urls.sync).get("Messages", []) == []  # moved by SQS
-    sqs.send_message(
-        QueueUrl=urls.sync_dlq,
-        MessageBody=json.dumps({"webhook": {"eventId": "w-parked"}}),
-        MessageAttributes={
-            "eventId": {"DataType": "String", "StringValue": "w-parked"},
-            "deadLetterReason": {"DataType": "String", "StringValue": "unusable webhook: no subscription id"},
-        },
-    )
+    dead_letter(sqs, urls.sync_dlq, "w-parked", "unusable webhook: no subscription id")
     said: list[str] = []
 
     assert ops.replay_dlq(sqs, names, queue="sync", dry_run=True, progress=said.append) == 2

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 
@@ -189,7 +189,7 @@ class SyncConsumer:
             batch.ledgers[subscription_id] = self._ledger.get(subscription_id)
         state, previous = batch.states[subscription_id], batch.ledgers[subscription_id]
         if state is None and previous is None:
-            self._not_found(record, subscription_id)
+            self._unknown_subscription(record, subscription_id)
         account = mapping.known_account(subscription_id, webhook.account, state, previous.values if previous else None)
         subscriber = (
             mapping.subscriber(subscription_id, state, account, self._fallback)
@@ -276,7 +276,7 @@ class SyncConsumer:
             )
 
     # --- retries and dead letters ---------------------------------------------------------
-    def _not_found(self, record: SQSRecord, subscription_id: str) -> None:
+    def _unknown_subscription(self, record: SQSRecord, subscription_id: str) -> NoReturn:
         """Rokt answered 404 and the bridge never wrote this subscription: retry (Rokt may not have made
         a new subscription readable yet) until the not-found horizon, then dead-letter it."""
         sent = sent_at(record)

@@ -46,7 +46,9 @@ class Fault:
 
     ``target`` names which requests (each sandbox lists its own, plus "any"); status (with optional
     retry_after and body), delay (seconds before answering) and drop (close the connection without
-    answering) combine; ``after`` lets that many matching requests through before the fault starts;
+    answering) combine; drip sends the whole answer (status line, headers, body; ``status`` or 503)
+    one byte every ``drip`` seconds, as a peer that is alive but slow, so every socket read succeeds;
+    ``after`` lets that many matching requests through before the fault starts;
     ``revoke`` (Rokt sandbox) invalidates every issued token first.
     """
 
@@ -56,6 +58,7 @@ class Fault:
     body: Any = None
     delay: float = 0.0
     drop: bool = False
+    drip: float = 0.0
     revoke: bool = False
     after: int = 0
     count: int = 1
@@ -69,6 +72,7 @@ class Fault:
             body=data.get("body"),
             delay=min(float(data.get("delay", 0.0)), MAX_FAULT_DELAY_SECONDS),
             drop=bool(data.get("drop", False)),
+            drip=min(float(data.get("drip", 0.0)), MAX_FAULT_DELAY_SECONDS),
             revoke=bool(data.get("revoke", False)),
             after=int(data.get("after", 0)),
             count=int(data.get("count", 1)),
@@ -149,6 +153,23 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def drip(self, status: int, payload: Any, interval: float) -> None:
+        """Answer ``payload`` one byte every ``interval`` seconds (bounded by the answer's length); stops
+        when the client hangs up."""
+        body = json.dumps(payload).encode("utf-8")
+        head = (
+            f"HTTP/1.1 {status} {self.responses.get(status, ('Fault',))[0]}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        self.close_connection = True
+        for byte in head.encode("latin-1") + body:
+            try:
+                self.wfile.write(bytes((byte,)))
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(interval)
+
     def apply_fault(self, fault: Fault, headers: dict[str, str] | None = None) -> bool:
         """Misbehave as ``fault`` says; True when the request has been answered (or dropped)."""
         if fault.delay:
@@ -156,6 +177,9 @@ class JsonHandler(BaseHTTPRequestHandler):
         if fault.drop:
             self.close_connection = True
             self.connection.close()
+            return True
+        if fault.drip:
+            self.drip(fault.status or 503, fault.body or {"error": "injected_fault", "drip": fault.drip}, fault.drip)
             return True
         if fault.status is not None:
             extra = {**(headers or {}), **({"Retry-After": fault.retry_after} if fault.retry_after else {})}

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from chalicelib.exchange import bounded, send_within
 from chalicelib.observability import redact_emails
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class BrazeClient:
     ) -> None:
         self._url = base_url.rstrip("/") + "/users/track"
         self._api_key = api_key
-        self._session = session
+        self._session = bounded(session)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._clock = clock
@@ -103,11 +104,15 @@ class BrazeClient:
 
     def _post(self, body: dict[str, Any], key: str, deadline: Deadline) -> requests.Response:
         try:
-            return self._session.post(
+            return send_within(
+                self._session,
+                deadline,
+                "POST",
                 self._url,
+                connect=self._connect_timeout,
+                read=self._read_timeout,
                 json=body,
                 headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
-                timeout=deadline.timeout(self._connect_timeout, self._read_timeout),
                 allow_redirects=False,
             )
         except requests.RequestException as exc:

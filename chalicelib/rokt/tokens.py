@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from chalicelib.errors import DependencyUnavailable
+from chalicelib.exchange import bounded, send_within
 from chalicelib.observability import logger
 from chalicelib.secrets import (
     ROKT_ACCESS_TOKEN,
@@ -69,19 +70,23 @@ class TokenEndpoint:
     """``POST {base}/oauth2/token`` with the client-credentials grant."""
 
     def __init__(self, session: requests.Session, base_url: str, connect_timeout: float, read_timeout: float) -> None:
-        self._session = session
+        self._session = bounded(session)
         self._url = f"{base_url.rstrip('/')}/oauth2/token"
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
 
     def fetch(self, client_id: str, client_secret: str, deadline: Deadline, now: float) -> AccessToken:
         try:
-            response = self._session.post(
+            response = send_within(
+                self._session,
+                deadline,
+                "POST",
                 self._url,
+                connect=self._connect_timeout,
+                read=self._read_timeout,
                 data={"grant_type": "client_credentials"},
                 auth=(client_id, client_secret),
                 headers={"Accept": "application/json"},
-                timeout=deadline.timeout(self._connect_timeout, self._read_timeout),
             )
         except requests.RequestException as exc:
             raise TokenEndpointUnavailable(f"Rokt token endpoint unreachable ({type(exc).__name__})") from exc

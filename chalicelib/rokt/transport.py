@@ -15,6 +15,7 @@ import requests
 from urllib3.exceptions import NewConnectionError
 
 from chalicelib.errors import RateLimited, RoktRejected, UpstreamFailed, UpstreamTimeout
+from chalicelib.exchange import bounded, send_within
 from chalicelib.observability import redact_emails
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class RoktTransport:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._tokens = tokens
-        self._session = session
+        self._session = bounded(session)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_attempts = max_attempts
@@ -85,12 +86,15 @@ class RoktTransport:
         while True:
             attempt += 1
             try:
-                response = self._session.request(
+                response = send_within(
+                    self._session,
+                    deadline,
                     method,
                     url,
+                    connect=self._connect_timeout,
+                    read=self._read_timeout,
                     json=body,
                     headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                    timeout=deadline.timeout(self._connect_timeout, self._read_timeout),
                     allow_redirects=False,
                 )
             except requests.ConnectTimeout as exc:

@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING
 
 import boto3
 import pytest
+import requests
 
+from chalicelib.braze.client import BrazeClient, BrazeUnavailable
+from chalicelib.clock import Deadline
 from chalicelib.wiring import AWS_CLIENT_CONFIG, build_bridge
 from devtools.aws_proxy import AwsFault, AwsProxy
-from tests.conftest import Aws, Sandbox, make_bridge, post, seed_body, serving
+from tests.conftest import BRAZE_KEY, Aws, Braze, Sandbox, make_bridge, post, seed_body, serving
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -109,3 +112,35 @@ def test_hangs_that_add_up_still_answer_before_api_gateway_cuts(
     # Then the answer still leaves in time (the old code took over 36 s: 3 x 12 s of AWS retries)
     assert status in (200, 503)
     assert seconds < API_GATEWAY_SECONDS, seconds
+
+
+# A peer that drips its answer (issue 23 §2): alive, every socket read gets a byte within the read
+# timeout, yet the whole answer takes minutes. The deadline must bound the exchange, not each read.
+DRIP = 0.6  # seconds per byte
+
+
+@pytest.mark.parametrize(("target", "expected"), [("token", 503), ("events", 504)])
+def test_a_dripping_rokt_cannot_hold_the_webhook_past_its_budget(
+    settings: Settings, aws: Aws, sandbox: Sandbox, target: str, expected: int
+) -> None:
+    # Given Rokt (or its token endpoint) answering one byte every 0.6 s
+    sandbox.fault(target=target, drip=DRIP, count=1)
+
+    # When Braze sends a webhook to a bridge with a 6 s budget
+    with serving(make_bridge(settings, aws)) as client:
+        status, seconds = timed(client, seed_body("drip_1_user"))
+
+    # Then the answer leaves within the budget, not after the drip ends (37 s and more before)
+    assert status == expected
+    assert seconds < settings.request_budget_seconds, seconds
+
+
+def test_a_dripping_braze_cannot_hold_a_sync_call_past_its_deadline(braze: Braze) -> None:
+    braze.fault(target="track", drip=DRIP, count=1)
+    client = BrazeClient(braze.url, lambda _force: BRAZE_KEY, requests.Session(), connect_timeout=1, read_timeout=2)
+
+    started = time.monotonic()
+    with pytest.raises(BrazeUnavailable):
+        client.track([{"external_id": "drip-user", "rokt:tags": {"add": ["x"]}}], [], Deadline(2.0))
+
+    assert time.monotonic() - started < 2.5

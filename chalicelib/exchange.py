@@ -1,0 +1,146 @@
+"""One HTTP exchange bounded by a :class:`~chalicelib.clock.Deadline` from the first byte sent to the
+last byte of the body — what Rokt's API, its token endpoint and Braze are all called through.
+
+``requests``' read timeout bounds each socket read, not the answer: a peer that sends one byte every
+0.6 s satisfies every read and can hold a call for minutes. So each exchange runs under a watchdog
+timer; when the deadline passes first, it shuts the exchange's socket down, which ends the blocked
+read at once (status line, headers or body alike), and the caller gets ``requests.ReadTimeout``. The
+socket is known because sessions built by :func:`bounded` make their connections register with the
+exchange running on their thread; the body is read inside the bound (``stream=True``, then read).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from typing import TYPE_CHECKING, Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+if TYPE_CHECKING:
+    from urllib3.response import HTTPResponse
+
+    from chalicelib.clock import Deadline
+
+_current = threading.local()
+
+
+class _Watch:
+    """The watchdog of one exchange: shuts down the socket of the connection registered with it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self.expired = False
+        self.over = False
+
+    def attach(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.expired:
+                _shut(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            if self.over:
+                return
+            self.expired = True
+            _shut(self._sock)
+
+    def finish(self) -> None:
+        with self._lock:
+            self.over = True
+
+
+def _shut(sock: socket.socket | None) -> None:
+    """Wake a read blocked on ``sock`` in another thread (close alone does not); TLS or not."""
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):  # already closed by the peer or by urllib3
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _register(sock: socket.socket | None) -> None:
+    """Hand ``sock`` to the watchdog of the exchange running on this thread, if any."""
+    watch: _Watch | None = getattr(_current, "watch", None)
+    if watch is not None:
+        watch.attach(sock)
+
+
+class _Connection(HTTPConnection):
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]
+        _register(self.sock)
+        return super().getresponse()
+
+
+class _TLSConnection(HTTPSConnection):
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]
+        _register(self.sock)
+        return super().getresponse()
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
+
+
+class BoundedAdapter(HTTPAdapter):
+    """requests' adapter, with connections whose socket the exchange's watchdog can shut down."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
+
+
+def bounded(session: requests.Session) -> requests.Session:
+    """``session``, its http(s) adapters replaced by BoundedAdapter (once; idempotent)."""
+    for prefix in ("https://", "http://"):
+        if not isinstance(session.get_adapter(prefix), BoundedAdapter):
+            session.mount(prefix, BoundedAdapter())
+    return session
+
+
+def send_within(
+    session: requests.Session,
+    deadline: Deadline,
+    method: str,
+    url: str,
+    *,
+    connect: float,
+    read: float,
+    **kwargs: Any,
+) -> requests.Response:
+    """``session.request`` whose whole answer, body included, arrives by ``deadline``.
+
+    ``connect``/``read`` are the per-call ceilings, shortened to what the deadline leaves (it raises
+    UpstreamTimeout when nothing is left). Past the deadline: ``requests.ReadTimeout``. ``session``
+    must come from :func:`bounded`."""
+    timeout = deadline.timeout(connect, read)
+    watch = _Watch()
+    timer = threading.Timer(max(deadline.remaining(), 0.0), watch.expire)
+    timer.daemon = True
+    _current.watch = watch
+    timer.start()
+    try:
+        response = session.request(method, url, timeout=timeout, stream=True, **kwargs)
+        try:
+            _ = response.content  # the body, inside the same bound
+        except BaseException:
+            response.close()
+            raise
+    except requests.RequestException as exc:
+        if watch.expired:
+            raise requests.ReadTimeout("no complete answer within the deadline") from exc
+        raise
+    finally:
+        watch.finish()
+        timer.cancel()
+        _current.watch = None
+    return response

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from chalicelib.errors import Unauthorized
 from chalicelib.observability import logger
@@ -79,12 +80,14 @@ def matches_any(presented: str, accepted: list[str]) -> bool:
 
 class SignatureVerifier:
     """Optional per-message proof: ``X-Bridge-Signature: t=<unix seconds>,v1=<hex>``, where ``v1`` is the
-    hex HMAC-SHA256 of ``"<t>.<route path>.<hex SHA-256 of the raw body>"``.
+    hex HMAC-SHA256 of ``"<t>.<route path>[?<query>].<hex SHA-256 of the raw body>"`` (the query, when
+    there is one, as :func:`signed_target` writes it).
 
     Braze computes it in Liquid with a signing key (SSM ``webhook-signing-keys``, comma-separated for
-    rotation). The route and the body's hash are signed, so a captured signature cannot be replayed
-    onto another body or route; ``t`` must be within the tolerance window, so it cannot be replayed
-    later, and a replay of the same request inside the window is only a duplicate.
+    rotation). The route, its query and the body's hash are signed, so a captured signature cannot be
+    replayed onto another body or route, nor a ``?dryRun=true`` preview replayed as a real send; ``t``
+    must be within the tolerance window, so it cannot be replayed later, and a replay of the same request
+    inside the window is only a duplicate.
     """
 
     def __init__(
@@ -99,19 +102,37 @@ class SignatureVerifier:
         self._tolerance = tolerance
         self._clock = clock
 
-    def verify(self, headers: Mapping[str, str], path: str, body: bytes) -> None:
+    def verify(self, headers: Mapping[str, str], path: str, body: bytes, query: Any = None) -> None:
+        """``query``: the request's query parameters (Chalice's ``query_params``: None or a MultiDict)."""
         fields = _signature_fields(headers.get(SIGNATURE_HEADER) or "")
         timestamp, signature = fields.get("t", ""), fields.get("v1", "").lower()
-        if not timestamp.isdigit() or len(timestamp) > MAX_TIMESTAMP_DIGITS or not signature:
+        # ASCII digits only: str.isdigit() also takes '²' and other digits int() refuses
+        if not _ascii_digits(timestamp) or len(timestamp) > MAX_TIMESTAMP_DIGITS or not signature:
             raise Unauthorized("missing or malformed X-Bridge-Signature header (want t=<unix seconds>,v1=<hex>)")
         if abs(self._clock() - int(timestamp)) > self._tolerance:
             raise Unauthorized(f"the X-Bridge-Signature timestamp is more than {self._tolerance} s away from now")
         matched = False
         for key in split_list(self._store.get(WEBHOOK_SIGNING_KEYS, max_age=self._max_age)):
-            expected = sign(key, timestamp, path, body)
+            expected = sign(key, timestamp, signed_target(path, query), body)
             matched |= hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii", "replace"))
         if not matched:
-            raise Unauthorized("X-Bridge-Signature does not match this route, body and timestamp")
+            raise Unauthorized("X-Bridge-Signature does not match this route, query, body and timestamp")
+
+
+def _ascii_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def signed_target(path: str, query: Any = None) -> str:
+    """What the signature covers of the URL: ``path``, plus ``?`` and the query parameters sorted by
+    name (then value), form-encoded — ``/v1/subscriptionevent/acme?dryRun=true``; no query, no ``?``."""
+    pairs = sorted((str(name), str(value)) for name in (query or {}) for value in _values(query, name))
+    return f"{path}?{urlencode(pairs)}" if pairs else path
+
+
+def _values(query: Any, name: str) -> list[Any]:
+    getlist = getattr(query, "getlist", None)
+    return list(getlist(name)) if callable(getlist) else [query[name]]
 
 
 def _signature_fields(header: str) -> dict[str, str]:
@@ -125,7 +146,8 @@ def _signature_fields(header: str) -> dict[str, str]:
 
 def sign(key: str, timestamp: str, path: str, body: bytes) -> str:
     """What Braze's Liquid computes (``braze-template`` prints it): HMAC-SHA256 hex of
-    ``"<timestamp>.<path>.<sha2 of body>"``, ``path`` as in ``/v1/subscriptionevent/<account>/update``."""
+    ``"<timestamp>.<path>.<sha2 of body>"``, ``path`` as in ``/v1/subscriptionevent/<account>/update``
+    (with ``?dryRun=true`` when the URL has that query: see :func:`signed_target`)."""
     message = f"{timestamp}.{path}.{hashlib.sha256(body).hexdigest()}".encode()
     return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
 

@@ -360,11 +360,14 @@ _EVENT = """  "event": {
   }"""
 _SUBSCRIPTIONS = """  "subscriptionIds": ["{{custom_attribute.${rokt:subscription_id} | join: '","' }}"]"""
 # Signed mode: the body is one line so the signature header can render the very same text and hash it
-# (a header cannot see the body's Liquid variables), with the route, under one timestamp.
+# (a header cannot see the body's Liquid variables), with the route and its query, under one timestamp.
+# ``query`` is '' for real sends; a preview sets it to '?dryRun=true' in the URL and the header alike
+# (the query is signed, so a captured preview cannot be replayed as a send).
+_QUERY = "{% assign query = '' %}"
 _SIGNATURE_HEADER = (
-    "X-Bridge-Signature: {_ACCOUNT}{{% capture body %}}{body}{{% endcapture %}}"
+    "X-Bridge-Signature: {_QUERY}{_ACCOUNT}{{% capture body %}}{body}{{% endcapture %}}"
     "{{% assign ts = 'now' | date: '%s' %}}{{% assign bodyHash = body | sha2 %}}"
-    "{{% capture signed %}}{{{{ts}}}}./v1/subscriptionevent/{{{{accountCode}}}}{suffix}.{{{{bodyHash}}}}"
+    "{{% capture signed %}}{{{{ts}}}}./v1/subscriptionevent/{{{{accountCode}}}}{suffix}{{{{query}}}}.{{{{bodyHash}}}}"
     "{{% endcapture %}}"
     "t={{{{ts}}}},v1={{{{ signed | hmac_sha256_hex: '<signing key>' }}}}"
 )
@@ -386,13 +389,16 @@ def braze_templates(api_url: str, signature_required: bool = False) -> dict[str,
     headers = "Content-Type: application/json\nAuthorization: Bearer <webhook secret>"
     templates = {}
     for name in ("create", "update", "delete"):
-        body, extra = bodies[name], ""
+        body, extra, query, note = bodies[name], "", "", ""
         if signature_required:
             body = _one_line(body)
-            extra = "\n" + _SIGNATURE_HEADER.format(_ACCOUNT=_ACCOUNT, body=body, suffix=suffixes[name])
+            extra = "\n" + _SIGNATURE_HEADER.format(_QUERY=_QUERY, _ACCOUNT=_ACCOUNT, body=body, suffix=suffixes[name])
+            query = "{{query}}"
+            note = " (to preview, assign query = '?dryRun=true' instead of '' in both the URL and the header)"
         templates[name] = (
-            f"## {name}\n"
-            f"Webhook URL:\n{_ACCOUNT}{api_url}/v1/subscriptionevent/{{{{accountCode}}}}{suffixes[name]}\n\n"
+            f"## {name}{note}\n"
+            f"Webhook URL:\n{_QUERY if query else ''}{_ACCOUNT}{api_url}/v1/subscriptionevent/{{{{accountCode}}}}"
+            f"{suffixes[name]}{query}\n\n"
             f"HTTP method: POST\n\nRequest headers:\n{headers}{extra}\n\nRequest body (Raw text):\n{body}\n"
         )
     return templates

@@ -130,7 +130,7 @@ class WebhookEndpoint:
         raw = request.raw_body
         body = raw.encode("utf-8") if isinstance(raw, str) else raw
         if self._signatures is not None:
-            self._signatures.verify(request.headers, route_path(action, account_code), body)
+            self._signatures.verify(request.headers, route_path(action, account_code), body, request.query_params)
         document = decode_body(body)
         claimed = claimed_event_id(document)
         if claimed is not None:  # logged even when invalid: reports group webhooks by campaign

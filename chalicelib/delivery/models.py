@@ -219,6 +219,15 @@ def parse_request(action: Action, account_code: str, body: Any) -> EventRequest:
     )
 
 
+def _encodable(value: str) -> bool:
+    """False for strings UTF-8 cannot encode: lone surrogates, which JSON's \\uXXXX escapes let through."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_account_code(account_code: str, errors: list[FieldError]) -> None:
     if not ACCOUNT_CODE.fullmatch(account_code):
         errors.append(
@@ -299,6 +308,9 @@ class _EventParser:
             return
         if value in (".", ".."):
             self._fail(f"event.{name}", f"must not be {value!r}: a URL path drops it, so Rokt would get another URL")
+            return
+        if not _encodable(value):
+            self._fail(f"event.{name}", "is not text: it holds a lone surrogate (e.g. \\ud800), which no URL can carry")
             return
         self._out[name] = value
 

@@ -187,8 +187,14 @@ json_value = st.recursive(
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=12,
 )
-event_values = json_value | st.sampled_from(
-    ["2019-02-21T15:00:00", "Eastern Standard Time", "15", "", "x_", ".", "..", "9" * 5000]
+# Text hypothesis leaves out by default: lone surrogates (JSON's \\ud800 decodes to one), and digits that
+# are not ASCII (superscript two, Arabic-Indic digits) which str.isdigit() accepts and int() may refuse.
+odd_text = st.text(alphabet=st.characters(categories=["Cs", "Nd", "No", "Ll"]), min_size=1, max_size=6)
+event_values = (
+    json_value
+    | st.sampled_from(["2019-02-21T15:00:00", "Eastern Standard Time", "15", "", "x_", ".", "..", "9" * 5000])
+    | odd_text
+    | odd_text.map(lambda text: f"Event_0001_{text}")
 )
 events = st.fixed_dictionaries({}, optional=dict.fromkeys(sorted(KNOWN_EVENT_FIELDS), event_values))
 bodies = st.one_of(
@@ -243,3 +249,90 @@ def test_an_empty_account_code_is_a_template_defect_naming_the_attribute(client,
     assert detail["field"] == "accountCode"
     assert "rokt:account_code" in detail["message"]
     assert sandbox.count("events_requests") == 0
+
+
+def test_a_captured_dry_run_preview_cannot_be_replayed_as_a_real_send(signed_client, sandbox: Sandbox):
+    # Given a signed ?dryRun=true preview (the query is part of what is signed)
+    preview_headers = signature_headers(seed_body(), path=f"{CREATE}?dryRun=true")
+    preview = post(signed_client, f"{CREATE}?dryRun=true", seed_body(), headers=preview_headers)
+
+    # When someone replays its signature without the query
+    replayed = post(signed_client, CREATE, seed_body(), headers=preview_headers)
+
+    assert preview.status_code == 200
+    assert preview.json_body["status"] == "dry_run"
+    assert replayed.status_code == 401
+    assert "does not match" in replayed.json_body["message"]
+    assert sandbox.requests() == []
+
+
+def test_the_printed_signed_template_signs_a_preview_query_the_bridge_accepts_only_with_it(
+    signed_client, sandbox: Sandbox
+):
+    """A marketer previews by setting ``query`` to ``?dryRun=true`` in the printed template (URL and header)."""
+    printed = ops.braze_templates(BRAZE_PLACEHOLDER_URL, signature_required=True)["create"]
+    assert printed.count("{% assign query = '' %}") == 2
+    template = WebhookTemplate.parse(printed.replace("{% assign query = '' %}", "{% assign query = '?dryRun=true' %}"))
+    webhook = Renderer(template, bridge_url="", secret=SECRET, signing_key=SIGNING_KEY).render(
+        {
+            "external_id": "user42",
+            "attributes": {"rokt:account_code": ["brazetest"], "rokt:subscription_id": [SUBSCRIPTION]},
+        }
+    )
+    path = webhook.path.removeprefix("/api")
+
+    preview = post(signed_client, path, webhook.body, headers=webhook.headers)
+    replayed = post(signed_client, path.removesuffix("?dryRun=true"), webhook.body, headers=webhook.headers)
+
+    assert path.endswith("/v1/subscriptionevent/brazetest?dryRun=true")
+    assert (preview.status_code, preview.json_body["status"]) == (200, "dry_run")
+    assert replayed.status_code == 401
+    assert sandbox.requests() == []
+
+
+@pytest.mark.parametrize("timestamp", ["²", "١٢٣", "1²"])
+def test_a_signature_timestamp_of_non_ascii_digits_is_401_not_500(signed_client, sandbox: Sandbox, timestamp: str):
+    response = post(signed_client, CREATE, seed_body(), headers={"X-Bridge-Signature": f"t={timestamp},v1=ab"})
+
+    assert response.status_code == 401
+    assert "malformed" in response.json_body["message"]
+
+
+@pytest.mark.parametrize("route", ["", "/update", "/delete"])
+def test_an_event_id_with_a_lone_surrogate_is_400_not_500(client, sandbox: Sandbox, route: str):
+    body = seed_body("Event_0001_\ud800") if route != "/delete" else {"event": {"eventId": "Event_0001_\ud800"}}
+
+    response = post(client, CREATE + route, json.dumps(body))
+
+    assert response.status_code == 400, response.body
+    assert response.json_body["details"][0]["field"] == "event.eventId"
+    assert sandbox.count("events_requests") == 0
+
+
+# Digits str.isdigit() accepts: ASCII, superscripts and circled ones (int() refuses), other scripts' (it takes)
+digit_like = st.text(alphabet=st.sampled_from("0123456789\u00b2\u00b9\u2460\u0663\u07c1"), min_size=1, max_size=4)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(timestamp=digit_like | st.text(max_size=14), signature=st.text(max_size=70), route=routes)
+def test_property_a_malformed_signature_header_is_401_never_5xx(
+    signed_client, sandbox: Sandbox, timestamp, signature, route
+):
+    header = f"t={timestamp},v1={signature}"
+
+    response = post(signed_client, CREATE + route, seed_body(), headers={"X-Bridge-Signature": header})
+
+    assert response.status_code == 401, response.body
+    assert sandbox.count("events_requests") == 0
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(event_id=odd_text | odd_text.map(lambda text: f"Event_0001_{text}"), route=routes)
+def test_property_any_event_id_text_is_never_5xx(client, sandbox: Sandbox, event_id, route):
+    body = seed_body(event_id) if route != "/delete" else {"event": {"eventId": event_id}}
+
+    response = post(client, CREATE + route, json.dumps(body))
+
+    assert response.status_code < 500, response.body
+    if any("\ud800" <= char <= "\udfff" for char in event_id):
+        assert response.status_code == 400, response.body

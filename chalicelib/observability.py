@@ -13,13 +13,19 @@ from aws_lambda_powertools.metrics.exceptions import SchemaValidationError
 logger = Logger()
 metrics = Metrics()
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# Any characters an address may hold (RFC 6531 lets both parts be any Unicode, e.g. josé@exämple.de):
+# a run of anything but whitespace and the separators around addresses in text, an '@', another run.
+_ADDRESS_PART = r"[^\s@<>()\[\]{},;:\"]+"
+_EMAIL = re.compile(rf"{_ADDRESS_PART}@{_ADDRESS_PART}")
+MASK = "[email redacted]"
+# The campaign part the Braze templates put before ``_<user id>``: ``Event_0001_``.
+_CAMPAIGN = re.compile(r"[^@_]+_[0-9]+_")
 
 
 def redact_emails(value: Any) -> Any:
     """Mask e-mail addresses inside strings, lists and dicts (Rokt error bodies may echo subscribers)."""
     if isinstance(value, str):
-        return _EMAIL.sub("[email redacted]", value)
+        return _EMAIL.sub(MASK, value)
     if isinstance(value, list):
         return [redact_emails(item) for item in value]
     if isinstance(value, dict):
@@ -28,12 +34,14 @@ def redact_emails(value: Any) -> Any:
 
 
 def _redact_event_id(event_id: str) -> str:
-    """A Braze user id may be an e-mail address, and templates end eventIds with ``_<user id>``: mask
-    it, keeping the campaign part before the last ``_`` readable for reports."""
+    """A Braze user id may be an e-mail address, and templates end eventIds with ``_<user id>``. The
+    address may hold ``_`` and any letters, so where it starts is not knowable: everything after the
+    campaign part (``Event_0001_``, the template's ``<name>_<number>_``) is masked, and the whole
+    eventId when it has no such part — never a piece of an address."""
     if "@" not in event_id:
         return event_id  # the common case, on every webhook: no regex
-    head, separator, tail = event_id.rpartition("_")
-    return f"{redact_emails(head)}_{redact_emails(tail)}" if separator else str(redact_emails(event_id))
+    campaign = _CAMPAIGN.match(event_id)
+    return f"{campaign.group()}{MASK}" if campaign else MASK
 
 
 def flush_metrics() -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import pytest
+
+from chalicelib.observability import redact_emails
 from tests import insights
 from tests.conftest import Sandbox, make_bridge, post, seed_body, serving
 
@@ -139,3 +142,32 @@ def test_an_event_id_holding_an_email_address_is_masked_in_the_logs(client, sand
     assert delivered["eventId"] == invalid["eventId"].replace("0002", "0001") == "Event_0001_[email redacted]"
     assert "jane.doe@example.com" not in json_logs.text
     assert sandbox.events()[0]["event"]["eventId"] == "Event_0001_jane.doe@example.com"  # Rokt gets it as sent
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["john_doe@example.com", "josé@example.com", "ana@exämple.de", "o'brien+tag@münchen.example", "a.b_c-d@x.io"],
+)
+def test_an_event_id_holding_any_email_address_is_masked_whole(
+    client, sandbox: Sandbox, json_logs: LogCapture, address: str
+):
+    post(client, CREATE, seed_body(f"Event_0001_{address}"))
+    post(client, CREATE + "/delete", {"event": {"eventId": f"Event_0002_{address}"}})
+
+    delivered, deleted = json_logs.summaries()
+    assert delivered["eventId"] == "Event_0001_[email redacted]"
+    assert deleted["eventId"] == "Event_0002_[email redacted]"
+    local, _, domain = address.partition("@")
+    for leaked in (address, local, domain, local.split("_")[0] + "_", "@"):
+        assert leaked not in json_logs.text.replace("[email redacted]", ""), leaked
+
+
+@pytest.mark.parametrize(
+    "text", ["write to josé@example.com", "ana@exämple.de said", "john_doe@example.com", "<o'brien@x.ie>"]
+)
+def test_addresses_in_rokt_error_bodies_are_masked_whatever_their_characters(text: str):
+    masked = redact_emails({"errors": [text]})["errors"][0]
+
+    assert "@" not in masked
+    assert "[email redacted]" in masked
+    assert "brien" not in masked

@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from chalicelib.delivery.service import DeliveryOutcome
 
 BREAKER_OPEN = "breaker_open"
+# A spill's SQS send is one bounded AWS call (~6.5 s at worst, wiring.AWS_CLIENT_CONFIG), paid from
+# the request's completion reserve (7 s). It starts only while the upstream deadline is at most this
+# far behind, so it ends within the request budget (25 s < API Gateway's 29 s) even after a hung
+# record delete: 18 s upstream + 6.5 s delete + 6.5 s send was 31 s. Later, Braze retries instead.
+SPILL_GRACE_SECONDS = 0.5
 
 
 class SpillingDeliverer:
@@ -67,6 +72,9 @@ class SpillingDeliverer:
         reason: str,
         cause: BridgeError | None,
     ) -> DeliveryOutcome:
+        if cause is not None and deadline.remaining() < -SPILL_GRACE_SECONDS:
+            logger.warning("too late in the request budget to spill a webhook", extra={"reason": reason})
+            raise cause
         try:
             outcome = self._queue.deliver(request, deadline, received_at=received_at)
         except DependencyUnavailable:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -14,14 +14,17 @@ import requests
 
 from chalicelib.braze.client import BrazeClient, BrazeUnavailable
 from chalicelib.clock import Deadline
+from chalicelib.delivery.queue import delivery_queue_names
 from chalicelib.wiring import AWS_CLIENT_CONFIG, build_bridge
 from devtools.aws_proxy import AwsFault, AwsProxy
 from tests.conftest import BRAZE_KEY, Aws, Braze, Sandbox, make_bridge, post, seed_body, serving
+from tests.queues import QueuePair
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from chalicelib.settings import Settings
+    from chalicelib.wiring import Bridge
 
 CREATE = "/v1/subscriptionevent/brazetest"
 API_GATEWAY_SECONDS = 29.0
@@ -144,3 +147,49 @@ def test_a_dripping_braze_cannot_hold_a_sync_call_past_its_deadline(braze: Braze
         client.track([{"external_id": "drip-user", "rokt:tags": {"add": ["x"]}}], [], Deadline(2.0))
 
     assert time.monotonic() - started < 2.5
+
+
+def spilling_bridge(settings: Settings, aws: Aws, **clients: Any) -> Bridge:
+    queue_url = QueuePair(aws.sqs(), *delivery_queue_names("test"), 1000, "deliver_queued").url
+    return build_bridge(
+        replace(settings, delivery_queue_url=queue_url),
+        ssm_client=clients.get("ssm_client") or aws.ssm(),
+        dynamodb_client=clients.get("dynamodb_client") or aws.dynamodb(),
+        sqs_client=clients.get("sqs_client") or aws.sqs(),
+    )
+
+
+def test_the_spill_path_answers_within_the_budget_when_dynamodb_and_sqs_hang_together(
+    settings: Settings, aws: Aws, proxy: AwsProxy, sandbox: Sandbox
+) -> None:
+    # Given direct mode with a queue behind it, the production budget (18 s of upstream work, 7 s kept),
+    # and Rokt holding the call to the very end of the upstream deadline
+    session = boto3.session.Session(region_name="us-east-1")
+    bridge = spilling_bridge(
+        production_budget(settings),
+        aws,
+        dynamodb_client=session.client("dynamodb", endpoint_url=proxy.url, config=AWS_CLIENT_CONFIG),
+        sqs_client=session.client("sqs", endpoint_url=proxy.url, config=AWS_CLIENT_CONFIG),
+    )
+    sandbox.fault(target="events", drip=DRIP, count=1)
+    # When the idempotency record's delete and the spill's SQS send both hang (each ~5-6.5 s of retries)
+    proxy.fail(AwsFault("dynamodb", "DeleteItem", count=5, hang=HANG))
+    proxy.fail(AwsFault("sqs", "SendMessage", count=5, hang=HANG))
+    with serving(bridge) as client:
+        status, seconds = timed(client, seed_body("spill_hang_user"))
+
+    # Then Braze is told to retry within the 25 s budget (18 + 6.5 + 6.5 = 31 s at worst before)
+    assert status in (503, 504)
+    assert seconds < 25.0 < API_GATEWAY_SECONDS, seconds
+    assert proxy.failed["dynamodb.DeleteItem"] >= 1
+
+
+def test_rokt_held_to_the_deadline_still_spills_when_aws_is_healthy(
+    settings: Settings, aws: Aws, sandbox: Sandbox
+) -> None:
+    sandbox.fault(target="events", drip=DRIP, count=1)
+    with serving(spilling_bridge(settings, aws)) as client:
+        answer = post(client, CREATE, seed_body("spill_late_user"))
+
+    assert answer.status_code == 202, answer.json_body
+    assert answer.json_body["reason"] == "upstream_timeout"

@@ -242,12 +242,45 @@ def _queue_resources(
     }
 
 
+def _untraced_token_route(stage: str, project_dir: Path) -> dict[str, Any]:
+    """With ``"xray": true``, API Gateway's trace segments record each request's URL, and the Rokt
+    webhook token is a path segment of ``/rokt/webhooks/{token}`` (a route interface.md fixes). This
+    X-Ray sampling rule, evaluated before the default one, samples none of that route's requests:
+    API Gateway records no segment for them, and Lambda follows its (not sampled) decision."""
+    config = json.loads((project_dir / ".chalice" / "config.json").read_text())
+    stage_config = config["stages"][stage]
+    if not stage_config.get("xray", config.get("xray", False)):
+        return {}
+    api_stage = stage_config.get("api_gateway_stage", config.get("api_gateway_stage", "api"))
+    return {
+        "UntracedRoktWebhooks": {
+            "Type": "AWS::XRay::SamplingRule",
+            "Properties": {
+                "SamplingRule": {
+                    "RuleName": f"rcb-{stage}-no-rokt-webhooks"[:32],
+                    "Priority": 1,
+                    "FixedRate": 0,
+                    "ReservoirSize": 0,
+                    "ServiceName": f"{APP_NAME}/{api_stage}",
+                    "ServiceType": "AWS::ApiGateway::Stage",
+                    "Host": "*",
+                    "HTTPMethod": "*",
+                    "URLPath": "*/rokt/webhooks/*",
+                    "ResourceARN": "*",
+                    "Version": 1,
+                }
+            },
+        }
+    }
+
+
 def merge_template(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     """Resources `chalice deploy` cannot express, for ``chalice package --merge-template``."""
     env = stage_environment(stage, project_dir)
     table, queue_stage = env["IDEMPOTENCY_TABLE"], stage_of(env)
     return {
         "Resources": {
+            **_untraced_token_route(stage, project_dir),
             "IdempotencyTable": {
                 "Type": "AWS::DynamoDB::Table",
                 "DeletionPolicy": "Retain",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from typing import TYPE_CHECKING
 
 import pytest
 
+import app as bridge_app
 from chalicelib.observability import redact_emails
+from devtools import deploy
+from devtools.project import PROJECT_DIR
 from tests import insights
 from tests.conftest import Sandbox, make_bridge, post, seed_body, serving
 
@@ -171,3 +175,29 @@ def test_addresses_in_rokt_error_bodies_are_masked_whatever_their_characters(tex
     assert "@" not in masked
     assert "[email redacted]" in masked
     assert "brien" not in masked
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_with_xray_the_rokt_webhook_route_is_never_sampled_so_its_token_stays_out_of_traces(stage: str):
+    """API Gateway's trace segment records the request URL, and the Rokt webhook token is in that path
+    (interface.md fixes the route). A stage with ``"xray": true`` gets an X-Ray sampling rule that API
+    Gateway evaluates first and that samples none of those requests: no segment records the URL, and
+    Lambda follows API Gateway's decision, so no trace holds the token."""
+    config = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
+    assert config["stages"][stage]["xray"] is True
+    [token_route] = [path for path in bridge_app.app.routes if "{token}" in path]
+    stage_prefix = "/" + config["stages"][stage]["api_gateway_stage"]
+
+    resources = deploy.merge_template(stage)["Resources"]
+    [rule] = [r["Properties"]["SamplingRule"] for r in resources.values() if r.get("Type") == "AWS::XRay::SamplingRule"]
+
+    assert (rule["FixedRate"], rule["ReservoirSize"], rule["Priority"]) == (0, 0, 1)
+    assert rule["ServiceType"] == "AWS::ApiGateway::Stage"
+    assert rule["ServiceName"] == f"{deploy.APP_NAME}/{stage_prefix[1:]}"
+    assert rule["HTTPMethod"] == rule["Host"] == rule["ResourceARN"] == "*"
+    assert len(rule["RuleName"]) <= 32
+    token_url = token_route.replace("{token}", "secret-token-123")
+    for url in (token_url, stage_prefix + token_url):
+        assert fnmatch.fnmatchcase(url, rule["URLPath"]), url
+    for other in [p for p in bridge_app.app.routes if "{token}" not in p]:
+        assert not fnmatch.fnmatchcase(stage_prefix + other, rule["URLPath"]), other

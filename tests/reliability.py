@@ -110,3 +110,18 @@ FAULTS: dict[str, Callable[[Rig], None]] = {
     "ssm-hangs": ssm_hangs,
     "dynamodb-hangs": lambda r: r.proxy.fail(AwsFault("dynamodb", "PutItem", count=3, hang=60)),
 }
+
+# Slow peers (issue 23 §2): alive, one byte every 0.6 s, so every socket read succeeds and only the
+# request deadline ends the wait. Kept out of FAULTS so the soak's seeded fault draw is unchanged.
+DRIP_SECONDS = 0.6
+
+
+def token_endpoint_drips(rig: Rig) -> None:
+    rig.sandbox.revoke_tokens()
+    rig.sandbox.fault(target="token", drip=DRIP_SECONDS, count=2)
+
+
+DRIP_FAULTS: dict[str, Callable[[Rig], None]] = {
+    "rokt-drips": lambda r: r.sandbox.fault(drip=DRIP_SECONDS, count=2),
+    "token-endpoint-drips": token_endpoint_drips,
+}

@@ -10,7 +10,7 @@ import pytest
 
 from devtools.project import LOCAL_WEBHOOK_SECRET
 from tests.braze_simulator import BrazeSimulator, accounting
-from tests.reliability import FAULTS, Rig, running_rig, webhooks
+from tests.reliability import DRIP_FAULTS, FAULTS, Rig, running_rig, webhooks
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -24,13 +24,17 @@ def rig() -> Iterator[Rig]:
         yield running
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
+# error, drop, hang and drip (a peer that answers one byte every 0.6 s)
+MATRIX = {**FAULTS, **DRIP_FAULTS}
+
+
+@pytest.mark.parametrize("fault", list(MATRIX))
 def test_fault_matrix_delivers_everything_exactly_once(rig: Rig, fault: str):
     # Given a fault armed on Rokt, the token endpoint, SSM or DynamoDB
     rig.sandbox.clear_faults()
     rig.proxy.clear()
     tokens_before = rig.sandbox.count("tokens_issued")
-    FAULTS[fault](rig)
+    MATRIX[fault](rig)
     braze = BrazeSimulator(rig.stack.bridge_url, LOCAL_WEBHOOK_SECRET, concurrency=4)
 
     # When Braze sends a batch (with duplicates) and retries what it is told to retry

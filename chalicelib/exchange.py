@@ -51,9 +51,11 @@ class _Watch:
             self.expired = True
             _shut(self._sock)
 
-    def finish(self) -> None:
+    def finish(self) -> bool:
+        """No more expiring; True if the watchdog cut the exchange first."""
         with self._lock:
             self.over = True
+            return self.expired
 
 
 def _shut(sock: socket.socket | None) -> None:
@@ -136,11 +138,14 @@ def send_within(
             response.close()
             raise
     except requests.RequestException as exc:
-        if watch.expired:
+        if watch.finish():
             raise requests.ReadTimeout("no complete answer within the deadline") from exc
         raise
     finally:
-        watch.finish()
+        cut = watch.finish()
         timer.cancel()
         _current.watch = None
+    if cut:  # what arrived before the cut can parse as an answer (a status line, then EOF): it is not one
+        response.close()
+        raise requests.ReadTimeout("no complete answer within the deadline")
     return response

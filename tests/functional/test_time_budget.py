@@ -193,3 +193,18 @@ def test_rokt_held_to_the_deadline_still_spills_when_aws_is_healthy(
 
     assert answer.status_code == 202, answer.json_body
     assert answer.json_body["reason"] == "upstream_timeout"
+
+
+def test_an_answer_cut_at_the_deadline_is_a_timeout_even_if_its_status_line_arrived(
+    settings: Settings, aws: Aws, sandbox: Sandbox
+) -> None:
+    # Given Rokt dripping fast enough that its status line ("HTTP/1.1 503 ...") is complete by the
+    # deadline, but not its headers: a cut there still parses as an answer (http.client reads EOF)
+    sandbox.fault(target="events", drip=0.12, count=1)
+
+    with serving(make_bridge(settings, aws)) as client:
+        status, seconds = timed(client, seed_body("drip_cut_user"))
+
+    # Then it is Rokt not answering in time (504), not "Rokt answered 503" (502)
+    assert status == 504
+    assert seconds < settings.request_budget_seconds

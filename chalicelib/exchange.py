@@ -2,18 +2,23 @@
 last byte of the body — what Rokt's API, its token endpoint and Braze are all called through.
 
 ``requests``' read timeout bounds each socket read, not the answer: a peer that sends one byte every
-0.6 s satisfies every read and can hold a call for minutes. So each exchange runs under a watchdog
-timer; when the deadline passes first, it shuts the exchange's socket down, which ends the blocked
-read at once (status line, headers or body alike), and the caller gets ``requests.ReadTimeout``. The
-socket is known because sessions built by :func:`bounded` make their connections register with the
+0.6 s satisfies every read and can hold a call for minutes. So each exchange is watched: when its
+deadline passes first, the watchdog shuts the exchange's socket down, which ends the blocked read at
+once (status line, headers or body alike), and the caller gets ``requests.ReadTimeout``. The socket is
+known because sessions passed through :func:`bounded` make their connections register with the
 exchange running on their thread; the body is read inside the bound (``stream=True``, then read).
+One watchdog thread serves the process, started on first use (a Timer thread per exchange cost
+~60 µs of CPU each; a watch costs ~2 µs).
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import socket
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -56,6 +61,45 @@ class _Watch:
         with self._lock:
             self.over = True
             return self.expired
+
+
+class _Watchdog:
+    """One daemon thread for every exchange: sleeps until the earliest deadline, cuts what is past it."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._due: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, seconds: float) -> _Watch:
+        watch = _Watch()
+        entry = (time.monotonic() + seconds, next(self._order), watch)
+        with self._wake:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="exchange-watchdog", daemon=True)
+                self._thread.start()
+            heapq.heappush(self._due, entry)
+            if self._due[0] is entry:  # a new earliest deadline: re-arm the sleep
+                self._wake.notify()
+        return watch
+
+    def _run(self) -> None:
+        with self._wake:
+            while True:
+                while self._due and self._due[0][2].over:
+                    heapq.heappop(self._due)
+                if not self._due:
+                    self._wake.wait()
+                    continue
+                left = self._due[0][0] - time.monotonic()
+                if left > 0:
+                    self._wake.wait(left)
+                    continue
+                heapq.heappop(self._due)[2].expire()
+
+
+_watchdog = _Watchdog()
 
 
 def _shut(sock: socket.socket | None) -> None:
@@ -125,11 +169,8 @@ def send_within(
     UpstreamTimeout when nothing is left). Past the deadline: ``requests.ReadTimeout``. ``session``
     must come from :func:`bounded`."""
     timeout = deadline.timeout(connect, read)
-    watch = _Watch()
-    timer = threading.Timer(max(deadline.remaining(), 0.0), watch.expire)
-    timer.daemon = True
+    watch = _watchdog.watch(deadline.remaining())
     _current.watch = watch
-    timer.start()
     try:
         response = session.request(method, url, timeout=timeout, stream=True, **kwargs)
         try:
@@ -143,7 +184,6 @@ def send_within(
         raise
     finally:
         cut = watch.finish()
-        timer.cancel()
         _current.watch = None
     if cut:  # what arrived before the cut can parse as an answer (a status line, then EOF): it is not one
         response.close()

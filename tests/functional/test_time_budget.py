@@ -5,6 +5,7 @@ at 29 s and Lambda at 30 s, leaving records in progress), so it is asserted; spe
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ import requests
 from chalicelib.braze.client import BrazeClient, BrazeUnavailable
 from chalicelib.clock import Deadline
 from chalicelib.delivery.queue import delivery_queue_names
+from chalicelib.exchange import bounded, send_within
 from chalicelib.wiring import AWS_CLIENT_CONFIG, build_bridge
 from devtools.aws_proxy import AwsFault, AwsProxy
 from tests.conftest import BRAZE_KEY, Aws, Braze, Sandbox, make_bridge, post, seed_body, serving
@@ -208,3 +210,23 @@ def test_an_answer_cut_at_the_deadline_is_a_timeout_even_if_its_status_line_arri
     # Then it is Rokt not answering in time (504), not "Rokt answered 503" (502)
     assert status == 504
     assert seconds < settings.request_budget_seconds
+
+
+def test_concurrent_exchanges_each_end_at_their_own_deadline(sandbox: Sandbox) -> None:
+    # Given two calls in flight at once (parallel reads), both to a dripping Rokt, with different deadlines
+    sandbox.fault(target="events", drip=DRIP, count=2)
+    session = bounded(requests.Session())
+    url = f"{sandbox.url}/v1/subscriptionevent/brazetest"
+
+    def seconds_until_cut(budget: float) -> float:
+        started = time.monotonic()
+        with pytest.raises(requests.ReadTimeout):
+            send_within(session, Deadline(budget), "POST", url, connect=1, read=2, json={})
+        return time.monotonic() - started
+
+    with ThreadPoolExecutor(2) as pool:
+        late = pool.submit(seconds_until_cut, 4.0)
+        early = pool.submit(seconds_until_cut, 2.5)
+        # Then each is cut at its own deadline, not at the other's
+        assert 2.5 <= early.result() < 3.0
+        assert 4.0 <= late.result() < 4.5

@@ -117,6 +117,14 @@ class InFlight(_RetryLater):
     code = "in_flight"
 
 
+class OlderIntentPending(_RetryLater):
+    """An intent for the same event that reached the bridge earlier is still waiting in the queue:
+    this one goes after it (the queue consumer's hold-back; never an HTTP answer)."""
+
+    status_code = 503
+    code = "older_intent_pending"
+
+
 class RateLimited(_RetryLater):
     """Rokt answered 429."""
 

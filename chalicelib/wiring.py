@@ -22,6 +22,7 @@ from chalicelib.auth import PathTokenAuthenticator, SignatureVerifier, WebhookAu
 from chalicelib.delivery.breaker import CircuitBreaker
 from chalicelib.delivery.endpoint import WebhookEndpoint
 from chalicelib.delivery.idempotency import IdempotentDeliverer
+from chalicelib.delivery.pending import PendingIntents
 from chalicelib.delivery.queue import DeliveryQueue, QueueConsumer
 from chalicelib.delivery.service import DeliveryService
 from chalicelib.delivery.spill import SpillingDeliverer
@@ -94,15 +95,17 @@ def build_bridge(
     )
     sqs = functools.cache(lambda: sqs_client or boto3.client("sqs", config=AWS_CLIENT_CONFIG))
     intake: Deliverer = deliverer
+    # The intents waiting in the delivery queue, per event: what keeps them in order (see pending).
+    pending = PendingIntents(dynamodb_client, settings.idempotency_table, settings.retry_horizon_seconds, clock=clock)
     if settings.delivery_queue_url:
-        queue = DeliveryQueue(sqs, settings.delivery_queue_url, clock=clock)
+        queue = DeliveryQueue(sqs, settings.delivery_queue_url, clock=clock, pending=pending)
         if settings.delivery_mode == "queued":
             intake = queue  # one SQS send per webhook; the consumer's delivery records dedupe
         else:
             breaker = CircuitBreaker(
                 settings.breaker_failure_threshold, settings.breaker_cooldown_seconds, clock=breaker_clock
             )
-            intake = SpillingDeliverer(deliverer, queue, breaker)
+            intake = SpillingDeliverer(deliverer, queue, breaker, pending)
     webhooks = WebhookEndpoint(
         WebhookAuthenticator(store, settings.webhook_secrets_max_age_seconds),
         service,
@@ -161,6 +164,7 @@ def build_bridge(
                 horizon_seconds=settings.retry_horizon_seconds,
                 max_backoff_seconds=settings.retry_max_backoff_seconds,
                 wall_clock=clock,
+                pending=pending,
             )
         ),
         rokt_webhooks=RoktWebhookEndpoint(

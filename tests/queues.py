@@ -12,6 +12,8 @@ from devtools.bootstrap import ensure_queues
 from devtools.queue_worker import receive_batch, sqs_event
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from chalice.test import Client
     from mypy_boto3_sqs.client import SQSClient
 
@@ -61,6 +63,22 @@ class QueuePair:
             if release_failures:
                 failed = {f["itemIdentifier"] for f in answer.get("batchItemFailures", [])}
                 self.release([m for m in messages if m["MessageId"] in failed])
+        raise AssertionError(f"the queue did not drain in {rounds} batches")
+
+    def drain_in_order(
+        self, client: Client, order: Callable[[list[Any]], list[Any]], *, rounds: int = 20
+    ) -> list[dict[str, Any]]:
+        """Like ``drain``, but each batch (everything visible) is handed over in ``order(messages)`` —
+        as a standard queue may hand it over. Returns each batch's answer; bounded."""
+        answers: list[dict[str, Any]] = []
+        for _ in range(rounds):
+            messages = self.receive(10)
+            if not messages:
+                return answers
+            answer = self.consume(client, order(messages))
+            answers.append(answer)
+            failed = {f["itemIdentifier"] for f in answer.get("batchItemFailures", [])}
+            self.release([m for m in messages if m["MessageId"] in failed])
         raise AssertionError(f"the queue did not drain in {rounds} batches")
 
     def dead_letters(self) -> list[Any]:

@@ -8,19 +8,29 @@ or a backoff that grows with the receive count (capped), for a horizon counted f
 message was first queued (24 h by default, the longest Braze retry window); past it, the message
 goes to the DLQ with the reason. Refusals are logged and dropped. The queue's redrive policy
 (MAX_RECEIVES) is only a backstop for messages that crash the function.
+
+Order: a standard queue hands messages over in any order, so each queued intent is noted in
+``pending`` (with when it reached the bridge) before it is sent, and taken off when its message is
+done with. The consumer holds an intent back — visible again after a short, growing delay, never
+sent — while an older intent for its event is still noted there; and a 404 for an update or delete
+is retried, not dropped, while an older intent for the event (its create) is still waiting. Together
+with the delivery records' arrival times (an older intent taken after a newer one is ``superseded``)
+Rokt ends in the state of the last intent received, whatever order SQS hands them over.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.clock import Deadline
 from chalicelib.delivery.models import EventRequest
 from chalicelib.delivery.service import DeliveryOutcome
-from chalicelib.errors import BridgeError
-from chalicelib.observability import record_outcome
+from chalicelib.errors import BridgeError, DependencyUnavailable, OlderIntentPending, RoktRejected
+from chalicelib.observability import logger, record_outcome
 from chalicelib.settings import RETRY_HORIZON_SECONDS, RETRY_MAX_BACKOFF_SECONDS
 from chalicelib.sqs import QueueRecords, RetryHorizon, send_json, stage_queue_names
 from chalicelib.sqs import backoff_seconds as sqs_backoff
@@ -32,6 +42,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
     from chalicelib.delivery.endpoint import Deliverer
+    from chalicelib.delivery.pending import PendingIntents
 
 # The knobs that keep the consumer under Rokt's rate: at most BATCH_SIZE x MAX_CONCURRENCY in flight.
 BATCH_SIZE = 10
@@ -45,6 +56,11 @@ CONSUMER_BUDGET_SECONDS = 25.0
 # and the batch's own bookkeeping; and the least time worth starting a record with.
 CONSUMER_RESERVE_SECONDS = 7.0
 MIN_RECORD_SECONDS = 2.0
+# An intent held back behind an older one for its event is looked at again after this, doubling with
+# each receive (capped by the retry backoff cap): soon after the older one is done, in few receives.
+HOLD_BACK_BASE_SECONDS = 5
+# Rokt's answer to an update or delete of an event it does not know (yet).
+UNKNOWN_EVENT_STATUS = 404
 
 
 def delivery_queue_names(stage: str) -> tuple[str, str]:
@@ -53,13 +69,21 @@ def delivery_queue_names(stage: str) -> tuple[str, str]:
 
 
 class DeliveryQueue:
-    """The producer side: one SQS message per validated request. The SQS client comes from ``sqs`` on
-    first use, so a direct-mode container that never spills never builds it (cold start)."""
+    """The producer side: one SQS message per validated request, noted first among the intents waiting
+    for its event (``pending``). The SQS client comes from ``sqs`` on first use, so a direct-mode
+    container that never spills never builds it (cold start)."""
 
-    def __init__(self, sqs: Callable[[], SQSClient], queue_url: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        sqs: Callable[[], SQSClient],
+        queue_url: str,
+        clock: Callable[[], float] = time.time,
+        pending: PendingIntents | None = None,
+    ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
         self._clock = clock
+        self._pending = pending
 
     def deliver(
         self,
@@ -68,16 +92,24 @@ class DeliveryQueue:
         lambda_context: Any = None,
         received_at: float | None = None,
     ) -> DeliveryOutcome:
-        """Queue ``request``: one AWS call, no dedupe here (the consumer's delivery records do it).
-        ``receivedAt`` (when the webhook reached the bridge) orders it among intents for its event."""
+        """Queue ``request``: no dedupe here (the consumer's delivery records do it). ``receivedAt``
+        (when the webhook reached the bridge) orders it among intents for its event."""
         now = self._clock()
-        send_json(
-            self._sqs(),
-            self._queue_url,
-            {"request": request.to_dict(), "queuedAt": now, "receivedAt": now if received_at is None else received_at},
-            {"accountCode": request.account_code, "eventId": request.event_id},
-            "delivery queue",
-        )
+        received = now if received_at is None else received_at
+        intent_id = uuid.uuid4().hex
+        noted = self._note(request, intent_id, received)
+        try:
+            send_json(
+                self._sqs(),
+                self._queue_url,
+                {"request": request.to_dict(), "queuedAt": now, "receivedAt": received, "intentId": intent_id},
+                {"accountCode": request.account_code, "eventId": request.event_id},
+                "delivery queue",
+            )
+        except DependencyUnavailable:
+            if noted and self._pending is not None:
+                self._pending.remove(request.account_code, request.event_id, intent_id)
+            raise
         return DeliveryOutcome(
             status="queued",
             action=request.action.value,
@@ -86,6 +118,19 @@ class DeliveryQueue:
             upstream_status=0,
             attempts=0,
         )
+
+    def _note(self, request: EventRequest, intent_id: str, received: float) -> bool:
+        """Note the intent as waiting. DynamoDB down (one of the reasons to spill) must not lose the
+        webhook: it is queued un-noted, still ordered against what Rokt has by its arrival time, but
+        intents after it cannot wait for it."""
+        if self._pending is None:
+            return False
+        try:
+            self._pending.add(request.account_code, request.event_id, intent_id, received)
+        except DependencyUnavailable:
+            logger.warning("queued an intent without noting it among its event's waiting intents")
+            return False
+        return True
 
 
 def backoff_seconds(receive_count: int, retry_after: int | None, cap: int = RETRY_MAX_BACKOFF_SECONDS) -> int:
@@ -111,8 +156,10 @@ class QueueConsumer:
         horizon_seconds: float = RETRY_HORIZON_SECONDS,
         max_backoff_seconds: int = RETRY_MAX_BACKOFF_SECONDS,
         wall_clock: Callable[[], float] = time.time,
+        pending: PendingIntents | None = None,
     ) -> None:
         self._deliverer = deliverer
+        self._pending = pending
         self._horizon = RetryHorizon(horizon_seconds)
         self._max_backoff = max_backoff_seconds
         self._wall_clock = wall_clock
@@ -148,26 +195,31 @@ class QueueConsumer:
         receives = int(record.attributes.approximate_receive_count or 1)
         summary: dict[str, Any] = {"route": "queue", "messageId": record.message_id, "receiveCount": receives}
         message: dict[str, Any] = {}
+        intent: _Intent | None = None
         try:
             message = json.loads(record.body)
             request = EventRequest.from_dict(message["request"])
             summary.update(accountCode=request.account_code, eventId=request.event_id, action=request.action.value)
+            intent = _Intent.of(request, message, self._wall_clock)
             if self._deadline.remaining() < MIN_RECORD_SECONDS:
                 summary.update(outcome="not_attempted", error="no_time_left")
                 self._records.delay(record, 0)  # visible again now: it never reached Rokt
                 raise NotAttempted("not enough of the invocation left to deliver this record")
-            received = message.get("receivedAt", message.get("queuedAt"))
-            outcome = self._deliverer.deliver(
-                request, self._deadline, self._context, None if received is None else float(received)
-            )
+            self._hold_back_behind_older(intent, receives)
+            outcome = self._deliverer.deliver(request, self._deadline, self._context, intent.received_at)
             summary.update(
                 outcome="duplicate" if outcome.duplicate else outcome.status, upstreamStatus=outcome.upstream_status
             )
+            self._done(intent)
         except BridgeError as exc:
             summary.update(outcome=exc.outcome, error=exc.code)
+            if exc.outcome != "retryable_failure" and intent is not None:
+                exc = self._refusal_or_wait(exc, intent, receives)
+                summary.update(outcome=exc.outcome, error=exc.code)
             if exc.outcome != "retryable_failure":
                 return  # definitive (Rokt refused): another attempt would get the same answer
             self._retry_or_give_up(record, message, receives, exc, summary)
+            self._done(intent)  # reached only when it was dead-lettered
         except (ValueError, KeyError, TypeError) as exc:
             summary.update(outcome="invalid", error="unreadable_message")
             if self._records.dead_letter(record, "unreadable_message: not a delivery this bridge wrote"):
@@ -178,11 +230,43 @@ class QueueConsumer:
             summary["latencyMs"] = round((self._clock() - started) * 1000, 1)
             record_outcome("queued webhook handled", summary)
 
+    def _hold_back_behind_older(self, intent: _Intent, receives: int) -> None:
+        """OlderIntentPending while an intent for the same event that reached the bridge earlier is
+        still waiting in the queue: this one must not overtake it."""
+        if self._pending is not None and self._pending.waiting_before(
+            intent.request.account_code, intent.request.event_id, intent.received_at, intent.intent_id
+        ):
+            raise OlderIntentPending(
+                "an older intent for this event is still waiting in the queue; this one goes after it",
+                retry_after=min(HOLD_BACK_BASE_SECONDS * 2 ** max(receives - 1, 0), self._max_backoff),
+            )
+
+    def _refusal_or_wait(self, exc: BridgeError, intent: _Intent, receives: int) -> BridgeError:
+        """A refusal is final — except Rokt's 404 for an update or delete while an older intent for the
+        event (its create) still waits: then this one waits for it. Final ones leave ``pending``."""
+        if (
+            isinstance(exc, RoktRejected)
+            and exc.upstream_status == UNKNOWN_EVENT_STATUS
+            and intent.request.operation != "create"
+        ):
+            try:
+                self._hold_back_behind_older(intent, receives)
+            except OlderIntentPending as waiting:
+                return waiting
+        self._done(intent)
+        return exc
+
+    def _done(self, intent: _Intent | None) -> None:
+        """The intent's message leaves the queue: intents behind it may go. If this cannot be noted,
+        the message is retried (its delivery record answers it again, Rokt is not called twice)."""
+        if self._pending is not None and intent is not None and intent.intent_id:
+            self._pending.remove(intent.request.account_code, intent.request.event_id, intent.intent_id)
+
     def _retry_or_give_up(
         self, record: SQSRecord, message: dict[str, Any], receives: int, exc: BridgeError, summary: dict[str, Any]
     ) -> None:
-        """Try again after a backoff while the message is within the horizon; past it, dead-letter it
-        with the reason (or, if even that fails, leave it to the redrive policy)."""
+        """Try again after a backoff (raises) while the message is within the horizon; past it,
+        dead-letter it with the reason and return (or, if even that fails, leave it to the redrive policy)."""
         delay = backoff_seconds(receives, getattr(exc, "retry_after", None), self._max_backoff)
         age = self._wall_clock() - float(message.get("queuedAt") or self._wall_clock())
         summary["ageSeconds"] = round(age, 1)
@@ -193,3 +277,17 @@ class QueueConsumer:
             return
         self._records.delay(record, delay)
         raise exc
+
+
+@dataclass(frozen=True)
+class _Intent:
+    """A queued request with what orders it among its event's intents."""
+
+    request: EventRequest
+    received_at: float
+    intent_id: str  # empty for messages queued before intents were noted
+
+    @classmethod
+    def of(cls, request: EventRequest, message: dict[str, Any], now: Callable[[], float]) -> _Intent:
+        received = message.get("receivedAt", message.get("queuedAt"))
+        return cls(request, now() if received is None else float(received), str(message.get("intentId") or ""))

@@ -6,14 +6,23 @@ the request goes onto the delivery queue instead and Braze gets ``202 queued`` w
 queue consumer delivers it later through the same idempotency records, so Rokt still sees it once.
 While the circuit breaker is open the route does not try Rokt at all: it spills in milliseconds.
 Only when SQS refuses too does Braze get the original retryable error.
+
+Order: while any intent for the event waits in the queue (``pending``), a webhook for it does not
+overtake it: it goes to the queue behind it (``202 queued``, reason ``behind_queued_intent``). The
+same for Rokt's 404 to an update or delete whose create was spilled meanwhile.
+
+The breaker hears only Rokt: a delivery or a refusal closes it; a duplicate or ``superseded`` answer
+(from DynamoDB), a webhook sent behind queued intents, or an in-flight one tells nothing about Rokt,
+and a half-open breaker leaves its probe to the next request.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.errors import BridgeError, DependencyUnavailable, InFlight, RateLimited
+from chalicelib.errors import BridgeError, DependencyUnavailable, InFlight, RateLimited, RoktRejected
 from chalicelib.observability import logger
 
 if TYPE_CHECKING:
@@ -21,6 +30,7 @@ if TYPE_CHECKING:
     from chalicelib.delivery.breaker import CircuitBreaker
     from chalicelib.delivery.endpoint import Deliverer
     from chalicelib.delivery.models import EventRequest
+    from chalicelib.delivery.pending import PendingIntents
     from chalicelib.delivery.queue import DeliveryQueue
     from chalicelib.delivery.service import DeliveryOutcome
 
@@ -30,13 +40,22 @@ BREAKER_OPEN = "breaker_open"
 # far behind, so it ends within the request budget (25 s < API Gateway's 29 s) even after a hung
 # record delete: 18 s upstream + 6.5 s delete + 6.5 s send was 31 s. Later, Braze retries instead.
 SPILL_GRACE_SECONDS = 0.5
+BEHIND_QUEUED_INTENT = "behind_queued_intent"
+UNKNOWN_EVENT_STATUS = 404
 
 
 class SpillingDeliverer:
-    def __init__(self, deliverer: Deliverer, queue: DeliveryQueue, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self,
+        deliverer: Deliverer,
+        queue: DeliveryQueue,
+        breaker: CircuitBreaker,
+        pending: PendingIntents | None = None,
+    ) -> None:
         self._deliverer = deliverer
         self._queue = queue
         self._breaker = breaker
+        self._pending = pending
 
     def deliver(
         self,
@@ -48,21 +67,49 @@ class SpillingDeliverer:
         if not self._breaker.allow():
             return self._spill(request, deadline, received_at, BREAKER_OPEN, None)
         try:
+            if self._behind_queued(request, received_at):
+                self._breaker.abandoned()
+                return self._spill(request, deadline, received_at, BEHIND_QUEUED_INTENT, None)
             outcome = self._deliverer.deliver(request, deadline, lambda_context, received_at)
         except InFlight:
             self._breaker.abandoned()  # another copy is being delivered: its answer comes on retry
             raise
+        except RoktRejected as exc:
+            self._breaker.succeeded()  # Rokt answered, with a refusal
+            if self._unknown_yet(request, exc, received_at):
+                return self._spill(request, deadline, received_at, BEHIND_QUEUED_INTENT, exc)
+            raise
         except BridgeError as exc:
             if exc.outcome != "retryable_failure":
-                self._breaker.succeeded()  # Rokt answered, with a refusal
+                self._breaker.abandoned()
                 raise
             self._breaker.failed(exc.retry_after if isinstance(exc, RateLimited) else None)
             return self._spill(request, deadline, received_at, exc.code, exc)
         except BaseException:
             self._breaker.abandoned()
             raise
-        self._breaker.succeeded()
+        if outcome.reached_rokt and not outcome.duplicate:
+            self._breaker.succeeded()
+        else:
+            self._breaker.abandoned()  # answered from DynamoDB: no word on Rokt's health
         return outcome
+
+    def _behind_queued(self, request: EventRequest, received_at: float | None) -> bool:
+        """Does an intent for this event that arrived before this one wait in the queue?"""
+        if self._pending is None:
+            return False
+        arrived = math.inf if received_at is None else received_at
+        return self._pending.waiting_before(request.account_code, request.event_id, arrived)
+
+    def _unknown_yet(self, request: EventRequest, exc: RoktRejected, received_at: float | None) -> bool:
+        """Rokt does not know the event an update or delete is for — because its create waits in the
+        queue (spilled between our look at the queue and Rokt's answer)?"""
+        if exc.upstream_status != UNKNOWN_EVENT_STATUS or request.operation == "create":
+            return False
+        try:
+            return self._behind_queued(request, received_at)
+        except DependencyUnavailable:
+            return False  # cannot tell: Rokt's refusal stands
 
     def _spill(
         self,

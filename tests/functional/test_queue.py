@@ -4,18 +4,20 @@ retryable failures wait on the queue, poison ends in the DLQ and can be replayed
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+import random
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import app as bridge_app
+from chalicelib.delivery.pending import KEY_PREFIX as PENDING_PREFIX
 from chalicelib.delivery.queue import backoff_seconds, delivery_queue_names
 from devtools import ops
 from tests.conftest import TABLE, Aws, Sandbox, make_bridge, post, seed_body, serving
 from tests.queues import QueuePair
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from chalice.test import Client
 
@@ -44,10 +46,13 @@ def test_intake_is_one_sqs_send_and_the_consumer_delivers_each_event_once(
     # Given Braze sending the same webhook three times (a retry, a duplicate)
     answers = [post(queued, CREATE, seed_body()) for _ in range(3)]
 
-    # Then each is queued at once — no dedupe, so no idempotency record, at intake
+    # Then each is queued at once — no dedupe, so no delivery record, at intake (only the note that
+    # the event has intents waiting in the queue)
     assert [a.status_code for a in answers] == [202, 202, 202]
     assert answers[0].json_body == {"status": "queued", "eventId": "Event_0001_user42", "accountCode": "brazetest"}
-    assert aws.dynamodb().scan(TableName=TABLE)["Count"] == 0
+    [note] = aws.dynamodb().scan(TableName=TABLE)["Items"]
+    assert note["id"]["S"].startswith(PENDING_PREFIX)
+    assert len([name for name in note if name.startswith("i_")]) == 3
     messages = queues.receive()
     assert len(messages) == 3
     assert json.loads(messages[0]["Body"])["request"]["event"]["notifyBefore"] == 15
@@ -212,12 +217,126 @@ def test_queued_intents_taken_out_of_order_leave_rokt_in_the_last_received(queue
     for body, path in ((seed_body(), CREATE), (seed_body(title="A"), f"{CREATE}/update"),
                        (seed_body(title="B"), f"{CREATE}/update")):  # fmt: skip
         assert post(queued, path, body).status_code == 202
-    messages = {json.loads(m["Body"])["request"]["event"]["title"]: m for m in queues.receive()}
 
     # When the consumer gets them as SQS may hand them out: create, then B, then A
-    for title in ("Event Title", "B", "A"):
-        assert queues.consume(queued, [messages[title]]) == {"batchItemFailures": []}
+    queues.drain_in_order(queued, handed_over("create:Event Title", "update:B", "update:A"))
 
-    # Then A, older than B, does not overwrite it
+    # Then B waited for A, older than it, and Rokt ends in B's state
     [stored] = sandbox.events()
-    assert stored["event"]["title"] == "B"
+    assert (stored["event"]["title"], stored["updates"]) == ("B", 2)
+
+
+DELETE_BODY = {"event": {"eventId": "Event_0001_user42"}}
+INTENTS = {  # label → (route, body); labels are action:title
+    "create:v1": (CREATE, seed_body(title="v1")),
+    "update:v2": (f"{CREATE}/update", seed_body(title="v2")),
+    "update:v3": (f"{CREATE}/update", seed_body(title="v3")),
+    "delete:": (f"{CREATE}/delete", DELETE_BODY),
+    "create:v4": (CREATE, seed_body(title="v4")),
+}
+
+
+@pytest.fixture
+def patient_queues(aws: Aws) -> QueuePair:
+    """The deployed queue's redrive backstop (an intent held back is received again, many times)."""
+    return QueuePair(aws.sqs(), *delivery_queue_names("test"), 1000, "deliver_queued")
+
+
+@pytest.fixture
+def patient(settings: Settings, aws: Aws, patient_queues: QueuePair) -> Iterator[Client]:
+    bridge = make_bridge(settings, aws, delivery_mode="queued", delivery_queue_url=patient_queues.url)
+    with serving(bridge) as client:
+        yield client
+
+
+def label(message: dict[str, Any]) -> str:
+    request = json.loads(message["Body"])["request"]
+    return f"{request['action']}:{request['event'].get('title', '')}"
+
+
+def handed_over(*labels: str) -> Callable[[list[Any]], list[Any]]:
+    """SQS handing a batch over in this order of labels (anything else after them)."""
+    rank = {name: index for index, name in enumerate(labels)}
+    return lambda messages: sorted(messages, key=lambda m: rank.get(label(m), len(rank)))
+
+
+def shuffled(seed: int) -> Callable[[list[Any]], list[Any]]:
+    generator = random.Random(seed)
+    return lambda messages: generator.sample(messages, len(messages))
+
+
+def rokt_state(sandbox: Sandbox) -> str:
+    """What a subscriber's calendar shows: nothing, or the event's title."""
+    events = [e for e in sandbox.events() if not e["deleted"]]
+    return "" if not events else events[0]["event"]["title"]
+
+
+def test_queued_create_then_delete_handed_over_delete_first_leaves_no_event(
+    patient, patient_queues: QueuePair, sandbox: Sandbox
+):
+    # Given a create then a delete queued for one event
+    for name in ("create:v1", "delete:"):
+        assert post(patient, *INTENTS[name]).status_code == 202
+
+    # When SQS hands them over delete first (Rokt: 404, no such event yet)
+    patient_queues.drain_in_order(patient, handed_over("delete:", "create:v1"))
+
+    # Then Rokt ends in the state of the last intent received: no event
+    assert rokt_state(sandbox) == ""
+    assert sandbox.count("events_deleted") == 1
+
+
+def test_queued_create_then_update_handed_over_update_first_leaves_the_update(
+    patient, patient_queues: QueuePair, sandbox: Sandbox
+):
+    for name in ("create:v1", "update:v2"):
+        assert post(patient, *INTENTS[name]).status_code == 202
+
+    patient_queues.drain_in_order(patient, handed_over("update:v2", "create:v1"))
+
+    assert rokt_state(sandbox) == "v2"
+
+
+def test_queued_duplicate_received_last_is_not_overtaken_by_an_intent_between_the_copies(
+    patient, patient_queues: QueuePair, sandbox: Sandbox
+):
+    # Given the event, then updates A, B and A again (a Braze retry) queued: the last received is A
+    assert post(patient, CREATE, seed_body(title="v1")).status_code == 202
+    for title in ("A", "B", "A"):
+        assert post(patient, f"{CREATE}/update", seed_body(title=title)).status_code == 202
+
+    # When SQS hands over the create, A (first copy), A (the retry), then B
+    def order(messages: list[Any]) -> list[Any]:
+        arrival = sorted(messages, key=lambda m: json.loads(m["Body"])["receivedAt"])
+        by_arrival = {m["MessageId"]: index for index, m in enumerate(arrival)}
+        wanted = {0: 0, 1: 1, 3: 2, 2: 3}  # arrival index → hand-over position: A(1), A(3), B(2)
+        return sorted(messages, key=lambda m: wanted.get(by_arrival[m["MessageId"]], 9))
+
+    patient_queues.drain_in_order(patient, order)
+
+    # Then Rokt holds A
+    assert rokt_state(sandbox) == "A"
+
+
+@pytest.mark.parametrize("order", ["reversed", 1, 2])
+@pytest.mark.parametrize(
+    "sequence",
+    [
+        ("create:v1", "update:v2", "delete:"),
+        ("create:v1", "update:v2", "update:v3", "delete:", "create:v4"),
+        ("create:v1", "delete:", "create:v4", "update:v2"),
+    ],
+)
+def test_queued_intents_in_any_order_leave_rokt_in_the_last_received(
+    patient, patient_queues: QueuePair, sandbox: Sandbox, sequence: tuple[str, ...], order: str | int
+):
+    # Given intents for one event queued in this order
+    for name in sequence:
+        assert post(patient, *INTENTS[name]).status_code == 202
+
+    # When SQS hands them over reversed, or shuffled
+    patient_queues.drain_in_order(patient, (lambda m: m[::-1]) if order == "reversed" else shuffled(int(order)))
+
+    # Then Rokt ends in the state of the last one
+    last = sequence[-1]
+    assert rokt_state(sandbox) == ("" if last == "delete:" else last.split(":")[1])

@@ -5,8 +5,9 @@ Rokt; the consumer retries for an age horizon, then dead-letters with the reason
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from tests.conftest import Aws, Sandbox, post, seed_body, serving
 from tests.queues import QueuePair
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from chalice.test import Client
 
@@ -242,7 +243,7 @@ def test_the_consumer_retries_within_the_horizon_then_dead_letters_with_the_reas
     assert queues.receive() == []
 
 
-def test_a_spilled_intent_does_not_overwrite_a_newer_one_delivered_meanwhile(
+def test_a_webhook_for_an_event_with_a_spilled_intent_waiting_goes_to_the_queue_behind_it(
     spilling, queues: QueuePair, sandbox: Sandbox
 ):
     # Given an event in the calendar
@@ -251,10 +252,131 @@ def test_a_spilled_intent_does_not_overwrite_a_newer_one_delivered_meanwhile(
     sandbox.fault(status=503, count=100)
     assert post(spilling, f"{CREATE}/update", seed_body(title="A")).json_body["reason"] == "upstream_error"
     sandbox.clear_faults()
-    assert post(spilling, f"{CREATE}/update", seed_body(title="B")).status_code == 200
+    later = post(spilling, f"{CREATE}/update", seed_body(title="B"))
 
-    # Then the consumer finds A older than what Rokt already has, and leaves Rokt in B's state
-    queues.drain(spilling, 10)
+    # Then B does not overtake A: it is queued behind it, and the consumer sends A, then B
+    assert later.status_code == 202
+    assert later.json_body["reason"] == "behind_queued_intent"
+    assert sandbox.count("events_updated") == 0
+    queues.drain_in_order(spilling, lambda messages: messages[::-1])
     [stored] = sandbox.events()
-    assert stored["event"]["title"] == "B"
-    assert sandbox.count("events_updated") == 1
+    assert (stored["event"]["title"], stored["updates"]) == ("B", 2)
+
+
+DELETE_BODY = {"event": {"eventId": "Event_0001_user42"}}
+
+
+def titles_in_order(*titles: str) -> Callable[[list[Any]], list[Any]]:
+    """SQS handing a batch over in this order of event titles ("" for a delete)."""
+    rank = {title: index for index, title in enumerate(titles)}
+
+    def title(message: dict[str, Any]) -> str:
+        return str(json.loads(message["Body"])["request"]["event"].get("title", ""))
+
+    return lambda messages: sorted(messages, key=lambda m: rank.get(title(m), len(rank)))
+
+
+def shown(sandbox: Sandbox) -> str:
+    """What a subscriber's calendar shows: nothing, or the event's title."""
+    events = [e for e in sandbox.events() if not e["deleted"]]
+    return "" if not events else str(events[0]["event"]["title"])
+
+
+def test_create_and_delete_spilled_and_handed_over_delete_first_leave_no_event(
+    spilling, queues: QueuePair, sandbox: Sandbox
+):
+    # Given a create and then a delete, both spilled while Rokt was down
+    sandbox.fault(status=503, count=100)
+    assert post(spilling, CREATE, seed_body(title="v1")).status_code == 202
+    assert post(spilling, f"{CREATE}/delete", DELETE_BODY).status_code == 202
+    sandbox.clear_faults()
+
+    # When SQS hands the delete over first (Rokt would answer 404: no such event yet)
+    queues.drain_in_order(spilling, titles_in_order("", "v1"))
+
+    # Then the delete still came last: the event is in no calendar
+    assert shown(sandbox) == ""
+    assert sandbox.count("events_deleted") == 1
+
+
+def test_create_and_update_spilled_and_handed_over_update_first_leave_the_update(
+    spilling, queues: QueuePair, sandbox: Sandbox
+):
+    sandbox.fault(status=503, count=100)
+    assert post(spilling, CREATE, seed_body(title="v1")).status_code == 202
+    assert post(spilling, f"{CREATE}/update", seed_body(title="v2")).status_code == 202
+    sandbox.clear_faults()
+
+    queues.drain_in_order(spilling, titles_in_order("v2", "v1"))
+
+    assert shown(sandbox) == "v2"
+
+
+def test_a_delete_arriving_while_its_create_waits_in_the_queue_goes_behind_it(
+    spilling, queues: QueuePair, sandbox: Sandbox
+):
+    # Given a create spilled while Rokt was down
+    sandbox.fault(status=503, count=100)
+    assert post(spilling, CREATE, seed_body(title="v1")).status_code == 202
+    sandbox.clear_faults()
+
+    # When the delete arrives once Rokt is back (Rokt does not know the event yet)
+    delete = post(spilling, f"{CREATE}/delete", DELETE_BODY)
+
+    # Then it is not refused (Braze would never retry a 422): it is queued behind the create
+    assert delete.status_code == 202
+    assert delete.json_body["reason"] == "behind_queued_intent"
+    queues.drain_in_order(spilling, titles_in_order("", "v1"))
+    assert shown(sandbox) == ""
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2])
+@pytest.mark.parametrize(
+    "sequence",
+    [("v1", "v2", ""), ("v1", "v2", "v3", "", "v4"), ("v1", "", "v4", "v2")],
+)
+def test_spilled_intents_in_any_order_leave_rokt_in_the_last_received(
+    spilling, queues: QueuePair, sandbox: Sandbox, sequence: tuple[str, ...], seed: int | None
+):
+    # Given intents for one event, spilled while Rokt was down (the breaker opens on the way):
+    # a create, updates, a delete ("") and a create again ("v4")
+    sandbox.fault(status=503, count=100)
+    created = False
+    for title in sequence:
+        if title == "":
+            route, body, created = f"{CREATE}/delete", DELETE_BODY, False
+        elif created:
+            route, body = f"{CREATE}/update", seed_body(title=title)
+        else:
+            route, body, created = CREATE, seed_body(title=title), True
+        assert post(spilling, route, body).status_code == 202
+    sandbox.clear_faults()
+
+    # When SQS hands them over reversed, or shuffled
+    generator = random.Random(seed)
+    queues.drain_in_order(spilling, (lambda m: m[::-1]) if seed is None else (lambda m: generator.sample(m, len(m))))
+
+    # Then Rokt ends in the state of the last intent received
+    assert shown(sandbox) == sequence[-1]
+
+
+def test_a_duplicate_answered_from_dynamodb_does_not_close_a_half_open_breaker(
+    spilling, sandbox: Sandbox, breaker_clock: FakeClock
+):
+    # Given a webhook delivered while Rokt was up, then Rokt down and the breaker open
+    assert post(spilling, CREATE, seed_body("done_user")).status_code == 200
+    sandbox.fault(status=503, count=1000)
+    for i in range(THRESHOLD):
+        post(spilling, CREATE, seed_body(f"Event_{i}_user"))
+    breaker_clock.now += COOLDOWN + 1
+
+    # When the first request after the cool-down is Braze retrying the delivered webhook
+    duplicate = post(spilling, CREATE, seed_body("done_user"))
+    probe = post(spilling, CREATE, seed_body("probe_user"))
+    after = post(spilling, CREATE, seed_body("after_user"))
+
+    # Then its answer from DynamoDB said nothing about Rokt: the next request was the probe, it
+    # failed, and the one after it spilled at once without calling Rokt
+    assert duplicate.json_body["duplicate"] is True
+    assert probe.json_body["reason"] == "upstream_error"
+    assert after.json_body["reason"] == "breaker_open"

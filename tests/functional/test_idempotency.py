@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING
+
+from chalicelib.clock import Deadline
+from chalicelib.delivery.models import Action, parse_request
 from devtools.localstack import free_port
 from tests.conftest import Aws, Sandbox, post, seed_body, serving
 
 CREATE = "/v1/subscriptionevent/brazetest"
 UPDATE = "/v1/subscriptionevent/brazetest/update"
 DELETE = "/v1/subscriptionevent/brazetest/delete"
+
+if TYPE_CHECKING:
+    from chalicelib.wiring import Bridge
 
 
 def test_sequential_duplicates_reach_rokt_once(client, sandbox: Sandbox):
@@ -142,3 +150,23 @@ def test_dynamodb_down_answers_503_and_calls_nobody(settings, aws: Aws, sandbox:
     assert response.status_code == 503
     assert "idempotency" in response.json_body["message"]
     assert sandbox.count("events_requests") == 0
+
+
+def test_a_later_copy_moves_the_arrival_so_an_intent_received_between_the_copies_is_superseded(
+    client, bridge: Bridge, sandbox: Sandbox
+):
+    # Given the event, and the delivery records the queue consumer delivers through
+    assert post(client, CREATE, seed_body()).status_code == 200
+    deliverer = bridge.consumer()._deliverer
+    a, b = (parse_request(Action.UPDATE, "brazetest", seed_body(title=title)) for title in ("A", "B"))
+    start = time.time()
+
+    # When A (received at 1), its retry (received at 3) and B (received at 2) are delivered in that order
+    first = deliverer.deliver(a, Deadline(5.0), None, start + 1)
+    retry = deliverer.deliver(a, Deadline(5.0), None, start + 3)
+    between = deliverer.deliver(b, Deadline(5.0), None, start + 2)
+
+    # Then the retry, the last intent received, keeps Rokt in A's state: B is older than it
+    assert (first.status, retry.duplicate, between.status) == ("delivered", True, "superseded")
+    [stored] = sandbox.events()
+    assert (stored["event"]["title"], stored["updates"]) == ("A", 1)

@@ -281,6 +281,7 @@ def _cmd_replay_dlq(args: argparse.Namespace) -> int:
         account_code=args.account_code,
         event_id=args.event_id,
         dry_run=args.dry_run,
+        force=args.force,
     )
     return 0
 
@@ -387,6 +388,12 @@ def _add_queue_commands(commands: Any, aws_note: str) -> None:
     replay.add_argument("--account-code", help="only messages for this account code")
     replay.add_argument("--event-id", help="only messages for this event id")
     replay.add_argument("--dry-run", action="store_true", help="list and count, move nothing")
+    replay.add_argument(
+        "--force",
+        action="store_true",
+        help="also replay deliveries received longer ago than IDEMPOTENCY_TTL_SECONDS (refused by default: "
+        "a newer intent's record may be gone, and the older one would undo it)",
+    )
     replay.set_defaults(func=_cmd_replay_dlq)
 
     for name, what, func in (

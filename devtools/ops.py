@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import re
 import secrets as random_secrets
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from chalicelib.braze.client import BrazeClient, BrazeError
 from chalicelib.clock import Deadline
 from chalicelib.delivery.queue import MAX_RECEIVES, RETENTION_SECONDS, delivery_queue_names
 from chalicelib.secrets import BRAZE_API_KEY, ROKT_WEBHOOK_TOKENS, WEBHOOK_SECRETS, split_list
-from chalicelib.settings import stage_of
+from chalicelib.settings import DEFAULT_TTL_SECONDS, stage_of
 from chalicelib.sqs import DEAD_LETTER_REASON
 from chalicelib.sync.queue import SYNC_MAX_RECEIVES, sync_queue_names
 from devtools import dashboard, deploy
@@ -52,6 +53,7 @@ class StageNames:
     signature_required: bool
     braze_rest_endpoint: str | None = None
     queue_stage: str = ""  # BRIDGE_STAGE, which names the stage's queues (see app.py)
+    idempotency_ttl_seconds: int = DEFAULT_TTL_SECONDS  # how long delivery records are kept
 
     def queues(self, queue: str) -> tuple[str, str]:
         """The stage's ``delivery`` or ``sync`` queue name and its DLQ's."""
@@ -75,6 +77,7 @@ class StageNames:
             signature_required=env.get("WEBHOOK_SIGNATURE") == "required",
             braze_rest_endpoint=(env.get("BRAZE_REST_ENDPOINT") or "").rstrip("/") or None,
             queue_stage=stage_of(env),
+            idempotency_ttl_seconds=int(env.get("IDEMPOTENCY_TTL_SECONDS") or DEFAULT_TTL_SECONDS),
         )
 
 
@@ -112,14 +115,20 @@ def replay_dlq(
     account_code: str | None = None,
     event_id: str | None = None,
     dry_run: bool = False,
+    force: bool = False,
     limit: int = 10_000,
     progress: Progress = print,
+    clock: Callable[[], float] = time.time,
 ) -> int:
-    """Move dead letters back to their queue (all, or those matching); return how many matched."""
+    """Move dead letters back to their queue (all, or those matching); return how many matched.
+
+    A delivery received longer ago than the delivery records are kept (IDEMPOTENCY_TTL_SECONDS) stays
+    unless ``force``: the record of a newer intent for its event may be gone, and nothing would stop
+    this older one from putting Rokt back in an older state."""
     queue_name, dlq_name = names.queues(queue)
     dlq_url = sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"]
     queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
-    matched = seen = 0
+    matched = seen = refused = 0
     skipped: list[str] = []
     while seen < limit:
         batch = sqs.receive_message(
@@ -136,12 +145,23 @@ def replay_dlq(
             attributes: Mapping[str, Any] = message.get("MessageAttributes", {})
             account = _attribute(attributes, "accountCode")
             event = _attribute(attributes, "eventId")
+            target = f"{account}/{event}" if account else str(event)
             if (account_code and account != account_code) or (event_id and event != event_id):
+                skipped.append(message["ReceiptHandle"])
+                continue
+            age = _received_ago(message["Body"], clock()) if queue == "delivery" else None
+            if age is not None and age > names.idempotency_ttl_seconds and not force:
+                refused += 1
+                progress(
+                    f"not replaying {target} ({message['MessageId']}): received {age / 3600:.1f} h ago, longer "
+                    f"than delivery records are kept ({names.idempotency_ttl_seconds / 3600:g} h), so a newer "
+                    "intent for this event may have reached Rokt and been forgotten, and this older one would "
+                    "undo it; check the event in Rokt, then --force to replay it anyway"
+                )
                 skipped.append(message["ReceiptHandle"])
                 continue
             matched += 1
             because = f" — dead-lettered because: {dead_letter_reason(message)}"
-            target = f"{account}/{event}" if account else str(event)
             progress(f"{'would replay' if dry_run else 'replaying'} {target} ({message['MessageId']}){because}")
             if dry_run:
                 skipped.append(message["ReceiptHandle"])
@@ -150,7 +170,8 @@ def replay_dlq(
             sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
     for handle in skipped:  # make the ones left alone visible again right away
         sqs.change_message_visibility(QueueUrl=dlq_url, ReceiptHandle=handle, VisibilityTimeout=0)
-    progress(f"{matched} of {seen} dead letter(s) {'would be ' if dry_run else ''}replayed")
+    kept = f"; {refused} too old to replay without --force" if refused else ""
+    progress(f"{matched} of {seen} dead letter(s) {'would be ' if dry_run else ''}replayed{kept}")
     return matched
 
 
@@ -174,6 +195,16 @@ def dead_letter_reason(message: Mapping[str, Any]) -> str:
         queued = dt.datetime.fromtimestamp(int(sent) / 1000, dt.UTC).isoformat(timespec="seconds")
         said += f", first queued {queued.replace('+00:00', 'Z')}"
     return said + " (the consumer never decided: look for a crash or timeout in its logs)"
+
+
+def _received_ago(body: str, now: float) -> float | None:
+    """How long ago the bridge received the delivery in ``body`` (None if it does not say)."""
+    try:
+        message = json.loads(body)
+        received = message.get("receivedAt", message.get("queuedAt"))
+        return None if received is None else now - float(received)
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def _attribute(attributes: Mapping[str, Any], name: str) -> str | None:

@@ -157,6 +157,39 @@ def test_poison_reaches_the_dlq_and_replay_delivers_it(queued, queues: QueuePair
     assert queues.receive(url=queues.dlq_url) == []
 
 
+def test_replay_refuses_a_delivery_older_than_the_delivery_records_unless_forced(
+    queued, queues: QueuePair, sandbox: Sandbox
+):
+    # Given a delivery in the DLQ, received longer ago than delivery records are kept (a newer
+    # intent for its event may have reached Rokt, and its record expired)
+    post(queued, CREATE, seed_body())
+    sandbox.fault(status=500, count=100)
+    received = 0.0
+    for _ in range(MAX_RECEIVES):
+        messages = queues.receive()
+        received = json.loads(messages[0]["Body"])["receivedAt"]
+        queues.consume(queued, messages)
+        queues.release(messages)
+    assert queues.receive() == []  # moved to the DLQ by the redrive policy
+    sandbox.clear_faults()
+    later = lambda: received + STAGE_NAMES.idempotency_ttl_seconds + 60  # noqa: E731
+    lines: list[str] = []
+
+    # When an operator replays the dead letters
+    replayed = ops.replay_dlq(queues.sqs, STAGE_NAMES, progress=lines.append, clock=later)
+
+    # Then it stays in the DLQ, and the operator is told why and how to override
+    assert replayed == 0
+    assert any("not replaying brazetest/Event_0001_user42" in line and "--force" in line for line in lines)
+    assert "1 too old to replay without --force" in lines[-1]
+    assert queues.receive() == []
+    # and --force replays it
+    forced = ops.replay_dlq(queues.sqs, STAGE_NAMES, force=True, progress=lambda _: None, clock=later)
+    queues.consume(queued, queues.receive())
+    assert forced == 1
+    assert [e["deliveries"] for e in sandbox.events()] == [1]
+
+
 def test_queued_and_direct_share_delivery_records(settings: Settings, aws: Aws, queues: QueuePair, sandbox: Sandbox):
     with serving(make_bridge(settings, aws)) as client:
         post(client, CREATE, seed_body())  # delivered directly

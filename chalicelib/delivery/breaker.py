@@ -3,9 +3,11 @@
 Closed: calls go through. After ``failure_threshold`` retryable failures in a row (or a Rokt 429 that
 names a ``Retry-After``) it opens: for ``cooldown_seconds`` (or the Retry-After, if longer) the route
 does not call Rokt at all and spills at once. Then one call is let through as a probe (half-open):
-its success closes the breaker, its failure opens it again. State changes are logged and counted
-(``BreakerOpened``/``BreakerClosed``); the state lives in the container, so a fleet of N containers
-sends at most N probes per cool-down.
+an answer from Rokt (a delivery or a refusal) closes the breaker, a failure opens it again, and a
+call that ends without a word from Rokt (a duplicate or ``superseded`` answer from DynamoDB, a webhook
+sent behind queued intents, one in flight elsewhere) leaves the probe to the next request. State
+changes are logged and counted (``BreakerOpened``/``BreakerClosed``); the state lives in the
+container, so a fleet of N containers sends at most N probes per cool-down.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class CircuitBreaker:
             return False
 
     def succeeded(self) -> None:
-        """Rokt answered (a delivery, or a refusal: either way it is up)."""
+        """Rokt itself answered (a delivery, or a refusal: either way it is up) — never an answer
+        taken from DynamoDB."""
         with self._lock:
             self._failures = 0
             if self._state != "closed":
@@ -62,8 +65,9 @@ class CircuitBreaker:
                     self._change("open", f"{self._failures} retryable failure(s) in a row", pause)
 
     def abandoned(self) -> None:
-        """The call ended with no word on Rokt's health (e.g. the event was in flight elsewhere): a
-        half-open breaker lets the next request probe instead."""
+        """The call ended with no word on Rokt's health (a duplicate or superseded answer from
+        DynamoDB, the event in flight elsewhere): a half-open breaker lets the next request probe
+        instead, and a closed one keeps its count of failures."""
         with self._lock:
             if self._state == "half_open":
                 self._state = "open"

@@ -1,0 +1,69 @@
+"""The spilling route keeps intents for one event in order: it sends a webhook behind the intents that
+wait in the queue, and does not turn Rokt's 404 for an update or delete whose create was spilled
+meanwhile into a refusal (issue 23 item 1). In-memory fakes; the functional tests run the real thing."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from chalicelib.clock import Deadline
+from chalicelib.delivery.breaker import CircuitBreaker
+from chalicelib.delivery.models import Action, EventRequest
+from chalicelib.delivery.spill import BEHIND_QUEUED_INTENT, SpillingDeliverer
+from chalicelib.errors import RoktRejected
+from tests.unit.test_breaker import RecordingQueue, ScriptedDeliverer, outcome
+
+if TYPE_CHECKING:
+    from chalicelib.delivery.service import DeliveryOutcome
+
+
+class FakePending:
+    """Answers ``waiting_before`` from a script: whether an older intent waits, call after call."""
+
+    def __init__(self, *waiting: bool) -> None:
+        self._waiting = list(waiting)
+
+    def waiting_before(self, account_code: str, event_id: str, received_at: float, intent_id: str = "") -> bool:
+        return self._waiting.pop(0)
+
+
+def request(action: Action) -> EventRequest:
+    return EventRequest(action, "brazetest", "Event_0001_user42", {"eventId": "Event_0001_user42"})
+
+
+def route(pending: FakePending, *answers: DeliveryOutcome | Exception) -> tuple[SpillingDeliverer, ScriptedDeliverer]:
+    deliverer = ScriptedDeliverer(*answers)  # type: ignore[arg-type]
+    breaker = CircuitBreaker(3, 30.0, clock=lambda: 0.0)
+    return SpillingDeliverer(deliverer, RecordingQueue(), breaker, pending), deliverer  # type: ignore[arg-type]
+
+
+def test_a_webhook_for_an_event_with_intents_waiting_in_the_queue_goes_behind_them():
+    spilling, deliverer = route(FakePending(True), outcome())
+
+    answer = spilling.deliver(request(Action.UPDATE), Deadline(5.0), None, 1_000.0)
+
+    assert (answer.status, answer.reason, deliverer.calls) == ("queued", BEHIND_QUEUED_INTENT, 0)
+
+
+@pytest.mark.parametrize("action", [Action.UPDATE, Action.DELETE])
+def test_a_404_for_an_update_or_delete_whose_create_was_spilled_meanwhile_is_queued_behind_it(action: Action):
+    # nothing waited when it looked; by Rokt's 404, the create had been spilled
+    spilling, _ = route(FakePending(False, True), RoktRejected(404, {"error": "event_not_found"}))
+
+    answer = spilling.deliver(request(action), Deadline(5.0), None, 1_000.0)
+
+    assert (answer.status, answer.reason) == ("queued", BEHIND_QUEUED_INTENT)
+
+
+@pytest.mark.parametrize(
+    ("action", "status", "waiting"),
+    [(Action.UPDATE, 404, False), (Action.CREATE, 404, True), (Action.UPDATE, 400, True)],
+    ids=["nothing-waits", "create", "not-404"],
+)
+def test_other_refusals_stand(action: Action, status: int, waiting: bool):
+    spilling, _ = route(FakePending(False, waiting), RoktRejected(status, {"error": "x"}))
+
+    with pytest.raises(RoktRejected):
+        spilling.deliver(request(action), Deadline(5.0), None, 1_000.0)

@@ -86,6 +86,7 @@ OUTCOME_METRICS = {
     "skipped": "Skipped",
     "dead_lettered": "DeadLettered",
     "not_attempted": "NotAttempted",
+    "held_back": "HeldBack",  # a queued intent waiting for an older one for its event (not a failure)
     "error": "Errors",
 }
 

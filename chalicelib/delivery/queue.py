@@ -218,8 +218,10 @@ class QueueConsumer:
                 summary.update(outcome=exc.outcome, error=exc.code)
             if exc.outcome != "retryable_failure":
                 return  # definitive (Rokt refused): another attempt would get the same answer
+            if isinstance(exc, OlderIntentPending):
+                summary["outcome"] = "held_back"  # waiting its turn, not a failure
             self._retry_or_give_up(record, message, receives, exc, summary)
-            self._done(intent)  # reached only when it was dead-lettered
+            self._gone(intent)  # reached only when it was dead-lettered
         except (ValueError, KeyError, TypeError) as exc:
             summary.update(outcome="invalid", error="unreadable_message")
             if self._records.dead_letter(record, "unreadable_message: not a delivery this bridge wrote"):
@@ -261,6 +263,14 @@ class QueueConsumer:
         the message is retried (its delivery record answers it again, Rokt is not called twice)."""
         if self._pending is not None and intent is not None and intent.intent_id:
             self._pending.remove(intent.request.account_code, intent.request.event_id, intent.intent_id)
+
+    def _gone(self, intent: _Intent | None) -> None:
+        """Best effort for a dead-lettered intent (already in the DLQ: it must not fail again); an
+        entry left behind stops holding intents back once it is stale (see pending)."""
+        try:
+            self._done(intent)
+        except DependencyUnavailable:
+            logger.warning("a dead-lettered intent is still noted as waiting; intents behind it wait until it is stale")
 
     def _retry_or_give_up(
         self, record: SQSRecord, message: dict[str, Any], receives: int, exc: BridgeError, summary: dict[str, Any]

@@ -67,7 +67,7 @@ class SpillingDeliverer:
         if not self._breaker.allow():
             return self._spill(request, deadline, received_at, BREAKER_OPEN, None)
         try:
-            if self._behind_queued(request, received_at):
+            if self._behind_queued(request):
                 self._breaker.abandoned()
                 return self._spill(request, deadline, received_at, BEHIND_QUEUED_INTENT, None)
             outcome = self._deliverer.deliver(request, deadline, lambda_context, received_at)
@@ -76,7 +76,7 @@ class SpillingDeliverer:
             raise
         except RoktRejected as exc:
             self._breaker.succeeded()  # Rokt answered, with a refusal
-            if self._unknown_yet(request, exc, received_at):
+            if self._unknown_yet(request, exc):
                 return self._spill(request, deadline, received_at, BEHIND_QUEUED_INTENT, exc)
             raise
         except BridgeError as exc:
@@ -94,20 +94,20 @@ class SpillingDeliverer:
             self._breaker.abandoned()  # answered from DynamoDB: no word on Rokt's health
         return outcome
 
-    def _behind_queued(self, request: EventRequest, received_at: float | None) -> bool:
-        """Does an intent for this event that arrived before this one wait in the queue?"""
+    def _behind_queued(self, request: EventRequest) -> bool:
+        """Does any intent for this event wait in the queue? (Any: one noted as arriving after this
+        webhook — clocks of two containers apart — is then simply delivered after it.)"""
         if self._pending is None:
             return False
-        arrived = math.inf if received_at is None else received_at
-        return self._pending.waiting_before(request.account_code, request.event_id, arrived)
+        return self._pending.waiting_before(request.account_code, request.event_id, math.inf)
 
-    def _unknown_yet(self, request: EventRequest, exc: RoktRejected, received_at: float | None) -> bool:
+    def _unknown_yet(self, request: EventRequest, exc: RoktRejected) -> bool:
         """Rokt does not know the event an update or delete is for — because its create waits in the
         queue (spilled between our look at the queue and Rokt's answer)?"""
         if exc.upstream_status != UNKNOWN_EVENT_STATUS or request.operation == "create":
             return False
         try:
-            return self._behind_queued(request, received_at)
+            return self._behind_queued(request)
         except DependencyUnavailable:
             return False  # cannot tell: Rokt's refusal stands
 

@@ -11,6 +11,7 @@ import pytest
 
 import app as bridge_app
 from chalicelib.delivery.pending import KEY_PREFIX as PENDING_PREFIX
+from chalicelib.delivery.pending import STALE_MARGIN_SECONDS, PendingIntents
 from chalicelib.delivery.queue import backoff_seconds, delivery_queue_names
 from devtools import ops
 from tests.conftest import TABLE, Aws, Sandbox, make_bridge, post, seed_body, serving
@@ -377,3 +378,23 @@ def test_queued_intents_in_any_order_leave_rokt_in_the_last_received(
     # Then Rokt ends in the state of the last one
     last = sequence[-1]
     assert rokt_state(sandbox) == ("" if last == "delete:" else last.split(":")[1])
+
+
+def test_pending_intents_order_by_arrival_ignore_stale_entries_and_removing_creates_nothing(aws: Aws):
+    now = [1_700_000_000.0]
+    pending = PendingIntents(aws.dynamodb(), TABLE, horizon_seconds=3600.0, clock=lambda: now[0])
+    pending.remove("brazetest", "never_queued", "x")  # an intent queued while DynamoDB was down
+    assert aws.dynamodb().scan(TableName=TABLE)["Count"] == 0
+
+    pending.add("brazetest", "Event_1", "b", now[0])
+    pending.add("brazetest", "Event_1", "a", now[0])  # same arrival: the intent id breaks the tie
+
+    assert pending.waiting_before("brazetest", "Event_1", now[0] + 1, "c")
+    assert pending.waiting_before("brazetest", "Event_1", now[0], "b")  # "a" is ahead of it
+    assert not pending.waiting_before("brazetest", "Event_1", now[0], "a")  # and never behind "b"
+    assert not pending.waiting_before("brazetest", "Event_2", now[0] + 1, "c")
+    pending.remove("brazetest", "Event_1", "a")
+    assert not pending.waiting_before("brazetest", "Event_1", now[0], "b")
+    # an entry whose message cannot still be on the queue (lost without being dead-lettered) is stale
+    now[0] += 3600.0 + STALE_MARGIN_SECONDS + 1
+    assert not pending.waiting_before("brazetest", "Event_1", now[0], "c")

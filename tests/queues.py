@@ -81,5 +81,14 @@ class QueuePair:
             self.release([m for m in messages if m["MessageId"] in failed])
         raise AssertionError(f"the queue did not drain in {rounds} batches")
 
+    def receive_count(self) -> int:
+        """Messages on the queue, visible or not (SQS's approximate counts; exact in moto)."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        return int(attributes.get("ApproximateNumberOfMessages", "0")) + int(
+            attributes.get("ApproximateNumberOfMessagesNotVisible", "0")
+        )
+
     def dead_letters(self) -> list[Any]:
         return self.receive(100, url=self.dlq_url)

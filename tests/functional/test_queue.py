@@ -4,16 +4,20 @@ retryable failures wait on the queue, poison ends in the DLQ and can be replayed
 from __future__ import annotations
 
 import json
+import multiprocessing
 import random
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from chalice.local import LambdaContext
 
 import app as bridge_app
 from chalicelib.delivery.pending import KEY_PREFIX as PENDING_PREFIX
 from chalicelib.delivery.pending import STALE_MARGIN_SECONDS, PendingIntents
 from chalicelib.delivery.queue import backoff_seconds, delivery_queue_names
+from chalicelib.observability import flush_metrics
 from devtools import ops
+from devtools.queue_worker import sqs_event
 from tests.conftest import TABLE, Aws, Sandbox, make_bridge, post, seed_body, serving
 from tests.queues import QueuePair
 
@@ -398,3 +402,57 @@ def test_pending_intents_order_by_arrival_ignore_stale_entries_and_removing_crea
     # an entry whose message cannot still be on the queue (lost without being dead-lettered) is stale
     now[0] += 3600.0 + STALE_MARGIN_SECONDS + 1
     assert not pending.waiting_before("brazetest", "Event_1", now[0], "c")
+
+
+def consume_as_one_container(settings: Settings, aws: Aws, queues: QueuePair, seed: int) -> None:
+    """One Lambda container of the consumer: small shuffled batches until the queue is empty (bounded)."""
+    bridge = make_bridge(settings, aws, delivery_mode="queued", delivery_queue_url=queues.url)
+    generator = random.Random(seed)
+    for _ in range(60):
+        got = queues.receive(2)
+        if not got:
+            if queues.receive_count() == 0:
+                return
+            continue
+        messages = generator.sample(got, len(got))
+        context = LambdaContext("deliver_queued", 512, max_runtime_ms=30_000)
+        try:
+            answer = bridge.consumer().handle(sqs_event(messages, queues.arn), context)
+        finally:
+            flush_metrics()
+        failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+        for message in messages:
+            if message["MessageId"] in failed:
+                queues.release([message])
+            else:
+                queues.sqs.delete_message(QueueUrl=queues.url, ReceiptHandle=message["ReceiptHandle"])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_two_consumers_at_once_leave_rokt_in_the_last_intent_received(
+    settings: Settings, aws: Aws, patient_queues: QueuePair, sandbox: Sandbox, seed: int
+):
+    # Given intents for one event queued in this order
+    sequence = ("create:v1", "update:v2", "update:v3", "delete:", "create:v4")
+    with serving(make_bridge(settings, aws, delivery_mode="queued", delivery_queue_url=patient_queues.url)) as client:
+        for name in sequence:
+            assert post(client, *INTENTS[name]).status_code == 202
+
+    # When two consumers (two containers: two processes) take small shuffled batches at the same time
+    forked = multiprocessing.get_context("fork")
+    containers = [
+        forked.Process(target=consume_as_one_container, args=(settings, aws, patient_queues, seed * 10 + index))
+        for index in range(2)
+    ]
+    for container in containers:
+        container.start()
+    for container in containers:
+        container.join(timeout=90)
+        if container.is_alive():
+            container.terminate()
+            container.join(timeout=5)
+
+    # Then both finished cleanly, the queue is empty, and Rokt is in the state of the last intent
+    assert [c.exitcode for c in containers] == [0, 0]
+    assert patient_queues.receive_count() == 0
+    assert rokt_state(sandbox) == "v4"

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.clock import Deadline
 from chalicelib.delivery.models import EventRequest
 from chalicelib.delivery.service import DeliveryOutcome
-from chalicelib.errors import BridgeError, DependencyUnavailable, OlderIntentPending, RoktRejected
+from chalicelib.errors import BridgeError, DependencyUnavailable, OlderIntentPending
 from chalicelib.observability import logger, record_outcome
+from chalicelib.rokt.events import refused_as_unknown
 from chalicelib.settings import RETRY_HORIZON_SECONDS, RETRY_MAX_BACKOFF_SECONDS
 from chalicelib.sqs import QueueRecords, RetryHorizon, send_json, stage_queue_names
 from chalicelib.sqs import backoff_seconds as sqs_backoff
@@ -59,8 +60,6 @@ MIN_RECORD_SECONDS = 2.0
 # An intent held back behind an older one for its event is looked at again after this, doubling with
 # each receive (capped by the retry backoff cap): soon after the older one is done, in few receives.
 HOLD_BACK_BASE_SECONDS = 5
-# Rokt's answer to an update or delete of an event it does not know (yet).
-UNKNOWN_EVENT_STATUS = 404
 
 
 def delivery_queue_names(stage: str) -> tuple[str, str]:
@@ -246,11 +245,7 @@ class QueueConsumer:
     def _refusal_or_wait(self, exc: BridgeError, intent: _Intent, receives: int) -> BridgeError:
         """A refusal is final — except Rokt's 404 for an update or delete while an older intent for the
         event (its create) still waits: then this one waits for it. Final ones leave ``pending``."""
-        if (
-            isinstance(exc, RoktRejected)
-            and exc.upstream_status == UNKNOWN_EVENT_STATUS
-            and intent.request.operation != "create"
-        ):
+        if refused_as_unknown(intent.request.operation, exc):
             try:
                 self._hold_back_behind_older(intent, receives)
             except OlderIntentPending as waiting:

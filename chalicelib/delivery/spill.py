@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.errors import BridgeError, DependencyUnavailable, InFlight, RateLimited, RoktRejected
 from chalicelib.observability import logger
+from chalicelib.rokt.events import refused_as_unknown
 
 if TYPE_CHECKING:
     from chalicelib.clock import Deadline
@@ -41,7 +42,6 @@ BREAKER_OPEN = "breaker_open"
 # record delete: 18 s upstream + 6.5 s delete + 6.5 s send was 31 s. Later, Braze retries instead.
 SPILL_GRACE_SECONDS = 0.5
 BEHIND_QUEUED_INTENT = "behind_queued_intent"
-UNKNOWN_EVENT_STATUS = 404
 
 
 class SpillingDeliverer:
@@ -104,7 +104,7 @@ class SpillingDeliverer:
     def _unknown_yet(self, request: EventRequest, exc: RoktRejected) -> bool:
         """Rokt does not know the event an update or delete is for — because its create waits in the
         queue (spilled between our look at the queue and Rokt's answer)?"""
-        if exc.upstream_status != UNKNOWN_EVENT_STATUS or request.operation == "create":
+        if not refused_as_unknown(request.operation, exc):
             return False
         try:
             return self._behind_queued(request)

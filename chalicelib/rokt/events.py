@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
+from chalicelib.errors import RoktRejected
 from chalicelib.rokt.transport import check
 
 if TYPE_CHECKING:
@@ -22,6 +23,15 @@ if TYPE_CHECKING:
 
 
 Operation = Literal["create", "update", "delete"]
+
+# Rokt's answer to an update or delete of an event it does not know (yet).
+UNKNOWN_EVENT_STATUS = 404
+
+
+def refused_as_unknown(operation: Operation, exc: BaseException) -> bool:
+    """Did Rokt refuse an update or delete because it does not know the event (e.g. its create has
+    not reached Rokt yet)?"""
+    return operation != "create" and isinstance(exc, RoktRejected) and exc.upstream_status == UNKNOWN_EVENT_STATUS
 
 
 class EventCall(Protocol):

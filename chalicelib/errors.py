@@ -125,6 +125,16 @@ class OlderIntentPending(_RetryLater):
     code = "older_intent_pending"
 
 
+class EventNotKnownYet(BridgeError):
+    """Rokt does not know the event a queued update or delete is for, shortly after it was received:
+    its create may not have reached Rokt yet (queued without a note, or still being processed by
+    Rokt). Retried from the queue for a while before it counts as a refusal; never an HTTP answer."""
+
+    status_code = 503
+    code = "event_not_known_yet"
+    outcome = "retryable_failure"
+
+
 class RateLimited(_RetryLater):
     """Rokt answered 429."""
 

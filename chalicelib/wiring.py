@@ -98,7 +98,13 @@ def build_bridge(
     # The intents waiting in the delivery queue, per event: what keeps them in order (see pending).
     pending = PendingIntents(dynamodb_client, settings.idempotency_table, settings.retry_horizon_seconds, clock=clock)
     if settings.delivery_queue_url:
-        queue = DeliveryQueue(sqs, settings.delivery_queue_url, clock=clock, pending=pending)
+        queue = DeliveryQueue(
+            sqs,
+            settings.delivery_queue_url,
+            clock=clock,
+            pending=pending,
+            note_reserve_seconds=settings.completion_reserve_seconds,
+        )
         if settings.delivery_mode == "queued":
             intake = queue  # one SQS send per webhook; the consumer's delivery records dedupe
         else:

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.clock import Deadline
 from chalicelib.delivery.models import EventRequest
 from chalicelib.delivery.service import DeliveryOutcome
-from chalicelib.errors import BridgeError, DependencyUnavailable, OlderIntentPending
+from chalicelib.errors import BridgeError, DependencyUnavailable, EventNotKnownYet, OlderIntentPending
 from chalicelib.observability import logger, record_outcome
 from chalicelib.rokt.events import refused_as_unknown
-from chalicelib.settings import RETRY_HORIZON_SECONDS, RETRY_MAX_BACKOFF_SECONDS
+from chalicelib.settings import AWS_COMPLETION_RESERVE_SECONDS, RETRY_HORIZON_SECONDS, RETRY_MAX_BACKOFF_SECONDS
 from chalicelib.sqs import QueueRecords, RetryHorizon, send_json, stage_queue_names
 from chalicelib.sqs import backoff_seconds as sqs_backoff
 
@@ -60,6 +60,11 @@ MIN_RECORD_SECONDS = 2.0
 # An intent held back behind an older one for its event is looked at again after this, doubling with
 # each receive (capped by the retry backoff cap): soon after the older one is done, in few receives.
 HOLD_BACK_BASE_SECONDS = 5
+# How long after its arrival a queued update or delete that Rokt answers 404 (no such event) is still
+# retried: its create may be on the queue un-noted (DynamoDB was down, or the request's time was up
+# when it spilled), or still being processed by Rokt ("202, processed in the background"). Newer
+# intents do not wait for these retries.
+UNKNOWN_EVENT_GRACE_SECONDS = 3_600.0
 
 
 def delivery_queue_names(stage: str) -> tuple[str, str]:
@@ -78,11 +83,15 @@ class DeliveryQueue:
         queue_url: str,
         clock: Callable[[], float] = time.time,
         pending: PendingIntents | None = None,
+        note_reserve_seconds: float = AWS_COMPLETION_RESERVE_SECONDS,
     ) -> None:
+        """``note_reserve_seconds``: the least of the request's time left worth a note (one bounded
+        AWS call), so noting never pushes a spill past the request's budget."""
         self._sqs = sqs
         self._queue_url = queue_url
         self._clock = clock
         self._pending = pending
+        self._note_reserve = note_reserve_seconds
 
     def deliver(
         self,
@@ -96,7 +105,7 @@ class DeliveryQueue:
         now = self._clock()
         received = now if received_at is None else received_at
         intent_id = uuid.uuid4().hex
-        noted = self._note(request, intent_id, received)
+        noted = self._note(request, intent_id, received, deadline)
         try:
             send_json(
                 self._sqs(),
@@ -118,11 +127,16 @@ class DeliveryQueue:
             attempts=0,
         )
 
-    def _note(self, request: EventRequest, intent_id: str, received: float) -> bool:
-        """Note the intent as waiting. DynamoDB down (one of the reasons to spill) must not lose the
-        webhook: it is queued un-noted, still ordered against what Rokt has by its arrival time, but
-        intents after it cannot wait for it."""
+    def _note(self, request: EventRequest, intent_id: str, received: float, deadline: Deadline) -> bool:
+        """Note the intent as waiting. DynamoDB down (one of the reasons to spill), or the request's
+        time spent (a spill after Rokt timed out), must not lose the webhook or its answer: it is
+        queued un-noted — still ordered against what Rokt has by its arrival time, and a 404 for an
+        update or delete is retried for a while (UNKNOWN_EVENT_GRACE_SECONDS) — but intents after it
+        cannot wait for it."""
         if self._pending is None:
+            return False
+        if deadline.remaining() < self._note_reserve:
+            logger.warning("queued an intent without noting it: the request's time is spent")
             return False
         try:
             self._pending.add(request.account_code, request.event_id, intent_id, received)
@@ -243,13 +257,19 @@ class QueueConsumer:
             )
 
     def _refusal_or_wait(self, exc: BridgeError, intent: _Intent, receives: int) -> BridgeError:
-        """A refusal is final — except Rokt's 404 for an update or delete while an older intent for the
-        event (its create) still waits: then this one waits for it. Final ones leave ``pending``."""
+        """A refusal is final — except Rokt's 404 for an update or delete: while an older intent for the
+        event (its create) still waits, this one waits for it; and within UNKNOWN_EVENT_GRACE_SECONDS of
+        its arrival it is retried anyway. Final ones leave ``pending``."""
         if refused_as_unknown(intent.request.operation, exc):
             try:
                 self._hold_back_behind_older(intent, receives)
             except OlderIntentPending as waiting:
                 return waiting
+            if self._wall_clock() - intent.received_at < UNKNOWN_EVENT_GRACE_SECONDS:
+                # Off the waiting list, so newer intents do not wait for this retry: if one reaches
+                # Rokt first, this one is superseded when it comes back; an older create goes first.
+                self._done(intent)
+                return EventNotKnownYet("Rokt does not know this event yet; retried for a while before it counts")
         self._done(intent)
         return exc
 

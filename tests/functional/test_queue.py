@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import random
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -14,8 +15,9 @@ from chalice.local import LambdaContext
 import app as bridge_app
 from chalicelib.delivery.pending import KEY_PREFIX as PENDING_PREFIX
 from chalicelib.delivery.pending import STALE_MARGIN_SECONDS, PendingIntents
-from chalicelib.delivery.queue import backoff_seconds, delivery_queue_names
+from chalicelib.delivery.queue import UNKNOWN_EVENT_GRACE_SECONDS, backoff_seconds, delivery_queue_names
 from chalicelib.observability import flush_metrics
+from chalicelib.wiring import build_bridge
 from devtools import ops
 from devtools.queue_worker import sqs_event
 from tests.conftest import TABLE, Aws, Sandbox, make_bridge, post, seed_body, serving
@@ -456,3 +458,53 @@ def test_two_consumers_at_once_leave_rokt_in_the_last_intent_received(
     assert [c.exitcode for c in containers] == [0, 0]
     assert patient_queues.receive_count() == 0
     assert rokt_state(sandbox) == "v4"
+
+
+def test_a_404_for_a_delete_whose_create_was_queued_un_noted_is_retried_not_dropped(
+    patient, patient_queues: QueuePair, sandbox: Sandbox, aws: Aws
+):
+    # Given a create then a delete queued while the notes of waiting intents were lost (DynamoDB was
+    # down at intake, or a spill ran out of time): nothing tells the consumer the create is older
+    for name in ("create:v1", "delete:"):
+        assert post(patient, *INTENTS[name]).status_code == 202
+    for item in aws.dynamodb().scan(TableName=TABLE)["Items"]:
+        aws.dynamodb().delete_item(TableName=TABLE, Key={"id": item["id"]})
+
+    # When SQS hands the delete over first (Rokt: 404, no such event yet)
+    answers = patient_queues.drain_in_order(patient, handed_over("delete:", "create:v1"))
+
+    # Then the delete was retried, not dropped, and came last: the event is in no calendar
+    assert answers[0]["batchItemFailures"] != []
+    assert rokt_state(sandbox) == ""
+    assert sandbox.count("events_deleted") == 1
+
+
+def test_a_404_for_an_update_of_an_event_rokt_never_knew_is_dropped_after_the_grace(
+    settings: Settings, aws: Aws, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
+):
+    wall = [1_700_000_000.0]
+    bridge = build_bridge(
+        replace(settings, delivery_mode="queued", delivery_queue_url=patient_queues.url),
+        ssm_client=aws.ssm(),
+        dynamodb_client=aws.dynamodb(),
+        sqs_client=aws.sqs(),
+        clock=lambda: wall[0],
+    )
+    with serving(bridge) as client:
+        # Given an update for an event Rokt does not know, and nothing older queued for it
+        assert post(client, *INTENTS["update:v2"]).status_code == 202
+
+        # When the consumer meets it now, and again after the grace
+        now = patient_queues.consume(client, first := patient_queues.receive())
+        patient_queues.release(first)
+        wall[0] += UNKNOWN_EVENT_GRACE_SECONDS + 1
+        later = patient_queues.consume(client, patient_queues.receive())
+
+    # Then it was retried at first, then dropped as Rokt's refusal
+    assert (len(now["batchItemFailures"]), later) == (1, {"batchItemFailures": []})
+    summaries = [r for r in json_logs.records() if r["message"] == "queued webhook handled"]
+    assert [(s["outcome"], s["error"]) for s in summaries] == [
+        ("retryable_failure", "event_not_known_yet"),
+        ("rejected", "rejected_by_rokt"),
+    ]
+    assert patient_queues.receive_count() == 0

@@ -1,6 +1,7 @@
 """The spilling route keeps intents for one event in order: it sends a webhook behind the intents that
 wait in the queue, and does not turn Rokt's 404 for an update or delete whose create was spilled
-meanwhile into a refusal (issue 23 item 1). In-memory fakes; the functional tests run the real thing."""
+meanwhile into a refusal; a spill notes its intent only while the request has time for it (issue 23
+item 1). In-memory fakes; the functional tests run the real thing."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from chalicelib.clock import Deadline
 from chalicelib.delivery.breaker import CircuitBreaker
 from chalicelib.delivery.models import Action, EventRequest
+from chalicelib.delivery.queue import DeliveryQueue
 from chalicelib.delivery.spill import BEHIND_QUEUED_INTENT, SpillingDeliverer
 from chalicelib.errors import RoktRejected
 from tests.unit.test_breaker import RecordingQueue, ScriptedDeliverer, outcome
@@ -67,3 +69,32 @@ def test_other_refusals_stand(action: Action, status: int, waiting: bool):
 
     with pytest.raises(RoktRejected):
         spilling.deliver(request(action), Deadline(5.0), None, 1_000.0)
+
+
+class RecordingSqs:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, object]] = []
+
+    def send_message(self, **message: object) -> dict[str, str]:
+        self.sent.append(message)
+        return {"MessageId": str(len(self.sent))}
+
+
+class RecordingPending:
+    def __init__(self) -> None:
+        self.noted: list[str] = []
+
+    def add(self, account_code: str, event_id: str, intent_id: str, received_at: float) -> None:
+        self.noted.append(intent_id)
+
+
+@pytest.mark.parametrize(("left", "noted"), [(5.0, True), (0.5, False)])
+def test_a_spill_notes_its_intent_only_while_the_request_has_time_for_it(left: float, noted: bool):
+    sqs, pending = RecordingSqs(), RecordingPending()
+    queue = DeliveryQueue(lambda: sqs, "q", pending=pending, note_reserve_seconds=1.0)  # type: ignore[arg-type,return-value]
+
+    answer = queue.deliver(request(Action.CREATE), Deadline(left), None, 1_000.0)
+
+    assert answer.status == "queued"
+    assert len(sqs.sent) == 1  # queued either way: the webhook is never lost
+    assert bool(pending.noted) is noted

@@ -13,9 +13,10 @@ Order: a standard queue hands messages over in any order, so each queued intent 
 ``pending`` (with when it reached the bridge) before it is sent, and taken off when its message is
 done with. The consumer holds an intent back — visible again after a short, growing delay, never
 sent — while an older intent for its event is still noted there; and a 404 for an update or delete
-is retried, not dropped, while an older intent for the event (its create) is still waiting. Together
-with the delivery records' arrival times (an older intent taken after a newer one is ``superseded``)
-Rokt ends in the state of the last intent received, whatever order SQS hands them over.
+is retried, not dropped, while an older intent for the event (its create) is still waiting, and for
+UNKNOWN_EVENT_GRACE_SECONDS after its arrival in any case (an intent queued un-noted). Together with
+the delivery records' arrival times (an older intent taken after a newer one is ``superseded``) Rokt
+ends in the state of the last intent received, whatever order SQS hands them over.
 """
 
 from __future__ import annotations

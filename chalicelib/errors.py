@@ -135,6 +135,13 @@ class EventNotKnownYet(BridgeError):
     outcome = "retryable_failure"
 
 
+class SubscriptionBusy(_RetryLater):
+    """Another sync consumer holds this subscription's lease (it is writing Braze right now)."""
+
+    status_code = 429
+    code = "subscription_busy"
+
+
 class RateLimited(_RetryLater):
     """Rokt answered 429."""
 

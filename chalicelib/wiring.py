@@ -148,7 +148,7 @@ def build_bridge(
             RoktSubscriptionsClient(transport),
             braze,
             EventClaims(_persistence(settings, dynamodb_client), settings.idempotency_ttl_seconds),
-            SyncLedger(dynamodb_client, settings.idempotency_table),
+            SyncLedger(dynamodb_client, settings.idempotency_table, clock=clock),
             QueueRecords(sqs()),
             fallback=settings.braze_identity_fallback,
             wall_clock=clock,

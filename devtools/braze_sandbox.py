@@ -174,6 +174,10 @@ class _Handler(JsonHandler):
                 self.send_json(429, {"message": "API rate limit exceeded"}, limits)
                 return
             status, answer = self._track_locked(payload)
+        if fault is not None and fault.lose_answer:  # applied, but the caller never hears so
+            self.close_connection = True
+            self.connection.close()
+            return
         self.send_json(status, answer, limits)
 
     def _authorized(self) -> bool:

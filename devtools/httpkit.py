@@ -48,6 +48,7 @@ class Fault:
     retry_after and body), delay (seconds before answering) and drop (close the connection without
     answering) combine; drip sends the whole answer (status line, headers, body; ``status`` or 503)
     one byte every ``drip`` seconds, as a peer that is alive but slow, so every socket read succeeds;
+    ``lose_answer`` (Braze sandbox) applies the request, then drops the answer;
     ``after`` lets that many matching requests through before the fault starts;
     ``revoke`` (Rokt sandbox) invalidates every issued token first.
     """
@@ -59,6 +60,7 @@ class Fault:
     delay: float = 0.0
     drop: bool = False
     drip: float = 0.0
+    lose_answer: bool = False
     revoke: bool = False
     after: int = 0
     count: int = 1
@@ -73,6 +75,7 @@ class Fault:
             delay=min(float(data.get("delay", 0.0)), MAX_FAULT_DELAY_SECONDS),
             drop=bool(data.get("drop", False)),
             drip=min(float(data.get("drip", 0.0)), MAX_FAULT_DELAY_SECONDS),
+            lose_answer=bool(data.get("loseAnswer", False)),
             revoke=bool(data.get("revoke", False)),
             after=int(data.get("after", 0)),
             count=int(data.get("count", 1)),

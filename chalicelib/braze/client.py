@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
 from chalicelib.exchange import bounded, send_within
 from chalicelib.observability import redact_emails
@@ -42,6 +43,11 @@ class BrazeRateLimited(BrazeError):
 
 class BrazeUnavailable(BrazeError):
     """5xx, a timeout or a failed connection: worth retrying later with backoff."""
+
+
+class BrazeOutcomeUnknown(BrazeUnavailable):
+    """The request was sent but no answer came (read timeout, dropped connection): Braze may have
+    applied it. Custom events have no dedupe key, so a caller must not send them again."""
 
 
 class BrazeRejected(BrazeError):
@@ -115,8 +121,14 @@ class BrazeClient:
                 headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
                 allow_redirects=False,
             )
-        except requests.RequestException as exc:
+        except (requests.ConnectTimeout, requests.exceptions.InvalidURL) as exc:
             raise BrazeUnavailable(f"Braze could not be reached ({type(exc).__name__})") from exc
+        except requests.ConnectionError as exc:
+            if _never_connected(exc):
+                raise BrazeUnavailable(f"Braze could not be reached ({type(exc).__name__})") from exc
+            raise BrazeOutcomeUnknown(f"Braze did not answer ({type(exc).__name__})") from exc
+        except requests.RequestException as exc:
+            raise BrazeOutcomeUnknown(f"Braze did not answer ({type(exc).__name__})") from exc
 
     def _result(self, response: requests.Response) -> TrackResult:
         status = response.status_code
@@ -143,6 +155,12 @@ class BrazeClient:
             return max(1, int(float(raw) - self._clock() + 0.999))
         except ValueError:
             return DEFAULT_RATE_LIMIT_WAIT_SECONDS
+
+
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """Only a refused or unresolvable connection proves the request never reached Braze."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

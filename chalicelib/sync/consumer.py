@@ -1,12 +1,18 @@
 """The sync queue's consumer: a batch of accepted Rokt webhooks → as few /users/track calls as possible.
 
-Two passes over a batch. **Stage** (Powertools BatchProcessor, one record at a time): read the
-webhook, claim its ``eventId`` (exactly once), read the subscription's current state from Rokt (once
-per subscription per batch) and what the ledger says Braze holds, and stage the objects to write.
-**Flush**: one attribute object per subscription (state, so order and redelivery do not matter) and
-one custom event per webhook (history), packed 75 + 75 per call. Each record's fate follows its call:
-written → claim completed and acknowledged; 429/5xx/timeout → claim released, retried later through
-the queue's visibility; refused for good → dead-lettered with the reason, never silently dropped.
+Three passes over a batch. **Claim** (Powertools BatchProcessor, one record at a time): read the
+webhook, claim its ``eventId`` (exactly once) and start reading its subscription. **Read** (a bounded
+thread pool, one task per subscription, sharing the container's token): take the subscription's
+lease, which returns what the ledger says Braze may hold, then read its current state from Rokt.
+Reading stops while the time left still covers the Braze write and the claim completions; records
+not read by then go back at once (visibility 0), not counted as failures. **Flush**: one attribute
+object per subscription (state, so order and redelivery do not matter) and one custom event per
+webhook (history), packed 75 + 75 per call, with the ledger written ahead of Braze and committed
+after it, under the lease (see ``records``). Each record's fate follows its call: written → claim
+completed and acknowledged; 429/5xx → claim released, retried later through the queue's
+visibility; sent but unanswered (or the ledger not committed) → the claim remembers the custom
+event was sent and the record comes back to rewrite the state only; refused for good →
+dead-lettered with the reason, never silently dropped.
 
 Retries end where the consumer decides (``sqs.RetryHorizon``): 24 h after the message was queued, or
 on the last receive the queue's redrive policy allows, whichever comes first — then the record goes
@@ -17,16 +23,21 @@ readable yet: it is retried for ``SYNC_NOT_FOUND_HORIZON_SECONDS`` before it is 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 
-from chalicelib.braze.client import MAX_OBJECTS_PER_KIND, BrazeError, BrazeRateLimited
-from chalicelib.clock import Deadline, lambda_remaining_ms
-from chalicelib.errors import BridgeError, InFlight, RoktRejected, UpstreamFailed, ValidationFailed
+from chalicelib.braze.client import MAX_OBJECTS_PER_KIND, BrazeError, BrazeOutcomeUnknown, BrazeRateLimited
+from chalicelib.clock import MIN_ATTEMPT_SECONDS, Deadline, lambda_remaining_ms
+from chalicelib.errors import BridgeError, InFlight, RoktRejected, UpstreamFailed, UpstreamTimeout, ValidationFailed
 from chalicelib.observability import count, logger, record_outcome
 from chalicelib.settings import RETRY_HORIZON_SECONDS
 from chalicelib.sqs import RetryHorizon, backoff_seconds, sent_at
@@ -37,21 +48,29 @@ from chalicelib.sync.queue import (
     SYNC_MAX_BACKOFF_SECONDS,
     SYNC_NOT_FOUND_HORIZON_SECONDS,
 )
-from chalicelib.sync.records import LedgerEntry
+from chalicelib.sync.records import EVENT_SENT, LedgerEntry
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
     from chalicelib.braze.client import TrackResult
     from chalicelib.sqs import QueueRecords
     from chalicelib.sync.envelope import RoktWebhook
-    from chalicelib.sync.records import EventClaims, SyncLedger
+    from chalicelib.sync.records import Claim, EventClaims, SyncLedger
 
 CONSUMER_BUDGET_SECONDS = 25.0
 LAMBDA_SAFETY_MARGIN_SECONDS = 2.0
 IN_FLIGHT_DELAY_SECONDS = 30
+# Rokt reads at once per container: below requests' pool of 10 connections per host, so no read
+# waits for (or throws away) a connection; 75 reads at 340 ms take about 3.2 s.
+MAX_PARALLEL_READS = 8
+# What the flush needs after the reads: one /users/track call at Braze's usual pace, the ledger
+# writes and the claim completions (DynamoDB, a few ms each, in AWS).
+FLUSH_RESERVE_SECONDS = 5.0
+# A lease outlives the consumer's own deadline by this much (a Braze call sent just before it).
+LEASE_MARGIN_SECONDS = 10.0
 
 
 class SubscriptionReader(Protocol):
@@ -68,6 +87,10 @@ class DeadLetter(Exception):
     """This record can never be written as it is: park it in the DLQ with the reason."""
 
 
+class NotStaged(Exception):
+    """The batch's reading time ran out before this record's subscription was read: not a failure."""
+
+
 @dataclass
 class _Staged:
     record: SQSRecord
@@ -76,15 +99,38 @@ class _Staged:
     previous: LedgerEntry | None
     event: dict[str, Any] | None
     started: float
+    sent_before: bool = False  # the claim says its custom event may already be in Braze
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A subscription read under its lease: Rokt's state and what the ledger says Braze may hold."""
+
+    state: dict[str, Any] | None
+    previous: LedgerEntry | None
+
+
+@dataclass
+class _Claimed:
+    record: SQSRecord
+    webhook: RoktWebhook
+    claim: Claim
+    started: float
 
 
 @dataclass
 class _Batch:
     deadline: Deadline
+    reads_deadline: Deadline
     remaining_ms: int | None
+    pool: ThreadPoolExecutor
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    claimed: list[_Claimed] = field(default_factory=list)
     staged: list[_Staged] = field(default_factory=list)
-    states: dict[str, dict[str, Any] | None] = field(default_factory=dict)
-    ledgers: dict[str, LedgerEntry | None] = field(default_factory=dict)
+    reads: dict[str, Future[_Read]] = field(default_factory=dict)
+    leased: set[str] = field(default_factory=set)  # leases this batch took and has not given back
+    kept: set[str] = field(default_factory=set)  # leases to let expire (a Braze call may still land)
+    lock: threading.Lock = field(default_factory=threading.Lock)
     failed: set[str] = field(default_factory=set)
 
 
@@ -99,6 +145,8 @@ class SyncConsumer:
         *,
         fallback: mapping.IdentityFallback,
         budget_seconds: float = CONSUMER_BUDGET_SECONDS,
+        flush_reserve_seconds: float = FLUSH_RESERVE_SECONDS,
+        parallel_reads: int = MAX_PARALLEL_READS,
         clock: Callable[[], float] = time.monotonic,
         horizon_seconds: float = RETRY_HORIZON_SECONDS,
         not_found_seconds: float = SYNC_NOT_FOUND_HORIZON_SECONDS,
@@ -111,85 +159,110 @@ class SyncConsumer:
         self._records = records
         self._fallback = fallback
         self._budget = budget_seconds
+        self._flush_reserve = flush_reserve_seconds
+        self._parallel_reads = parallel_reads
         self._clock = clock
         self._horizon = RetryHorizon(horizon_seconds)
         self._not_found_horizon = not_found_seconds
         self._wall_clock = wall_clock
 
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        batch = self._batch(context)
-        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-        with processor(records=event.get("Records", []), handler=lambda record: self._stage(record, batch)):
-            processor.process()
-        failed = {str(item["itemIdentifier"]) for item in processor.response()["batchItemFailures"]}
-        self._flush(batch)
+        with ThreadPoolExecutor(max_workers=self._parallel_reads, thread_name_prefix="rokt-read") as pool:
+            batch = self._batch(context, pool)
+            try:
+                processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+                with processor(records=event.get("Records", []), handler=lambda record: self._stage(record, batch)):
+                    processor.process()
+                failed = {str(item["itemIdentifier"]) for item in processor.response()["batchItemFailures"]}
+                for claimed in batch.claimed:
+                    self._settle(claimed, batch)
+                self._flush(batch)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)  # every read is bounded by the reads' deadline
+                for subscription_id in batch.leased - batch.kept:
+                    self._ledger.release(subscription_id, batch.owner)
         failed |= batch.failed
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(failed)]}
 
-    def _batch(self, context: Any) -> _Batch:
+    def _batch(self, context: Any, pool: ThreadPoolExecutor) -> _Batch:
         deadline = Deadline.within(self._budget, context, LAMBDA_SAFETY_MARGIN_SECONDS, self._clock)
-        return _Batch(deadline, lambda_remaining_ms(context))
+        reads = Deadline(deadline.remaining() - self._flush_reserve, clock=self._clock)
+        return _Batch(deadline, reads, lambda_remaining_ms(context), pool)
 
-    # --- stage ------------------------------------------------------------------------------
+    # --- claim ------------------------------------------------------------------------------
     def _stage(self, record: SQSRecord, batch: _Batch) -> None:
         started = self._clock()
-        summary = _summary(record)
-        webhook: RoktWebhook | None = None
+        with self._fate(record, started) as fate:
+            fate.webhook = webhook = parse(json.loads(record.body)["webhook"])
+            if not webhook.used or webhook.subscription_id is None or webhook.account is None:
+                raise DeadLetter(f"{webhook.event_type} webhooks are not synced")
+            claim = self._claims.claim(webhook.event_id, batch.remaining_ms)
+            if claim == "done":
+                fate.outcome = "duplicate"
+                return
+            if claim == "busy":
+                raise InFlight("another consumer is writing this webhook", retry_after=IN_FLIGHT_DELAY_SECONDS)
+            fate.claim = claim
+            if webhook.subscription_id not in batch.reads:
+                batch.reads[webhook.subscription_id] = batch.pool.submit(self._read, webhook.subscription_id, batch)
+            batch.claimed.append(_Claimed(record, webhook, claim, started))
+            fate.outcome = "staged"
+        if fate.failed:
+            batch.failed.add(record.message_id)
+
+    def _read(self, subscription_id: str, batch: _Batch) -> _Read:
+        """In a pool thread: lease the subscription, then read Rokt (after the lease, so the state is
+        at least as new as whatever the previous lease holder wrote)."""
+        if batch.reads_deadline.remaining() < MIN_ATTEMPT_SECONDS:
+            raise NotStaged("no time left to read the subscription")
+        hold = batch.deadline.remaining() + LEASE_MARGIN_SECONDS
+        previous = self._ledger.acquire(subscription_id, batch.owner, hold)
+        with batch.lock:
+            batch.leased.add(subscription_id)
+        started = self._clock()
         try:
-            webhook = parse(json.loads(record.body)["webhook"])
-            summary = _summary(record, webhook)
-            staged = self._prepare(record, webhook, batch, started)
+            state = self._rokt.get(subscription_id, batch.reads_deadline)
+        except UpstreamTimeout as exc:
+            # cut short by the reading time (what is left is no more than the read took), not a Rokt
+            # that is slow with time to spare: back to the queue at once, not a failure
+            if batch.reads_deadline.remaining() <= self._clock() - started + MIN_ATTEMPT_SECONDS:
+                raise NotStaged("the reading time ran out during the read") from exc
+            raise
+        except RoktRejected as exc:
+            status = exc.upstream_status
+            raise DeadLetter(f"Rokt refused to read subscription {subscription_id} (HTTP {status})") from exc
+        return _Read(state, previous)
+
+    # --- read -------------------------------------------------------------------------------
+    def _settle(self, claimed: _Claimed, batch: _Batch) -> None:
+        """Wait for the record's subscription read, then stage its writes (or decide its fate)."""
+        record, webhook = claimed.record, claimed.webhook
+        with self._fate(record, claimed.started) as fate:
+            fate.webhook, fate.claim = webhook, claimed.claim
+            staged = self._prepare(claimed, self._wait(batch.reads[str(webhook.subscription_id)], batch))
             if isinstance(staged, str):
-                summary["outcome"] = staged
+                fate.outcome = staged
                 return
             batch.staged.append(staged)
-            summary["outcome"] = "staged"
-        except DeadLetter as exc:
-            summary.update(outcome="dead_lettered", error=type(exc).__name__)
-            if webhook is not None:
-                self._claims.release(webhook.event_id, exc)
-            self._dead_letter(record, str(exc))
-        except ValidationFailed as exc:  # accepted from Rokt, but without what the sync needs
-            summary.update(outcome="dead_lettered", error=exc.code)
-            self._dead_letter(record, f"unusable webhook: {problems(exc)}")
-        except (ValueError, KeyError, TypeError) as exc:  # the message itself is unreadable
-            summary.update(outcome="dead_lettered", error=type(exc).__name__)
-            self._dead_letter(record, f"unreadable message: {exc}")
-        except BridgeError as exc:
-            summary.update(outcome=exc.outcome, error=exc.code)
-            if webhook is not None and not isinstance(exc, InFlight):
-                self._claims.release(webhook.event_id, exc)
-            if self._retry_or_give_up(record, getattr(exc, "retry_after", None), exc.message):
-                summary["outcome"] = "dead_lettered"
-                return
-            raise
-        finally:
-            if summary.get("outcome") != "staged":
-                summary["latencyMs"] = round((self._clock() - started) * 1000, 1)
-                record_outcome("rokt webhook synced", summary)
+            fate.outcome = "staged"
+        if fate.failed:
+            batch.failed.add(record.message_id)
 
-    def _prepare(self, record: SQSRecord, webhook: RoktWebhook, batch: _Batch, started: float) -> _Staged | str:
-        """The record's staged writes, or why there are none: ``duplicate`` (written before) or
-        ``skipped`` (no identity to write to)."""
-        if not webhook.used or webhook.subscription_id is None or webhook.account is None:
-            raise DeadLetter(f"{webhook.event_type} webhooks are not synced")
-        claim = self._claims.claim(webhook.event_id, batch.remaining_ms)
-        if claim == "done":
-            return "duplicate"
-        if claim == "busy":
-            raise InFlight("another consumer is writing this webhook", retry_after=IN_FLIGHT_DELAY_SECONDS)
-        subscription_id = webhook.subscription_id
-        if subscription_id not in batch.states:
-            try:
-                batch.states[subscription_id] = self._rokt.get(subscription_id, batch.deadline)
-            except RoktRejected as exc:
-                status = exc.upstream_status
-                raise DeadLetter(f"Rokt refused to read subscription {subscription_id} (HTTP {status})") from exc
-        if subscription_id not in batch.ledgers:
-            batch.ledgers[subscription_id] = self._ledger.get(subscription_id)
-        state, previous = batch.states[subscription_id], batch.ledgers[subscription_id]
+    def _wait(self, read: Future[_Read], batch: _Batch) -> _Read:
+        try:
+            # reads end by the reads' deadline; a little slack for the thread to hand its answer back
+            return read.result(timeout=max(batch.reads_deadline.remaining(), 0.0) + 1.0)
+        except FutureTimeout as exc:
+            raise NotStaged("the subscription read did not finish in time") from exc
+
+    def _prepare(self, claimed: _Claimed, read: _Read) -> _Staged | str:
+        """The record's staged writes, or why there are none: ``skipped`` (no identity to write to)."""
+        webhook = claimed.webhook
+        subscription_id = str(webhook.subscription_id)
+        assert webhook.account is not None  # checked before claiming
+        state, previous = read.state, read.previous
         if state is None and previous is None:
-            self._unknown_subscription(record, subscription_id)
+            self._unknown_subscription(claimed.record, subscription_id)
         account = mapping.known_account(subscription_id, webhook.account, state, previous.values if previous else None)
         subscriber = (
             mapping.subscriber(subscription_id, state, account, self._fallback)
@@ -202,8 +275,62 @@ class SyncConsumer:
             logger.info("subscription has no subscriber id or usable e-mail", extra={"eventId": webhook.event_id})
             self._claims.complete(webhook.event_id, {"skipped": "no_identity"})
             return "skipped"
-        event = mapping.custom_event(webhook, who, subscriber if state is not None else None, mapping.utc_now())
-        return _Staged(record, webhook, subscriber, previous, event, started)
+        event = None
+        if claimed.claim == "new":  # "sent": the custom event may be in Braze already; never twice
+            event = mapping.custom_event(webhook, who, subscriber if state is not None else None, mapping.utc_now())
+        return _Staged(
+            claimed.record, webhook, subscriber, previous, event, claimed.started, sent_before=claimed.claim == "sent"
+        )
+
+    @contextlib.contextmanager
+    def _fate(self, record: SQSRecord, started: float) -> Iterator[_Fate]:
+        """What becomes of a record whose staging raised: dead-lettered with the reason, retried later,
+        or (NotStaged) straight back to the queue; logged once unless it was staged."""
+        fate = _Fate()
+        try:
+            yield fate
+        except NotStaged:
+            fate.outcome = "not_attempted"
+            self._give_back(fate)
+            self._records.delay(record, 0)
+            fate.failed = NotStaged()
+        except DeadLetter as exc:
+            fate.outcome, fate.error = "dead_lettered", type(exc).__name__
+            self._give_back(fate, exc)
+            self._dead_letter_or_retry(record, str(exc), fate, exc)
+        except ValidationFailed as exc:  # accepted from Rokt, but without what the sync needs
+            fate.outcome, fate.error = "dead_lettered", exc.code
+            self._dead_letter_or_retry(record, f"unusable webhook: {problems(exc)}", fate, exc)
+        except (ValueError, KeyError, TypeError) as exc:  # the message itself is unreadable
+            fate.outcome, fate.error = "dead_lettered", type(exc).__name__
+            self._dead_letter_or_retry(record, f"unreadable message: {exc}", fate, exc)
+        except BridgeError as exc:
+            fate.outcome, fate.error = exc.outcome, exc.code
+            if not isinstance(exc, InFlight):
+                self._give_back(fate, exc)
+            if self._retry_or_give_up(record, getattr(exc, "retry_after", None), exc.message):
+                fate.outcome = "dead_lettered"
+            else:
+                fate.failed = exc
+        finally:
+            if fate.outcome != "staged":
+                summary = {**_summary(record, fate.webhook), "outcome": fate.outcome}
+                if fate.error:
+                    summary["error"] = fate.error
+                summary["latencyMs"] = round((self._clock() - started) * 1000, 1)
+                record_outcome("rokt webhook synced", summary)
+
+    def _dead_letter_or_retry(self, record: SQSRecord, reason: str, fate: _Fate, exc: Exception) -> None:
+        """Dead-letter a record that can never be written; if the DLQ does not take it, retry it instead."""
+        if not self._dead_letter(record, reason):
+            fate.outcome = "retryable_failure"
+            self._retry_or_give_up(record, None, reason)
+            fate.failed = exc
+
+    def _give_back(self, fate: _Fate, reason: Exception | None = None) -> None:
+        """Release a claim this record took (a ``sent`` claim stays: it remembers the event)."""
+        if fate.webhook is not None and fate.claim == "new":
+            self._claims.release(fate.webhook.event_id, reason or NotStaged())
 
     # --- flush ------------------------------------------------------------------------------
     def _flush(self, batch: _Batch) -> None:
@@ -211,6 +338,9 @@ class SyncConsumer:
             self._write(chunk, batch)
 
     def _write(self, chunk: list[_Group], batch: _Batch) -> None:
+        chunk = [group for group in chunk if self._write_ahead(group, batch)]
+        if not chunk:
+            return
         attributes = [obj for group in chunk for obj in group.attributes]
         owners = [group.records[0] for group in chunk for _ in group.attributes]
         with_events = [s for group in chunk for s in group.records if s.event is not None]
@@ -219,24 +349,48 @@ class SyncConsumer:
         try:
             result = self._braze.track(attributes, events, batch.deadline)
         except (BrazeError, BridgeError) as exc:
+            if isinstance(exc, BrazeOutcomeUnknown):  # Braze may still apply it: keep the lease until it expires
+                batch.kept |= {group.subscription_id for group in chunk}
             self._write_failed(records, batch, exc)
             return
         count("BrazeCalls")
         self._log_object_errors(result, owners, with_events)
         for group in chunk:
             try:
-                self._ledger.put(group.subscription_id, group.ledger)
-            except BridgeError:
-                logger.warning("sync ledger not updated; the next webhook recomputes it")
-        for staged in records:
-            self._finish(staged, "synced", status=result.status)
+                self._ledger.commit(group.subscription_id, group.ledger, batch.owner)
+                batch.leased.discard(group.subscription_id)
+            except BridgeError as exc:
+                logger.warning("sync ledger not committed; the records come back and recompute")
+                self._write_failed(group.records, batch, exc, sent=True)
+                continue
+            for staged in group.records:
+                self._finish(staged, "synced", status=result.status)
 
-    def _write_failed(self, chunk: list[_Staged], batch: _Batch, exc: Exception) -> None:
-        retryable = getattr(exc, "retryable", isinstance(exc, BridgeError) and exc.outcome == "retryable_failure")
+    def _write_ahead(self, group: _Group, batch: _Batch) -> bool:
+        """Before Braze is told new values, the ledger lists them too (a superset of what Braze may
+        hold), so no failure after the call can leave a value the ledger does not know."""
+        if group.ahead is None:
+            return True
+        try:
+            self._ledger.put(group.subscription_id, group.ahead, batch.owner)
+        except BridgeError as exc:
+            self._write_failed(group.records, batch, exc)
+            return False
+        return True
+
+    def _write_failed(self, chunk: list[_Staged], batch: _Batch, exc: Exception, *, sent: bool = False) -> None:
+        """``sent``: Braze took (or may have taken) the call, so each claim remembers its custom event
+        was sent and the record comes back to rewrite the state only."""
+        sent = sent or isinstance(exc, BrazeOutcomeUnknown)
+        transient = isinstance(exc, BridgeError) and exc.outcome == "retryable_failure"
+        retryable = sent or getattr(exc, "retryable", transient)
         retry_after = exc.retry_after if isinstance(exc, BrazeRateLimited) else None
         logger.warning("Braze write failed", extra={"error": str(exc), "records": len(chunk), "retryable": retryable})
         for staged in chunk:
-            self._claims.release(staged.webhook.event_id, exc)
+            if sent and staged.event is not None:
+                self._remember_sent(staged)
+            elif not staged.sent_before:  # that claim remembers a custom event: keep it
+                self._claims.release(staged.webhook.event_id, exc)
             if retryable and self._retry_or_give_up(staged.record, retry_after, str(exc)):
                 self._finish(staged, "dead_lettered", error=type(exc).__name__)
             elif retryable or not self._dead_letter(staged.record, str(exc)):
@@ -244,6 +398,12 @@ class SyncConsumer:
                 self._finish(staged, "retryable_failure", error=type(exc).__name__)
             else:
                 self._finish(staged, "dead_lettered", error=type(exc).__name__)
+
+    def _remember_sent(self, staged: _Staged) -> None:
+        try:
+            self._claims.complete(staged.webhook.event_id, EVENT_SENT)
+        except BridgeError:
+            logger.error("custom event possibly written, claim not updated", extra={"eventId": staged.webhook.event_id})
 
     def _finish(self, staged: _Staged, outcome: str, **extra: Any) -> None:
         if outcome == "synced":
@@ -304,33 +464,42 @@ class SyncConsumer:
             receives=receives,
             max_receives=self._records.max_receives(record),
         )
-        if gave_up is not None and self._park(record, f"{gave_up}: {why}"):
+        if gave_up is not None and self._dead_letter(record, f"{gave_up}: {why}"):
             return True
         self._records.delay(record, delay)
         return False
 
     def _dead_letter(self, record: SQSRecord, reason: str) -> bool:
-        if self._park(record, reason):
+        """Copy ``record`` to the DLQ with ``reason``; False (logged) if the DLQ did not take it."""
+        if self._records.dead_letter(record, reason):
+            count("SyncDeadLettered")
+            logger.error("rokt webhook dead-lettered", extra={"messageId": record.message_id, "reason": reason})
             return True
-        raise RuntimeError("the sync dead-letter queue could not take the message; SQS will retry it")
+        logger.error("the sync dead-letter queue could not take the message; it is retried instead")
+        return False
 
-    def _park(self, record: SQSRecord, reason: str) -> bool:
-        """Copy ``record`` to the DLQ with ``reason``; False if the DLQ did not take it."""
-        if not self._records.dead_letter(record, reason):
-            return False
-        count("SyncDeadLettered")
-        logger.error("rokt webhook dead-lettered", extra={"messageId": record.message_id, "reason": reason})
-        return True
+
+@dataclass
+class _Fate:
+    """What staging decided for one record (see ``SyncConsumer._fate``)."""
+
+    webhook: RoktWebhook | None = None
+    claim: Claim | None = None
+    outcome: str = "error"
+    error: str | None = None
+    failed: Exception | None = None
 
 
 @dataclass
 class _Group:
-    """One subscription's share of a batch: its attribute objects (state) and its records (events)."""
+    """One subscription's share of a batch: its attribute objects (state) and its records (events),
+    the ledger written ahead of Braze (None when it already covers the new values) and after it."""
 
     subscription_id: str
     attributes: list[dict[str, Any]]
     records: list[_Staged]
     ledger: LedgerEntry | None
+    ahead: LedgerEntry | None = None
 
 
 def _groups(staged: list[_Staged]) -> list[_Group]:
@@ -353,8 +522,23 @@ def _groups(staged: list[_Staged]) -> list[_Group]:
         new = mapping.attribute_object(who, add, remove)
         objects += [new] if new is not None else []
         ledger = LedgerEntry(who, current.values) if current.active else None
-        groups.append(_Group(subscription_id, objects, records, ledger))
+        groups.append(_Group(subscription_id, objects, records, ledger, _ahead(previous, who, current)))
     return groups
+
+
+def _ahead(previous: LedgerEntry | None, who: dict[str, str], current: mapping.Subscriber) -> LedgerEntry | None:
+    """The ledger to write before Braze: what it holds plus the values about to be added (kept under
+    the identity it already names, whose values the next write removes from the new profile too)."""
+    if not current.active:
+        return None  # nothing is added
+    known = previous.values if previous else {}
+    merged = {name: list(values) for name, values in known.items()}
+    for name, values in current.values.items():
+        merged.setdefault(name, [])
+        merged[name] += [v for v in values if v not in merged[name]]
+    if previous is not None and merged == previous.values:
+        return None
+    return LedgerEntry(previous.identity if previous else who, merged)
 
 
 def _chunks(groups: list[_Group]) -> list[list[_Group]]:

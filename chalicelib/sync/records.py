@@ -4,14 +4,22 @@
   Rokt redelivers is written to Braze once. The consumer batches Braze writes across the records of
   a batch, so it drives the persistence layer's own steps (in progress → completed, or deleted on
   failure) instead of wrapping one function per record.
-- **Ledger**: per subscription, the identity and attribute values last written to Braze, so a later
-  change or an unsubscribe can remove exactly what was written, even values Rokt no longer reports.
+- **Ledger**: per subscription, the identity and the attribute values Braze may hold (a superset of
+  what it was last told), so a later change or an unsubscribe can remove exactly what was written,
+  even values Rokt no longer reports.
+- **Lease**: on the ledger item, one consumer at a time per subscription (a conditional write with an
+  expiry). A consumer reads Rokt, writes Braze and updates the ledger only while it holds the lease,
+  so writes to one subscription happen one after another, each from a Rokt read made after the
+  previous write: Braze ends in Rokt's state whatever order consumers run in. Before Braze is told
+  new values the ledger already lists them (written ahead), so a failed ledger write afterwards
+  leaves a superset, never a stale subset.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,7 +33,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.errors import DependencyUnavailable
+from chalicelib.errors import DependencyUnavailable, SubscriptionBusy
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
@@ -34,8 +42,18 @@ if TYPE_CHECKING:
 SYNC_KEY_PREFIX = "rokt-calendar-bridge.sync"
 LEDGER_KEY_PREFIX = "rokt-calendar-bridge.sync-ledger#"
 LEDGER_TTL_SECONDS = 400 * 86_400  # refreshed on every write; forgets subscriptions untouched for > a year
-Claim = Literal["new", "done", "busy"]
+# new: ours to write; done: written before; busy: another consumer has it; sent: its custom event may
+# have reached Braze (the answer was lost or the ledger not updated) — write the state, never the event.
+Claim = Literal["new", "done", "busy", "sent"]
+EVENT_SENT = {"status": "event_sent"}
+MAX_BUSY_WAIT_SECONDS = 900
 _AWS_ERRORS = (BotoCoreError, ClientError)
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+_SET_ENTRY = "SET #identity = :identity, #values = :values, expiration = :expiration"
+
+
+class LeaseLost(DependencyUnavailable):
+    """The consumer no longer holds the subscription's lease (it expired and another took it)."""
 
 
 class EventClaims:
@@ -49,13 +67,17 @@ class EventClaims:
         self._persistence = persistence
 
     def claim(self, event_id: str, remaining_ms: int | None) -> Claim:
-        """``new`` (ours to write), ``done`` (written before) or ``busy`` (another consumer has it)."""
+        """``new`` (ours to write), ``done`` (written before), ``busy`` (another consumer has it) or
+        ``sent`` (its custom event may be in Braze already: write the state only)."""
         data = {"eventId": event_id}
         try:
             self._persistence.save_inprogress(data=data, remaining_time_in_millis=remaining_ms)
         except IdempotencyItemAlreadyExistsError as exc:
             record = exc.old_data_record or self._existing(data)
             if record is not None and record.status == STATUS_CONSTANTS["COMPLETED"]:
+                with contextlib.suppress(ValueError, TypeError):
+                    if record.response_json_as_dict() == EVENT_SENT:
+                        return "sent"
                 return "done"
             return "busy"
         except _AWS_ERRORS as exc:
@@ -87,42 +109,117 @@ class LedgerEntry:
 
 
 class SyncLedger:
-    """Per-subscription memory of what Braze holds, in the idempotency table (pk ``id``)."""
+    """Per-subscription lease and memory of what Braze may hold, in the idempotency table (pk ``id``)."""
 
     def __init__(self, dynamodb: DynamoDBClient, table: str, clock: Any = time.time) -> None:
         self._dynamodb = dynamodb
         self._table = table
         self._clock = clock
 
-    def get(self, subscription_id: str) -> LedgerEntry | None:
+    def acquire(self, subscription_id: str, owner: str, hold_seconds: float) -> LedgerEntry | None:
+        """Take the subscription's lease for ``hold_seconds`` (or until released) and return what the
+        ledger says Braze may hold; SubscriptionBusy while another consumer holds it."""
+        now = self._clock()
         try:
-            item = self._dynamodb.get_item(
-                TableName=self._table, Key={"id": {"S": LEDGER_KEY_PREFIX + subscription_id}}, ConsistentRead=True
-            ).get("Item")
-        except _AWS_ERRORS as exc:
-            raise DependencyUnavailable("the sync ledger (DynamoDB) is unavailable") from exc
-        if not item:
-            return None
-        try:
-            return LedgerEntry(json.loads(item["identity"]["S"]), json.loads(item["values"]["S"]))
-        except (KeyError, ValueError):
-            return None
-
-    def put(self, subscription_id: str, entry: LedgerEntry | None) -> None:
-        """Remember ``entry`` (or forget the subscription when None)."""
-        key = {"id": {"S": LEDGER_KEY_PREFIX + subscription_id}}
-        try:
-            if entry is None:
-                self._dynamodb.delete_item(TableName=self._table, Key=key)
-                return
-            self._dynamodb.put_item(
+            item = self._dynamodb.update_item(
                 TableName=self._table,
-                Item={
-                    **key,
-                    "identity": {"S": json.dumps(entry.identity, sort_keys=True)},
-                    "values": {"S": json.dumps(entry.values, sort_keys=True)},
-                    "expiration": {"N": str(int(self._clock() + LEDGER_TTL_SECONDS))},
+                Key=self._key(subscription_id),
+                UpdateExpression="SET lease_owner = :owner, lease_until = :until, "
+                "expiration = if_not_exists(expiration, :expiration)",
+                ConditionExpression="attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :owner",
+                ExpressionAttributeValues={
+                    ":owner": {"S": owner},
+                    ":until": {"N": f"{now + hold_seconds:.3f}"},
+                    ":now": {"N": f"{now:.3f}"},
+                    ":expiration": {"N": str(int(now + LEDGER_TTL_SECONDS))},
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            ).get("Attributes", {})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != _CONDITION_FAILED:
+                raise DependencyUnavailable("the sync ledger (DynamoDB) is unavailable") from exc
+            answer: dict[str, Any] = dict(exc.response)
+            held: dict[str, Any] = answer.get("Item") or {}
+            until = float(held.get("lease_until", {}).get("N", now + 1))
+            wait = min(max(math.ceil(until - now) + 1, 1), MAX_BUSY_WAIT_SECONDS)
+            raise SubscriptionBusy("another consumer is writing this subscription", retry_after=wait) from exc
+        except BotoCoreError as exc:
+            raise DependencyUnavailable("the sync ledger (DynamoDB) is unavailable") from exc
+        return _entry(item)
+
+    def put(self, subscription_id: str, entry: LedgerEntry, owner: str) -> None:
+        """Record ``entry`` and keep the lease (the write ahead of Braze); LeaseLost if it is gone."""
+        self._update(subscription_id, owner, _SET_ENTRY, entry)
+
+    def commit(self, subscription_id: str, entry: LedgerEntry | None, owner: str) -> None:
+        """Record what Braze now holds (or forget the subscription when None) and give the lease back."""
+        if entry is not None:
+            self._update(
+                subscription_id,
+                owner,
+                f"{_SET_ENTRY} REMOVE lease_owner, lease_until",
+                entry,
+            )
+            return
+        try:
+            self._dynamodb.delete_item(
+                TableName=self._table,
+                Key=self._key(subscription_id),
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+        except ClientError as exc:
+            raise _ledger_error(exc) from exc
+        except BotoCoreError as exc:
+            raise DependencyUnavailable("the sync ledger (DynamoDB) is unavailable") from exc
+
+    def release(self, subscription_id: str, owner: str) -> None:
+        """Give the lease back without changing the ledger (best effort: a lease also expires)."""
+        with contextlib.suppress(*_AWS_ERRORS):
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=self._key(subscription_id),
+                UpdateExpression="REMOVE lease_owner, lease_until",
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+
+    def _update(self, subscription_id: str, owner: str, expression: str, entry: LedgerEntry) -> None:
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=self._key(subscription_id),
+                UpdateExpression=expression,
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeNames={"#identity": "identity", "#values": "values"},
+                ExpressionAttributeValues={
+                    ":owner": {"S": owner},
+                    ":identity": {"S": json.dumps(entry.identity, sort_keys=True)},
+                    ":values": {"S": json.dumps(entry.values, sort_keys=True)},
+                    ":expiration": {"N": str(int(self._clock() + LEDGER_TTL_SECONDS))},
                 },
             )
-        except _AWS_ERRORS as exc:
+        except ClientError as exc:
+            raise _ledger_error(exc) from exc
+        except BotoCoreError as exc:
             raise DependencyUnavailable("the sync ledger (DynamoDB) is unavailable") from exc
+
+    @staticmethod
+    def _key(subscription_id: str) -> dict[str, Any]:
+        return {"id": {"S": LEDGER_KEY_PREFIX + subscription_id}}
+
+
+def _entry(item: dict[str, Any]) -> LedgerEntry | None:
+    if "identity" not in item:
+        return None
+    try:
+        return LedgerEntry(json.loads(item["identity"]["S"]), json.loads(item["values"]["S"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _ledger_error(exc: ClientError) -> DependencyUnavailable:
+    if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
+        return LeaseLost("the subscription's lease expired and another consumer took it")
+    return DependencyUnavailable("the sync ledger (DynamoDB) is unavailable")

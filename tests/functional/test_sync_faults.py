@@ -64,10 +64,6 @@ def braze_5xx(braze: Braze, sandbox: Sandbox, proxy: AwsProxy) -> None:
     braze.fault(status=503, count=3)
 
 
-def braze_drops(braze: Braze, sandbox: Sandbox, proxy: AwsProxy) -> None:
-    braze.fault(drop=True, count=2)
-
-
 def rokt_read_failing(braze: Braze, sandbox: Sandbox, proxy: AwsProxy) -> None:
     sandbox.fault(target="subscriptions", status=503, count=8)
 
@@ -81,7 +77,7 @@ def dynamodb_failing(braze: Braze, sandbox: Sandbox, proxy: AwsProxy) -> None:
 
 
 FAULTS: dict[str, Callable[[Braze, Sandbox, AwsProxy], None]] = {
-    f.__name__: f for f in (braze_429_storm, braze_5xx, braze_drops, rokt_read_failing, ssm_failing, dynamodb_failing)
+    f.__name__: f for f in (braze_429_storm, braze_5xx, rokt_read_failing, ssm_failing, dynamodb_failing)
 }
 
 

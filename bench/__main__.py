@@ -3,11 +3,14 @@
 Every figure comes from one run with bridge and reference measured side by side (alternating), and is
 reported as a ratio wherever the machine's speed would otherwise dominate. Nothing here is asserted.
 Sizes: BENCH_WEBHOOKS (10000), BENCH_CPU_WEBHOOKS (400), BENCH_ROUNDS (5), BENCH_COLD_RUNS (5),
-BENCH_QUEUED_WEBHOOKS (1000), BENCH_SYNC_WEBHOOKS (1000).
+BENCH_QUEUED_WEBHOOKS (1000), BENCH_SYNC_WEBHOOKS (1000), BENCH_SYNC_RATE_WEBHOOKS (300),
+BENCH_SYNC_ROKT_LATENCY_MS (340). ``python -m bench --only sync`` runs the sync consumer's batch
+figures alone and merges them into results.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -230,6 +233,47 @@ def measure_sync(stack: LocalStack, env: dict[str, str], webhooks: int) -> dict[
     }
 
 
+def measure_sync_batch(stack: LocalStack, env: dict[str, str], rate_webhooks: int) -> dict[str, Any]:
+    """A full batch of 75 with every Rokt subscription read answering in SYNC_ROKT_LATENCY, in a
+    30 s Lambda context; then one consumer draining ``rate_webhooks`` at that latency."""
+    latency = float(os.environ.get("BENCH_SYNC_ROKT_LATENCY_MS", "340")) / 1000
+    say(f"      one sync consumer, Rokt subscription reads at {latency * 1000:.0f} ms: a batch of 75 in a 30 s "
+        f"context, then {rate_webhooks} webhooks drained…")  # fmt: skip
+    total = 1 + 75 + rate_webhooks
+    for index in range(total):
+        requests.post(
+            f"{stack.sandbox_url}/_sandbox/subscribe",
+            json={"accountCode": "brazetest", "calendarCode": "slow", "subscriberId": f"slow{index}"},
+            timeout=5,
+        ).raise_for_status()
+    envelopes = requests.get(f"{stack.sandbox_url}/_sandbox/webhooks/sent", timeout=30).json()[-total:]
+    fault = {"target": "subscriptions", "delay": latency, "count": 1_000_000}
+    requests.post(f"{stack.sandbox_url}/_sandbox/faults", json=fault, timeout=5).raise_for_status()
+    braze_before = requests.get(f"{stack.braze_url}/_sandbox/stats", timeout=5).json()
+    try:
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
+            json.dump(envelopes, file)
+            file.flush()
+            result = worker(env, "sync-batch", "--envelopes", file.name, "--token", LOCAL_ROKT_WEBHOOK_TOKEN,
+                            "--max-seconds", "240")  # fmt: skip
+    finally:
+        requests.delete(f"{stack.sandbox_url}/_sandbox/faults", timeout=5).raise_for_status()
+    braze_after = requests.get(f"{stack.braze_url}/_sandbox/stats", timeout=5).json()
+    users = requests.get(f"{stack.braze_url}/_sandbox/users", timeout=30).json()
+    batch_ids = {f"slow{index}" for index in range(1, 76)}
+    written = sum(1 for u in users if u.get("external_id") in batch_ids and "rokt:subscription_id" in u["attributes"])
+    return {
+        "sync_rokt_read_latency_ms": latency * 1000,
+        "sync_batch75_seconds": result["batch_seconds"],
+        "sync_batch75_written": written,
+        "sync_batch75_failed_records": result["batch_failed"],
+        "sync_braze_calls_slow_rokt": braze_after.get("track_requests", 0) - braze_before.get("track_requests", 0),
+        "sync_webhooks_per_second": result["rate_webhooks"] / result["rate_seconds"] if result["rate_seconds"] else 0.0,
+        "sync_rate_webhooks_written": result["rate_webhooks"],
+        "sync_rate_webhooks_offered": result["rate_offered"],
+    }
+
+
 def measure_package() -> dict[str, Any]:
     say("[6/6] deployment package (chalice package --stage prod)…")
     with tempfile.TemporaryDirectory() as tmp:
@@ -281,7 +325,46 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(f"{name:<{width}}  {value:>10}  {note}" for name, value, note in rows)
 
 
+def sync_table(results: dict[str, Any]) -> str:
+    rows = [
+        ("Rokt → Braze: a batch of 75, Rokt reads at "
+         f"{results['sync_rokt_read_latency_ms']:.0f} ms, 30 s context", f"{results['sync_batch75_seconds']:.1f} s",
+         f"goal ≤ 10 s; {results['sync_batch75_written']} of 75 written, "
+         f"{results['sync_batch75_failed_records']} failed"),
+        ("Rokt → Braze: webhooks per second, one consumer", f"{results['sync_webhooks_per_second']:.1f}",
+         f"{results['sync_rate_webhooks_written']} of {results['sync_rate_webhooks_offered']} written"),
+    ]  # fmt: skip
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{name:<{width}}  {value:>10}  {note}" for name, value, note in rows)
+
+
+def main_sync_only() -> None:
+    """``--only sync``: the sync consumer's batch figures, merged into the existing results."""
+    stack = LocalStack.isolated("bench", sync=True)
+    say("starting moto server, the Rokt and Braze sandboxes on loopback…")
+    started = time.monotonic()
+    try:
+        stack.start_moto()
+        stack.start_sandbox()
+        stack.start_braze()
+        stack.bootstrap()
+        env = {**os.environ, **stack.env, "PYTHONPATH": str(PROJECT_DIR)}
+        figures = measure_sync_batch(stack, env, int(os.environ.get("BENCH_SYNC_RATE_WEBHOOKS", "300")))
+    finally:
+        stack.stop()
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results |= figures
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    say("\n" + sync_table(figures))
+    say(f"\nmerged into {RESULTS.relative_to(PROJECT_DIR)} in {time.monotonic() - started:.0f} s")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--only", choices=["sync"], help="run one group of figures and merge them into results.json")
+    if parser.parse_args().only == "sync":
+        main_sync_only()
+        return
     webhooks = int(os.environ.get("BENCH_WEBHOOKS", "10000"))
     cpu_webhooks = int(os.environ.get("BENCH_CPU_WEBHOOKS", "400"))
     rounds = int(os.environ.get("BENCH_ROUNDS", "5"))  # 3 proved too noisy on 2 cores (±0.15 in the ratio)
@@ -306,13 +389,14 @@ def main() -> None:
         results |= measure_cold(env, cold_runs)
         results |= measure_queued(stack, env, int(os.environ.get("BENCH_QUEUED_WEBHOOKS", "1000")))
         results |= measure_sync(stack, env, int(os.environ.get("BENCH_SYNC_WEBHOOKS", "1000")))
+        results |= measure_sync_batch(stack, env, int(os.environ.get("BENCH_SYNC_RATE_WEBHOOKS", "300")))
     finally:
         stack.stop()
     results |= measure_package()
     results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     results["seconds"] = round(time.monotonic() - started, 1)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    say("\n" + table(results))
+    say("\n" + table(results) + "\n" + sync_table(results))
     say(f"\nwritten to {RESULTS.relative_to(PROJECT_DIR)} in {results['seconds']:.0f} s")
 
 

@@ -227,6 +227,83 @@ def run_sync(args: argparse.Namespace) -> dict[str, Any]:
     return {"route_aws_calls": route_calls, "webhooks": len(envelopes), "batches": batches, "failed": failed}
 
 
+def invoke_sync(sqs: Any, queue_url: str, arn: str, lambda_ms: int) -> tuple[int, int, float]:
+    """One sync consumer invocation with a batch from the queue: (received, failed, seconds). Failed
+    records are made visible again at once (the next measurement takes them)."""
+    from chalice.local import LambdaContext
+
+    import app as bridge_app
+    from chalicelib.sync.queue import SYNC_BATCH_SIZE
+    from devtools.queue_worker import receive_batch, sqs_event
+
+    messages = receive_batch(sqs, queue_url, SYNC_BATCH_SIZE, wait_seconds=1)
+    if not messages:
+        return 0, 0, 0.0
+    context = LambdaContext("sync_subscribers", 512, max_runtime_ms=lambda_ms)
+    started = time.perf_counter()
+    try:
+        answer = bridge_app.sync_subscribers(sqs_event(messages, arn), context) or {}
+        failed = {item["itemIdentifier"] for item in answer.get("batchItemFailures", [])}
+    except Exception:  # the whole batch failed, as Lambda would see it
+        failed = {m["MessageId"] for m in messages}
+    seconds = time.perf_counter() - started
+    for message in messages:
+        if message["MessageId"] in failed:
+            sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+        else:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return len(messages), len(failed), seconds
+
+
+def accept_rokt_webhooks(envelopes: list[dict[str, Any]], token: str) -> None:
+    import app as bridge_app
+
+    for envelope in envelopes:
+        answer = bridge_app.app(rokt_event(envelope, token), Context())
+        if answer["statusCode"] != 202:
+            raise RuntimeError(f"the sync route answered {answer['statusCode']}: {answer['body']}")
+
+
+def run_sync_batch(args: argparse.Namespace) -> dict[str, Any]:
+    """One warm sync consumer with Rokt's subscription reads slowed down (by the caller): a full
+    batch in one 30 s invocation (seconds, records failed), then the queue drained batch after batch
+    (webhooks per second). Lambda's batching window is not counted."""
+    import boto3
+
+    from chalicelib.sync.queue import SYNC_BATCH_SIZE
+
+    envelopes = json.loads(Path(args.envelopes).read_text())
+    sqs = boto3.client("sqs")
+    queue_url = os.environ["SYNC_QUEUE_URL"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    def accept(batch: list[dict[str, Any]]) -> None:
+        accept_rokt_webhooks(batch, args.token)
+
+    def invoke() -> tuple[int, int, float]:
+        return invoke_sync(sqs, queue_url, arn, args.lambda_ms)
+
+    warm, batch, rest = envelopes[:1], envelopes[1 : 1 + SYNC_BATCH_SIZE], envelopes[1 + SYNC_BATCH_SIZE :]
+    accept(warm)
+    invoke()  # the container is warm from here on
+    accept(batch)
+    received, failed, seconds = invoke()
+    first = {"batch_received": received, "batch_failed": failed, "batch_seconds": seconds}
+    sqs.purge_queue(QueueUrl=queue_url)  # a full batch that did not drain would skew the rate
+    accept(rest)
+    done = 0
+    busy = 0.0
+    deadline = time.monotonic() + args.max_seconds
+    while time.monotonic() < deadline and done < len(rest):
+        received, failed, seconds = invoke()
+        if received == 0:
+            break
+        done, busy = done + received - failed, busy + seconds
+    return {**first, "rate_webhooks": done, "rate_seconds": busy, "rate_offered": len(rest)}
+
+
 def run_cold(args: argparse.Namespace) -> dict[str, Any]:
     app = load(args.target)
     invoke(app, args.target, f"cold_{uuid.uuid4().hex[:8]}_user", args.secret)
@@ -235,7 +312,7 @@ def run_cold(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["calls", "cpu", "cold", "intake", "drain", "sync"])
+    parser.add_argument("mode", choices=["calls", "cpu", "cold", "intake", "drain", "sync", "sync-batch"])
     parser.add_argument("--envelopes", help="sync: a JSON file of Rokt webhook envelopes")
     parser.add_argument("--token", help="sync: the Rokt webhook token")
     parser.add_argument("--target", choices=["bridge", "reference"], default="bridge")
@@ -244,6 +321,7 @@ def main() -> None:
     parser.add_argument("--prefix", default="in", help="intake: event id prefix")
     parser.add_argument("--containers", type=int, default=8)
     parser.add_argument("--max-seconds", type=float, default=300)
+    parser.add_argument("--lambda-ms", type=int, default=30_000, help="sync-batch: the invocation's time")
     parser.add_argument("--secret", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -254,6 +332,7 @@ def main() -> None:
         "intake": run_intake,
         "drain": run_drain,
         "sync": run_sync,
+        "sync-batch": run_sync_batch,
     }
     result = modes[args.mode](args)
     Path(args.out).write_text(json.dumps(result))

@@ -176,7 +176,7 @@ class SyncConsumer:
                     processor.process()
                 failed = {str(item["itemIdentifier"]) for item in processor.response()["batchItemFailures"]}
                 for claimed in batch.claimed:
-                    self._settle(claimed, batch)
+                    self._settle_or_fail(claimed, batch)
                 self._flush(batch)
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)  # every read is bounded by the reads' deadline
@@ -248,6 +248,16 @@ class SyncConsumer:
             fate.outcome = "staged"
         if fate.failed:
             batch.failed.add(record.message_id)
+
+    def _settle_or_fail(self, claimed: _Claimed, batch: _Batch) -> None:
+        """As BatchProcessor does in the claim pass: a bug in one record fails that record only."""
+        try:
+            self._settle(claimed, batch)
+        except Exception as exc:  # reported; the record comes back
+            logger.exception("sync record failed unexpectedly", extra={"messageId": claimed.record.message_id})
+            if claimed.claim == "new":
+                self._claims.release(claimed.webhook.event_id, exc)
+            batch.failed.add(claimed.record.message_id)
 
     def _wait(self, read: Future[_Read], batch: _Batch) -> _Read:
         try:

@@ -233,6 +233,7 @@ def test_slow_rokt_reads_still_write_a_whole_batch_in_one_invocation(
 
     assert answer["batchItemFailures"] == []
     assert braze.track_calls() == 1
+    assert sandbox.count("token_requests") == 1  # 8 reads at once, one token renewal (the provider's lock)
     assert all(braze.user(f"slow{i}")["attributes"].get("rokt:subscription_id") for i in range(count))
 
 

@@ -267,6 +267,7 @@ def measure_sync_batch(stack: LocalStack, env: dict[str, str], rate_webhooks: in
         "sync_batch75_seconds": result["batch_seconds"],
         "sync_batch75_written": written,
         "sync_batch75_failed_records": result["batch_failed"],
+        "sync_batch75_braze_calls": result["batch_braze_calls"],
         "sync_braze_calls_slow_rokt": braze_after.get("track_requests", 0) - braze_before.get("track_requests", 0),
         "sync_webhooks_per_second": result["rate_webhooks"] / result["rate_seconds"] if result["rate_seconds"] else 0.0,
         "sync_rate_webhooks_written": result["rate_webhooks"],
@@ -330,7 +331,7 @@ def sync_table(results: dict[str, Any]) -> str:
         ("Rokt → Braze: a batch of 75, Rokt reads at "
          f"{results['sync_rokt_read_latency_ms']:.0f} ms, 30 s context", f"{results['sync_batch75_seconds']:.1f} s",
          f"goal ≤ 10 s; {results['sync_batch75_written']} of 75 written, "
-         f"{results['sync_batch75_failed_records']} failed"),
+         f"{results['sync_batch75_failed_records']} failed, {results['sync_batch75_braze_calls']} Braze calls"),
         ("Rokt → Braze: webhooks per second, one consumer", f"{results['sync_webhooks_per_second']:.1f}",
          f"{results['sync_rate_webhooks_written']} of {results['sync_rate_webhooks_offered']} written"),
     ]  # fmt: skip

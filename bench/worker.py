@@ -271,6 +271,7 @@ def run_sync_batch(args: argparse.Namespace) -> dict[str, Any]:
     batch in one 30 s invocation (seconds, records failed), then the queue drained batch after batch
     (webhooks per second). Lambda's batching window is not counted."""
     import boto3
+    import requests
 
     from chalicelib.sync.queue import SYNC_BATCH_SIZE
 
@@ -289,8 +290,11 @@ def run_sync_batch(args: argparse.Namespace) -> dict[str, Any]:
     accept(warm)
     invoke()  # the container is warm from here on
     accept(batch)
+    braze_stats = f"{os.environ['BRAZE_REST_ENDPOINT']}/_sandbox/stats"
+    calls_before = requests.get(braze_stats, timeout=5).json().get("track_requests", 0)
     received, failed, seconds = invoke()
-    first = {"batch_received": received, "batch_failed": failed, "batch_seconds": seconds}
+    calls = requests.get(braze_stats, timeout=5).json().get("track_requests", 0) - calls_before
+    first = {"batch_received": received, "batch_failed": failed, "batch_seconds": seconds, "batch_braze_calls": calls}
     sqs.purge_queue(QueueUrl=queue_url)  # a full batch that did not drain would skew the rate
     accept(rest)
     done = 0

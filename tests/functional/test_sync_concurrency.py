@@ -181,8 +181,22 @@ def proxy(aws: Aws) -> Iterator[AwsProxy]:
         yield running
 
 
+@pytest.mark.parametrize(
+    "after",
+    [
+        "/users/track",  # the first DynamoDB call after Braze took A,B: the ledger's commit
+        "/v1/subscription/",  # the first after the Rokt read: the ledger written ahead of Braze
+    ],
+)
 def test_a_ledger_write_failing_once_leaves_no_stale_tag(
-    settings: Settings, aws: Aws, proxy: AwsProxy, route: Client, sandbox: Sandbox, braze: Braze, queue: QueuePair
+    settings: Settings,
+    aws: Aws,
+    proxy: AwsProxy,
+    route: Client,
+    sandbox: Sandbox,
+    braze: Braze,
+    queue: QueuePair,
+    after: str,
 ) -> None:
     through_proxy = Aws(proxy.url, boto3.session.Session(region_name="us-east-1"))
     x = Container(settings, through_proxy, queue, braze)
@@ -191,9 +205,8 @@ def test_a_ledger_write_failing_once_leaves_no_stale_tag(
     x.drain()
     sandbox.control("POST", "subscriptions/update", {"subscriptionId": subscription, "tags": ["A", "B"]})
     accept(route, sandbox.sent_webhooks()[1:])
-    # the first DynamoDB call after Braze took A,B is the ledger's write: it fails (both attempts)
-    fault = AwsFault("dynamodb", count=2, status=500, code="InternalServerError")
-    x.session.after("/users/track", lambda: proxy.fail(fault))
+    fault = AwsFault("dynamodb", count=2, status=500, code="InternalServerError")  # one call, both attempts
+    x.session.after(after, lambda: proxy.fail(fault))
     x.drain()
     assert all(f.count == 0 for f in proxy.faults)
     sandbox.control("POST", "subscriptions/update", {"subscriptionId": subscription, "tags": ["A"]})

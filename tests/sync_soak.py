@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import requests
 from aws_lambda_powertools.warnings import PowertoolsUserWarning
+from botocore.exceptions import ClientError
 from chalice.local import LambdaContext
 
 from chalicelib.observability import logger, metrics
@@ -264,11 +265,14 @@ def consume(rig: Rig, bridge: Bridge, rng: random.Random, done: threading.Event,
         tally.add("records_failed", len(failed))
         for message in messages:
             handle = message["ReceiptHandle"]
-            if message["MessageId"] in failed or rng.random() < 0.1:
-                tally.add("redeliveries", 0 if message["MessageId"] in failed else 1)
-                rig.sqs.change_message_visibility(QueueUrl=rig.queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
-            else:
-                rig.sqs.delete_message(QueueUrl=rig.queue_url, ReceiptHandle=handle)
+            try:
+                if message["MessageId"] in failed or rng.random() < 0.1:
+                    tally.add("redeliveries", 0 if message["MessageId"] in failed else 1)
+                    rig.sqs.change_message_visibility(QueueUrl=rig.queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
+                else:
+                    rig.sqs.delete_message(QueueUrl=rig.queue_url, ReceiptHandle=handle)
+            except ClientError:  # the consumer made it visible at once and another consumer has it now
+                tally.add("stale_receipts")
 
 
 def queue_empty(rig: Rig) -> bool:

@@ -8,7 +8,7 @@ MOTO_PORT ?= 5050
 SANDBOX_PORT ?= 8081
 BRAZE_PORT ?= 8082
 
-.PHONY: install run test lint unit e2e bench clean package soak soak-sync
+.PHONY: install run test lint unit e2e bench clean package soak soak-spill soak-sync
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ package: install
 
 soak: install
 	$(BIN)/python -m tests.soak
+
+soak-spill: install
+	SOAK_MODE=spill $(BIN)/python -m tests.soak
 
 soak-sync: install
 	$(BIN)/python -m tests.sync_soak

@@ -1,7 +1,14 @@
 """Send webhooks the way Braze does: bounded concurrency, a campaign rate limit per minute, and
 Braze's retry rule — 408, 429 and 5xx retried up to 5 times with exponential backoff, honouring
 Retry-After, never 3xx or other 4xx. Time can be compressed (``time_scale``) for local runs and
-tests. Loopback only; every loop is bounded."""
+tests. Loopback only; every loop is bounded.
+
+Compressing Braze's own schedule (its backoff) is not the same as compressing the bridge's: the
+bridge, its dependencies and the faults injected into them run in real time, and a ``Retry-After``
+the bridge answers is in its seconds. ``retry_after_scale`` (default: ``time_scale``, as before)
+says how to read it; 1.0 honours it as Braze would, in the bridge's time. And Braze schedules a
+retry, it does not hold a connection slot while it waits: with ``waiting`` > 0 up to that many
+webhooks may wait for their retry while ``concurrency`` others are being sent."""
 
 from __future__ import annotations
 
@@ -78,6 +85,8 @@ class BrazeSender:
         time_scale: float = 1.0,
         max_wait: float = 60.0,
         on_done: Callable[[Webhook], None] | None = None,
+        retry_after_scale: float | None = None,
+        waiting: int = 0,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
@@ -85,7 +94,10 @@ class BrazeSender:
         self._interval = 60.0 / rate_per_minute * time_scale if rate_per_minute else 0.0
         self._first_backoff = first_backoff
         self._scale = time_scale
+        self._retry_after_scale = time_scale if retry_after_scale is None else retry_after_scale
         self._max_wait = max_wait
+        self._waiting = max(waiting, 0)
+        self._slots = threading.BoundedSemaphore(concurrency)  # requests in flight at once
         self._on_done = on_done
         self._pace = threading.Lock()
         self._next_start = time.monotonic()
@@ -95,7 +107,7 @@ class BrazeSender:
         for webhook in webhooks:
             if not is_loopback_url(self._url(webhook)):
                 raise ValueError(f"the Braze simulator only targets loopback, not {self._url(webhook)!r}")
-        with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
+        with ThreadPoolExecutor(max_workers=self._concurrency + self._waiting) as pool:
             list(pool.map(self._deliver, webhooks))
         return webhooks
 
@@ -104,8 +116,9 @@ class BrazeSender:
 
     def _deliver(self, webhook: Webhook) -> None:
         for retry in range(MAX_RETRIES + 1):
-            self._wait_for_rate()
-            attempt = self._attempt(webhook)
+            with self._slots:
+                self._wait_for_rate()
+                attempt = self._attempt(webhook)
             webhook.attempts.append(attempt)
             if attempt.status not in RETRIED and attempt.status != 0:
                 break
@@ -145,7 +158,9 @@ class BrazeSender:
         )
 
     def _wait(self, retry: int, retry_after: str | None) -> float:
-        backoff = self._first_backoff * 2.0**retry
+        """Braze's backoff (compressed), or the answer's Retry-After (read in the bridge's time) if
+        later; bounded by ``max_wait``."""
+        wait = self._first_backoff * 2.0**retry * self._scale
         if retry_after and retry_after.isdigit():
-            backoff = max(backoff, float(retry_after))
-        return min(backoff * self._scale, self._max_wait)
+            wait = max(wait, float(retry_after) * self._retry_after_scale)
+        return min(wait, self._max_wait)

@@ -17,6 +17,8 @@ class BrazeSimulator(BrazeSender):
         first_backoff: float = 60.0,
         time_scale: float = 0.002,
         max_wait: float = 2.0,
+        retry_after_scale: float | None = None,
+        waiting: int = 0,
     ) -> None:
         super().__init__(
             base_url,
@@ -25,6 +27,8 @@ class BrazeSimulator(BrazeSender):
             first_backoff=first_backoff,
             time_scale=time_scale,
             max_wait=max_wait,
+            retry_after_scale=retry_after_scale,
+            waiting=waiting,
         )
 
 

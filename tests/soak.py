@@ -1,18 +1,23 @@
 """`make soak`: a bounded soak on loopback — many webhooks with duplicates while random faults come
 and go on Rokt, its token endpoint, SSM and DynamoDB — then the accounting. Exits 1 if anything was
-lost or doubled. Sizes: SOAK_WEBHOOKS (5000), SOAK_DUPLICATE_RATE (0.1), SOAK_SEED (7),
-SOAK_TIME_SCALE (0.02), SOAK_MODE (``direct``, or ``spill``: direct mode with the delivery queue
-behind it, drained by the queue worker; `make soak-spill`).
+lost or doubled. Sizes: SOAK_WEBHOOKS (5000; 1000 in spill mode), SOAK_DUPLICATE_RATE (0.1),
+SOAK_SEED (7), SOAK_TIME_SCALE (0.02), SOAK_MODE (``direct``, or ``spill``: direct mode with the
+delivery queue behind it, drained by the queue worker; `make soak-spill`).
+
+Spill mode is smaller because nearly every webhook is spilled: a Rokt 429 with ``Retry-After: 30``
+(one fault in 17) opens the route's breaker for 30 real seconds, so the queue holds most of the
+soak, and the local queue worker drains moto's SQS at a few messages a second.
 
 Time. The bridge, its dependencies and the faults run in real time; only Braze's own retry schedule
 is compressed, by SOAK_TIME_SCALE. At 0.02 one real second is 50 s of Braze's time: Braze's five
-retries (60 s doubling, about 31 minutes) take 37 s here, a fault is armed every 50 s of Braze's
-time, and the longest stretch of back-to-back faults (hangs holding calls while more faults queue
-up, about 15 s) is some 12 minutes — shorter than Braze's retry window, as outages that come and go
-are. (At 0.002, the old default, that same stretch was two hours of Braze's time and the whole
-retry window fit inside it: continuous faults, which only the spill mode survives.) A Retry-After
-the bridge answers is in its own, real, seconds and honoured as such; a webhook waiting for its
-retry does not hold one of Braze's connections.
+retries (60 s doubling, about 31 minutes) take 37 s here — longer than any one fault lasts (the
+longest, a hang, holds calls for up to ~10 s: 8 minutes of Braze's time), as outages that come and
+go are. Faults are armed by traffic (one per FAULT_EVERY_ATTEMPTS attempts, one at a time). The old
+soak (0.002, a fault every second however slow the machine, leftovers piling up) squeezed Braze's
+31 minutes into under 4 s and, on a busy machine, put a fault in front of most attempts: continuous
+faults across the whole retry window, which direct mode alone cannot survive. A Retry-After the
+bridge answers is in its own, real, seconds and honoured as such; a webhook waiting for its retry
+does not hold one of Braze's connections.
 """
 
 from __future__ import annotations
@@ -90,12 +95,12 @@ def lost_report(batch: list[Webhook], delivered: dict[str, int], limit: int = 10
 
 
 def main() -> int:
-    total = int(os.environ.get("SOAK_WEBHOOKS", "5000"))
-    duplicate_rate = float(os.environ.get("SOAK_DUPLICATE_RATE", "0.1"))
-    time_scale = float(os.environ.get("SOAK_TIME_SCALE", "0.02"))
     mode = os.environ.get("SOAK_MODE", "direct")
     if mode not in ("direct", "spill"):
         raise SystemExit(f"SOAK_MODE must be direct or spill, not {mode!r}")
+    total = int(os.environ.get("SOAK_WEBHOOKS", "1000" if mode == "spill" else "5000"))
+    duplicate_rate = float(os.environ.get("SOAK_DUPLICATE_RATE", "0.1"))
+    time_scale = float(os.environ.get("SOAK_TIME_SCALE", "0.02"))
     rng = random.Random(int(os.environ.get("SOAK_SEED", "7")))
     unique = int(total / (1 + duplicate_rate))
     batch = webhooks(count=unique, duplicates=total - unique)

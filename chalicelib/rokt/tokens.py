@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from chalicelib.errors import DependencyUnavailable
+from chalicelib.errors import DependencyUnavailable, UpstreamTimeout
 from chalicelib.exchange import bounded, send_within
 from chalicelib.observability import logger
 from chalicelib.secrets import (
@@ -135,11 +135,17 @@ class TokenProvider:
         token = self._token
         if token is not None and not self._due(token):
             return token.value
-        with self._lock:
+        # Another thread may be refreshing (the sync consumer reads subscriptions in parallel): wait
+        # for it no longer than this caller's own deadline.
+        if not self._lock.acquire(timeout=max(deadline.remaining(), 0.0)):
+            raise UpstreamTimeout("waited for another Rokt token refresh until the deadline")
+        try:
             token = self._token
             if token is not None and not self._due(token):
                 return token.value
             return self._refresh(deadline).value
+        finally:
+            self._lock.release()
 
     def accepted(self, value: str) -> None:
         """Rokt took ``value``: a later 401 is news (a revocation), worth a renewal."""

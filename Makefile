@@ -19,7 +19,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP)
 
 run: install
-	$(BIN)/python -m devtools run --port $(PORT) --moto-port $(MOTO_PORT) --sandbox-port $(SANDBOX_PORT) --braze-port $(BRAZE_PORT) \
+	$(BIN)/python -m localworld run --port $(PORT) --moto-port $(MOTO_PORT) --sandbox-port $(SANDBOX_PORT) --braze-port $(BRAZE_PORT) \
 		$(if $(QUEUED),--queued,)
 
 lint: install
@@ -45,7 +45,7 @@ clean:
 STAGE ?= prod
 package: install
 	mkdir -p build
-	$(BIN)/python -m devtools merge-template --stage $(STAGE) > build/merge-$(STAGE).json
+	$(BIN)/python -m localworld merge-template --stage $(STAGE) > build/merge-$(STAGE).json
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $(STAGE) \
 		--merge-template build/merge-$(STAGE).json build/$(STAGE)
 	$(BIN)/cfn-lint build/$(STAGE)/sam.json

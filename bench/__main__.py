@@ -24,10 +24,10 @@ from typing import Any
 
 import requests
 
-from devtools import ops
-from devtools.deploy import merge_template
-from devtools.localstack import LocalStack
-from devtools.project import LOCAL_ROKT_CLIENT, LOCAL_ROKT_WEBHOOK_TOKEN, LOCAL_WEBHOOK_SECRET, PROJECT_DIR
+from bridgectl import ops
+from localworld.localstack import LocalStack
+from stage.project import LOCAL_ROKT_CLIENT, LOCAL_ROKT_WEBHOOK_TOKEN, LOCAL_WEBHOOK_SECRET, PROJECT_DIR
+from stage.resources import merge_template
 
 RESULTS = PROJECT_DIR / "bench" / "results.json"
 # Rokt's answer time for the intake comparison (a sandbox delay); its real latency is not published.

@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 
 from bench.__main__ import say, share_fresh_token
-from devtools.localstack import LocalStack
-from devtools.project import LOCAL_WEBHOOK_SECRET, PROJECT_DIR
+from localworld.localstack import LocalStack
+from stage.project import LOCAL_WEBHOOK_SECRET, PROJECT_DIR
 
 
 def cpu_ms(env: dict[str, str], project: Path, target: str, webhooks: int) -> float:

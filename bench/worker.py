@@ -20,7 +20,7 @@ import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from devtools.project import SAMPLE_BODY  # noqa: E402
+from stage.project import SAMPLE_BODY  # noqa: E402
 
 
 def proxy_event(resource: str, params: dict[str, str], headers: dict[str, str], body: str) -> dict[str, Any]:
@@ -92,7 +92,7 @@ def run_calls(args: argparse.Namespace) -> dict[str, Any]:
     import app as bridge_app
     from chalicelib.settings import Settings
     from chalicelib.wiring import build_bridge
-    from devtools.aws_proxy import AwsProxy
+    from localworld.aws_proxy import AwsProxy
 
     settings = Settings.from_env(os.environ)
     start = time.time()
@@ -151,7 +151,7 @@ def run_drain(args: argparse.Namespace) -> dict[str, Any]:
     """Queue N webhooks, then drain the queue through the SQS handler until empty (bounded)."""
     import boto3
 
-    from devtools.queue_worker import poll_once
+    from localworld.queue_worker import poll_once
 
     module = importlib.import_module("app")
     app = module.app
@@ -191,8 +191,8 @@ def run_sync(args: argparse.Namespace) -> dict[str, Any]:
     from chalicelib.settings import Settings
     from chalicelib.sync.queue import SYNC_BATCH_SIZE
     from chalicelib.wiring import build_bridge
-    from devtools.aws_proxy import AwsProxy
-    from devtools.queue_worker import poll_once
+    from localworld.aws_proxy import AwsProxy
+    from localworld.queue_worker import poll_once
 
     envelopes = json.loads(Path(args.envelopes).read_text())
     settings = Settings.from_env(os.environ)
@@ -234,7 +234,7 @@ def invoke_sync(sqs: Any, queue_url: str, arn: str, lambda_ms: int) -> tuple[int
 
     import app as bridge_app
     from chalicelib.sync.queue import SYNC_BATCH_SIZE
-    from devtools.queue_worker import receive_batch, sqs_event
+    from localworld.queue_worker import receive_batch, sqs_event
 
     messages = receive_batch(sqs, queue_url, SYNC_BATCH_SIZE, wait_seconds=1)
     if not messages:

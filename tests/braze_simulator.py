@@ -1,8 +1,8 @@
-"""A Braze stand-in for reliability tests: ``devtools.braze_sender`` with one secret, time compressed."""
+"""A Braze stand-in for reliability tests: ``localworld.braze_sender`` with one secret, time compressed."""
 
 from __future__ import annotations
 
-from devtools.braze_sender import RETRIED, Attempt, BrazeSender, Webhook
+from localworld.braze_sender import RETRIED, Attempt, BrazeSender, Webhook
 
 __all__ = ["RETRIED", "Attempt", "BrazeSimulator", "Webhook", "accounting"]
 

@@ -36,11 +36,11 @@ import app as bridge_app
 from chalicelib.observability import logger
 from chalicelib.settings import Settings
 from chalicelib.wiring import Bridge, build_bridge
-from devtools.bootstrap import ensure_table, put_secure
-from devtools.braze_sandbox import DEFAULT_API_KEYS, BrazeSandbox
-from devtools.localstack import free_port
-from devtools.project import SAMPLE_BODY
-from devtools.rokt_sandbox import DEFAULT_CLIENTS, RoktSandbox
+from localworld.braze_sandbox import DEFAULT_API_KEYS, BrazeSandbox
+from localworld.localstack import free_port
+from localworld.rokt_sandbox import DEFAULT_CLIENTS, RoktSandbox
+from stage.bootstrap import ensure_table, put_secure
+from stage.project import SAMPLE_BODY
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

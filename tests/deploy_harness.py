@@ -46,7 +46,7 @@ BIN = Path(sys.executable).parent
 
 # The documented deploy (README "Deploy", path A), one line per command: renaming a command is a
 # one-line change here.
-OPERATOR_CLI = [sys.executable, "-m", "devtools"]
+OPERATOR_CLI = [sys.executable, "-m", "localworld"]
 CHALICE = [str(BIN / "chalice")]
 BOOTSTRAP = [*OPERATOR_CLI, "bootstrap"]
 SET_ROKT_CREDENTIALS = [*OPERATOR_CLI, "secrets", "set-rokt-credentials"]  # client id, secret on stdin
@@ -59,7 +59,7 @@ CHALICE_LOCAL = [*CHALICE, "local", "--no-autoreload"]
 
 # What a deploy is made from: the runtime, its stage definition, and the operator CLI, which reads the
 # stage definition of the project it lives in (so it is copied along with it).
-PROJECT_PARTS = ("app.py", "chalicelib", ".chalice", "requirements.txt", "devtools")
+PROJECT_PARTS = ("app.py", "chalicelib", ".chalice", "requirements.txt", "stage", "bridgectl", "localworld")
 CHALICE_STATE = ("deployed", "deployments", "venv")  # what chalice writes under .chalice/: never copied
 
 

@@ -1,12 +1,12 @@
 """The CloudWatch Logs Insights queries from docs/operations.md, for tests that run them (with
-``devtools.insights.run``) against captured log records."""
+``bridgectl.insights.run``) against captured log records."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from devtools.insights import run
+from bridgectl.insights import run
 
 __all__ = ["documented_queries", "run"]
 

@@ -8,8 +8,8 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from chalice.local import LambdaContext
 
 import app as bridge_app
-from devtools.bootstrap import ensure_queues
-from devtools.queue_worker import receive_batch, sqs_event
+from localworld.queue_worker import receive_batch, sqs_event
+from stage.bootstrap import ensure_queues
 
 if TYPE_CHECKING:
     from collections.abc import Callable

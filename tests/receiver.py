@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from devtools.httpkit import BackgroundServer, JsonHandler, LoopbackServer
+from localworld.httpkit import BackgroundServer, JsonHandler, LoopbackServer
 
 
 class _State:

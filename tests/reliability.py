@@ -7,9 +7,9 @@ import contextlib
 import uuid
 from typing import TYPE_CHECKING
 
-from devtools.aws_proxy import AwsFault, AwsProxy
-from devtools.localstack import LocalStack, Ports, free_port
-from devtools.project import SAMPLE_BODY
+from localworld.aws_proxy import AwsFault, AwsProxy
+from localworld.localstack import LocalStack, Ports, free_port
+from stage.project import SAMPLE_BODY
 from tests.braze_simulator import Webhook
 from tests.conftest import Sandbox
 

@@ -46,9 +46,9 @@ from chalicelib.sync import mapping
 from chalicelib.sync.envelope import parse
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, SyncQueue, sync_queue_names
 from chalicelib.wiring import AWS_CLIENT_CONFIG, build_bridge
-from devtools.aws_proxy import AwsFault, AwsProxy
-from devtools.bootstrap import ensure_queues, ensure_table, put_secure
-from devtools.queue_worker import receive_batch, sqs_event
+from localworld.aws_proxy import AwsFault, AwsProxy
+from localworld.queue_worker import receive_batch, sqs_event
+from stage.bootstrap import ensure_queues, ensure_table, put_secure
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -373,9 +373,9 @@ def ok(result: dict[str, Any]) -> bool:
 def main() -> int:
     from moto.server import ThreadedMotoServer
 
-    from devtools.braze_sandbox import DEFAULT_API_KEYS, BrazeSandbox
-    from devtools.localstack import free_port
-    from devtools.rokt_sandbox import DEFAULT_CLIENTS, RoktSandbox
+    from localworld.braze_sandbox import DEFAULT_API_KEYS, BrazeSandbox
+    from localworld.localstack import free_port
+    from localworld.rokt_sandbox import DEFAULT_CLIENTS, RoktSandbox
 
     config = SoakConfig.from_env()
     for name in (logger.name, "werkzeug"):  # the figures, not every record's log line

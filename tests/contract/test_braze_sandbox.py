@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from devtools.braze_sandbox import DEFAULT_API_KEYS, BrazeSandbox
+from localworld.braze_sandbox import DEFAULT_API_KEYS, BrazeSandbox
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

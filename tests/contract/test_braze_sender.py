@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from devtools.braze_sender import BrazeSender, Webhook
+from localworld.braze_sender import BrazeSender, Webhook
 
 if TYPE_CHECKING:
     from tests.conftest import Sandbox

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from devtools.localstack import LocalStack
-from devtools.project import PROJECT_DIR
+from localworld.localstack import LocalStack
+from stage.project import PROJECT_DIR
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -43,7 +43,7 @@ def wait_for_profile(stack: LocalStack, external_id: str, attribute: str, timeou
 
 def braze_send(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "devtools", "braze-send", "--bridge-url", stack.bridge_url,
+        [sys.executable, "-m", "localworld", "braze-send", "--bridge-url", stack.bridge_url,
          "--braze-url", stack.braze_url, "--time-scale", "0.001", *args],
         cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
@@ -80,7 +80,7 @@ def test_subscriber_to_braze_to_campaign_to_calendar(stack: LocalStack) -> None:
     assert "UID:Loop_0001_user42@brazetest.sandbox" in feed
     # and the report over the bridge's own log file counts exactly what Rokt received for the campaign
     summary = subprocess.run(
-        [sys.executable, "-m", "devtools", "report", "--log-file", str(stack.workdir / "bridge.log"),
+        [sys.executable, "-m", "localworld", "report", "--log-file", str(stack.workdir / "bridge.log"),
          "--campaign", "Loop_0001", "--format", "json"],
         cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
@@ -110,7 +110,7 @@ def test_a_template_with_quotes_and_time_zones_shows_each_outcome_before_a_real_
         ).raise_for_status()
         wait_for_profile(stack, user, "rokt:subscription_id")
     printed = subprocess.run(
-        [sys.executable, "-m", "devtools", "braze-template", "--stage", "local", "--api-url", stack.bridge_url],
+        [sys.executable, "-m", "localworld", "braze-template", "--stage", "local", "--api-url", stack.bridge_url],
         cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60, check=True,
     ).stdout  # fmt: skip
     create = printed.split("## update")[0]

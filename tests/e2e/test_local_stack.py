@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from devtools.localstack import LocalStack
-from devtools.project import LOCAL_WEBHOOK_SECRET, PROJECT_DIR, SAMPLE_BODY
+from localworld.localstack import LocalStack
+from stage.project import LOCAL_WEBHOOK_SECRET, PROJECT_DIR, SAMPLE_BODY
 from tests.conftest import Sandbox
 
 if TYPE_CHECKING:

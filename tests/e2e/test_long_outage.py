@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from devtools.aws_proxy import AwsFault
-from devtools.project import LOCAL_WEBHOOK_SECRET
+from localworld.aws_proxy import AwsFault
+from stage.project import LOCAL_WEBHOOK_SECRET
 from tests.braze_simulator import RETRIED, BrazeSimulator, accounting
 from tests.reliability import Rig, running_rig, webhooks
 

@@ -12,8 +12,8 @@ import time
 import pytest
 import requests
 
-from devtools.localstack import free_port
-from devtools.project import PROJECT_DIR
+from localworld.localstack import free_port
+from stage.project import PROJECT_DIR
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +29,7 @@ def answers(url: str) -> bool:
 def test_run_starts_everything_and_ctrl_c_stops_everything():  # even pressed twice
     bridge, moto, sandbox, braze = free_port(), free_port(), free_port(), free_port()
     run = subprocess.Popen(
-        [sys.executable, "-m", "devtools", "run", "--no-autoreload", "--port", str(bridge),
+        [sys.executable, "-m", "localworld", "run", "--no-autoreload", "--port", str(bridge),
          "--moto-port", str(moto), "--sandbox-port", str(sandbox), "--braze-port", str(braze)],
         cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         # as a shell's background job starts it: with SIGINT ignored, which Ctrl-C handling must survive
@@ -51,7 +51,7 @@ def test_run_starts_everything_and_ctrl_c_stops_everything():  # even pressed tw
                 break
         assert any("curl -sS -X POST" in line for line in printed), "".join(printed)
         assert any("/_sandbox/subscribe" in line for line in printed), "".join(printed)
-        assert any("devtools braze-send" in line for line in printed), "".join(printed)
+        assert any("localworld braze-send" in line for line in printed), "".join(printed)
         assert all(answers(url) for url in urls)
 
         os.kill(run.pid, signal.SIGINT)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools import deploy
-from devtools.project import PROJECT_DIR, stage_environment
+from stage import resources as stage_resources
+from stage.project import PROJECT_DIR, stage_environment
 
 pytestmark = pytest.mark.e2e
 
@@ -20,10 +20,10 @@ ZIP_BUDGET_BYTES = 3 * 1024 * 1024
 BIN = Path(sys.executable).parent
 
 
-@pytest.mark.parametrize("stage", deploy.DEPLOYED_STAGES)
+@pytest.mark.parametrize("stage", stage_resources.DEPLOYED_STAGES)
 def test_chalice_package_merges_and_passes_cfn_lint(stage: str, tmp_path: Path):
     merge = tmp_path / "merge.json"
-    merge.write_text(json.dumps(deploy.merge_template(stage)))
+    merge.write_text(json.dumps(stage_resources.merge_template(stage)))
     out = tmp_path / "out"
     env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -78,5 +78,8 @@ def test_chalice_package_merges_and_passes_cfn_lint(stage: str, tmp_path: Path):
     zipped = out / "deployment.zip"
     assert zipped.stat().st_size <= ZIP_BUDGET_BYTES
     names = zipfile.ZipFile(zipped).namelist()
-    assert not any(n.startswith(("boto3/", "botocore/", "devtools/", "tests/")) for n in names)
+    assert not any(
+        n.startswith(("boto3/", "botocore/", "bridgectl/", "localworld/", "scripts/", "stage/", "tests/"))
+        for n in names
+    )
     assert "chalicelib/delivery/data/windows_zones.json" in names

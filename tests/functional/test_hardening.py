@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bridgectl import ops
 from chalicelib.auth import sign
 from chalicelib.delivery.models import KNOWN_EVENT_FIELDS
-from devtools import ops
-from devtools.campaign import Renderer, WebhookTemplate
+from localworld.campaign import Renderer, WebhookTemplate
 from tests.conftest import PREFIX, SECRET, SUBSCRIPTION, Aws, Sandbox, make_bridge, post, seed_body, serving
 
 if TYPE_CHECKING:

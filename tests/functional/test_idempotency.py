@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from chalicelib.clock import Deadline
 from chalicelib.delivery.models import Action, parse_request
-from devtools.localstack import free_port
+from localworld.localstack import free_port
 from tests.conftest import Aws, Sandbox, post, seed_body, serving
 
 CREATE = "/v1/subscriptionevent/brazetest"

@@ -10,8 +10,8 @@ import pytest
 
 import app as bridge_app
 from chalicelib.observability import redact_emails
-from devtools import deploy
-from devtools.project import PROJECT_DIR
+from stage import resources as stage_resources
+from stage.project import PROJECT_DIR
 from tests import insights
 from tests.conftest import Sandbox, make_bridge, post, seed_body, serving
 
@@ -188,12 +188,12 @@ def test_with_xray_the_rokt_webhook_route_is_never_sampled_so_its_token_stays_ou
     [token_route] = [path for path in bridge_app.app.routes if "{token}" in path]
     stage_prefix = "/" + config["stages"][stage]["api_gateway_stage"]
 
-    resources = deploy.merge_template(stage)["Resources"]
+    resources = stage_resources.merge_template(stage)["Resources"]
     [rule] = [r["Properties"]["SamplingRule"] for r in resources.values() if r.get("Type") == "AWS::XRay::SamplingRule"]
 
     assert (rule["FixedRate"], rule["ReservoirSize"], rule["Priority"]) == (0, 0, 1)
     assert rule["ServiceType"] == "AWS::ApiGateway::Stage"
-    assert rule["ServiceName"] == f"{deploy.APP_NAME}/{stage_prefix[1:]}"
+    assert rule["ServiceName"] == f"{stage_resources.APP_NAME}/{stage_prefix[1:]}"
     assert rule["HTTPMethod"] == rule["Host"] == rule["ResourceARN"] == "*"
     assert len(rule["RuleName"]) <= 32
     token_url = token_route.replace("{token}", "secret-token-123")

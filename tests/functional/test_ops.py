@@ -8,8 +8,10 @@ import re
 
 import pytest
 
-from devtools import cli, deploy, ops
-from devtools.project import PROJECT_DIR, stage_environment
+from bridgectl import ops
+from localworld import cli
+from stage import resources
+from stage.project import PROJECT_DIR, stage_environment
 from tests.conftest import PREFIX, SECRET, TABLE, Aws, Sandbox
 
 
@@ -138,15 +140,15 @@ def test_doctor_names_refused_rokt_credentials(aws: Aws, names: ops.StageNames, 
 
 
 def test_policies_in_the_repo_are_the_generated_ones():
-    for stage in deploy.DEPLOYED_STAGES:
+    for stage in resources.DEPLOYED_STAGES:
         checked_in = json.loads((PROJECT_DIR / ".chalice" / f"policy-{stage}.json").read_text())
-        assert checked_in == deploy.iam_policy(stage)
+        assert checked_in == resources.iam_policy(stage)
 
 
-@pytest.mark.parametrize("stage", deploy.DEPLOYED_STAGES)
+@pytest.mark.parametrize("stage", resources.DEPLOYED_STAGES)
 def test_policies_name_only_the_stage_resources(stage: str):
     env = stage_environment(stage)
-    policy = deploy.iam_policy(stage)
+    policy = resources.iam_policy(stage)
 
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
     assert by_sid["ReadOwnParameters"]["Resource"].endswith(f"parameter{env['BRIDGE_SSM_PREFIX']}/*")
@@ -166,7 +168,7 @@ def deployed_consumers(aws: Aws) -> list[str]:
     role = iam.create_role(RoleName="consumer-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     lambda_client = session.client("lambda", endpoint_url=aws.url)
     sqs = aws.sqs()
-    functions = [deploy.function_names("test")[kind] for kind in ("delivery", "sync")]
+    functions = [resources.function_names("test")[kind] for kind in ("delivery", "sync")]
     for function in functions:
         handler = function.rsplit("-", 1)[-1]
         lambda_client.create_function(

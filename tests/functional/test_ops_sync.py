@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from bridgectl import ops
 from chalicelib.settings import RETRY_HORIZON_SECONDS
 from chalicelib.sqs import DEAD_LETTER_REASON, backoff_seconds
 from chalicelib.sync.queue import (
@@ -17,8 +18,9 @@ from chalicelib.sync.queue import (
     SYNC_MAX_RECEIVES,
     sync_queue_names,
 )
-from devtools import cli, deploy, ops
-from devtools.project import stage_environment
+from localworld import cli
+from stage import resources
+from stage.project import stage_environment
 from tests.conftest import BRAZE_KEY, PREFIX, ROKT_TOKEN, TABLE, Aws, Braze, Sandbox
 
 if TYPE_CHECKING:
@@ -162,7 +164,7 @@ def test_replay_dlq_gives_a_reason_for_every_sync_dead_letter_even_one_sqs_moved
 def test_the_deployed_sync_queue_lets_the_consumer_decide_every_dead_letter():
     """The age horizon, reached by the consumer's own backoff, comes long before SQS's redrive limit,
     and the queue keeps messages longer than the horizon: SQS's redrive is only the crash backstop."""
-    template = deploy.merge_template("prod")["Resources"]["SyncQueue"]["Properties"]
+    template = resources.merge_template("prod")["Resources"]["SyncQueue"]["Properties"]
     assert template["RedrivePolicy"]["maxReceiveCount"] == SYNC_MAX_RECEIVES
     assert template["MessageRetentionPeriod"] > RETRY_HORIZON_SECONDS
     waited, receives = 0, 0

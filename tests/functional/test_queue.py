@@ -13,13 +13,13 @@ import pytest
 from chalice.local import LambdaContext
 
 import app as bridge_app
+from bridgectl import ops
 from chalicelib.delivery.pending import KEY_PREFIX as PENDING_PREFIX
 from chalicelib.delivery.pending import STALE_MARGIN_SECONDS, PendingIntents
 from chalicelib.delivery.queue import UNKNOWN_EVENT_GRACE_SECONDS, backoff_seconds, delivery_queue_names
 from chalicelib.observability import flush_metrics
 from chalicelib.wiring import build_bridge
-from devtools import ops
-from devtools.queue_worker import sqs_event
+from localworld.queue_worker import sqs_event
 from tests.conftest import TABLE, Aws, Sandbox, make_bridge, post, seed_body, serving
 from tests.queues import QueuePair
 

@@ -1,4 +1,4 @@
-"""`python -m devtools report --log-file` over a send's captured logs: per campaign and route, counts
+"""`python -m localworld report --log-file` over a send's captured logs: per campaign and route, counts
 that match what the Rokt sandbox received, exactly (issue 17 §2)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from devtools import insights, report
-from devtools.cli import main
+from bridgectl import insights, report
+from localworld.cli import main
 from tests.conftest import Sandbox, post, seed_body
 
 if TYPE_CHECKING:

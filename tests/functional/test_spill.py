@@ -13,7 +13,7 @@ import pytest
 
 from chalicelib.delivery.queue import delivery_queue_names
 from chalicelib.wiring import build_bridge
-from devtools.aws_proxy import AwsFault, AwsProxy
+from localworld.aws_proxy import AwsFault, AwsProxy
 from tests.conftest import Aws, Sandbox, post, seed_body, serving
 from tests.queues import QueuePair
 

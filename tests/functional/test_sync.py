@@ -307,8 +307,8 @@ def test_property_hostile_bodies_get_4xx_or_2xx_never_5xx_and_never_reach_braze(
 def test_backfill_writes_existing_subscriptions_once_without_custom_events_and_resumes(
     synced: Client, sandbox: Sandbox, braze: Braze, sync_queue: QueuePair, tmp_path
 ) -> None:
+    from bridgectl import backfill
     from chalicelib.sync.envelope import Account
-    from devtools import backfill
 
     ids = [sandbox.subscribe(subscriberId=f"old{i}", calendarCode=f"c{i}") for i in range(12)]
     state = tmp_path / "state.json"
@@ -418,7 +418,7 @@ def test_the_documented_backfill_keeps_the_account_id_and_name_the_live_flow_wro
 ) -> None:
     """README: `backfill --stage S --account-code brazetest [--file ids.txt]`, no --account-id/--account-name.
     Backfill → sync queue → consumer → Braze sandbox; what the webhook cannot see is not gone."""
-    from devtools import cli
+    from localworld import cli
 
     subscription = sandbox.subscribe(tags=["A"])
     tail = suffix(subscription)

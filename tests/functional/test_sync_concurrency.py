@@ -17,8 +17,8 @@ from chalicelib.observability import flush_metrics
 from chalicelib.sync.mapping import suffix
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, sync_queue_names
 from chalicelib.wiring import AWS_CLIENT_CONFIG, build_bridge
-from devtools.aws_proxy import AwsFault, AwsProxy
-from devtools.queue_worker import sqs_event
+from localworld.aws_proxy import AwsFault, AwsProxy
+from localworld.queue_worker import sqs_event
 from tests.conftest import ROKT_TOKEN, Aws, Braze, Sandbox, serving
 from tests.queues import QueuePair
 

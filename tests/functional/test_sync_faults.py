@@ -15,7 +15,7 @@ from chalicelib.settings import RETRY_HORIZON_SECONDS
 from chalicelib.sync.mapping import suffix
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_MAX_RECEIVES, SYNC_NOT_FOUND_HORIZON_SECONDS, sync_queue_names
 from chalicelib.wiring import build_bridge
-from devtools.aws_proxy import AwsFault, AwsProxy
+from localworld.aws_proxy import AwsFault, AwsProxy
 from tests.conftest import ROKT_TOKEN, Aws, Braze, Sandbox, make_bridge, serving
 from tests.queues import QueuePair
 

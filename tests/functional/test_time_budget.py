@@ -18,7 +18,7 @@ from chalicelib.clock import Deadline
 from chalicelib.delivery.queue import delivery_queue_names
 from chalicelib.exchange import bounded, send_within
 from chalicelib.wiring import AWS_CLIENT_CONFIG, build_bridge
-from devtools.aws_proxy import AwsFault, AwsProxy
+from localworld.aws_proxy import AwsFault, AwsProxy
 from tests.conftest import BRAZE_KEY, Aws, Braze, Sandbox, make_bridge, post, seed_body, serving
 from tests.queues import QueuePair
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from devtools.localstack import free_port
+from localworld.localstack import free_port
 from tests.conftest import Sandbox, make_bridge, post, seed_body, serving
 
 CREATE = "/v1/subscriptionevent/brazetest"

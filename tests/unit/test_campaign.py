@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from devtools import campaign, ops
+from bridgectl import ops
+from localworld import campaign
 
 SUB_A, SUB_B = "06423672-b6ba-4536-aa36-70788a7a0a36", "7ae10174-37fb-4448-8f61-2f86f167009e"
 BRIDGE = "http://127.0.0.1:8000"
@@ -95,7 +96,7 @@ def test_connected_content_is_refused_with_a_reason():
 
 
 def test_the_summary_counts_outcomes_with_two_example_users():
-    from devtools.braze_sender import Attempt, Webhook
+    from localworld.braze_sender import Attempt, Webhook
 
     sent = [
         Webhook("/", "{}", user=f"u{i}", attempts=[Attempt(422, 0.01, answer={"error": "template_defect"})])

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from devtools import capacity
+from bridgectl import capacity
 
 MEASURED = capacity.Measured(
     cpu_ms=10.0, dynamodb_calls=2.0, ssm_reads=0.001, rokt_calls=1.0, token_calls_per_lifetime=2

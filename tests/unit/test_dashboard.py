@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.delivery.models import Action
-from devtools import dashboard
+from stage import dashboard
 
 CODE = Path(__file__).resolve().parents[2] / "chalicelib"
 

@@ -3,10 +3,10 @@ about a dead letter without a reason, and which account values a webhook leaves 
 
 from __future__ import annotations
 
+from bridgectl.ops import dead_letter_reason
 from chalicelib.sqs import RetryHorizon
 from chalicelib.sync.envelope import Account
 from chalicelib.sync.mapping import known_account, subscriber, suffix
-from devtools.ops import dead_letter_reason
 
 SUBSCRIPTION = "06423672-b6ba-4536-aa36-70788a7a0a36"
 HORIZON = RetryHorizon(3600.0)

@@ -6,7 +6,7 @@ from tzlocal import windows_tz
 from chalicelib.clock import Deadline
 from chalicelib.delivery import timezones
 from chalicelib.errors import UpstreamTimeout
-from devtools.windows_zones import cldr_table
+from scripts.windows_zones import cldr_table
 
 
 def test_shipped_windows_zone_data_matches_cldr_from_tzlocal():

@@ -21,9 +21,9 @@ from chalicelib.secrets import BRAZE_API_KEY, ROKT_WEBHOOK_TOKENS, WEBHOOK_SECRE
 from chalicelib.settings import DEFAULT_TTL_SECONDS, stage_of
 from chalicelib.sqs import DEAD_LETTER_REASON
 from chalicelib.sync.queue import SYNC_MAX_RECEIVES, sync_queue_names
-from devtools import dashboard, deploy
-from devtools.bootstrap import ensure_queues, ensure_table, put_secure
-from devtools.project import PROJECT_DIR, SAMPLE_BODY, stage_environment
+from stage import dashboard, resources
+from stage.bootstrap import ensure_queues, ensure_table, put_secure
+from stage.project import PROJECT_DIR, SAMPLE_BODY, stage_environment
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -316,7 +316,7 @@ QUEUE_CONSUMERS = ("delivery", "sync")  # both return batchItemFailures (Powerto
 
 def consumer_functions(stage: str) -> list[str]:
     """Both queue consumers' Lambdas as `chalice deploy` names them."""
-    names = deploy.function_names(stage)
+    names = resources.function_names(stage)
     return [names[kind] for kind in QUEUE_CONSUMERS]
 
 
@@ -351,7 +351,7 @@ def put_dashboard(cloudwatch: Any, stage: str, region: str, progress: Progress =
     `chalice deploy` creates. Idempotent; returns the dashboard's name."""
     name = dashboard.dashboard_name(stage)
     body = dashboard.dashboard_body(stage_of(stage_environment(stage)))
-    body = dashboard.filled(body, region, deploy.function_names(stage))
+    body = dashboard.filled(body, region, resources.function_names(stage))
     answer = cloudwatch.put_dashboard(DashboardName=name, DashboardBody=body)
     for problem in answer.get("DashboardValidationMessages", []):
         progress(f"dashboard {name}: {problem.get('Message')}")
@@ -509,7 +509,7 @@ def _partial_batch_check(lambda_client: LambdaClient, stage: str) -> Check:
         return Check(
             name,
             False,
-            f"ReportBatchItemFailures is off for {', '.join(off)}: run `python -m devtools enable-partial-batch`",
+            f"ReportBatchItemFailures is off for {', '.join(off)}: run `python -m localworld enable-partial-batch`",
         )
     return Check(name, True, "ReportBatchItemFailures is set on both consumers")
 
@@ -525,7 +525,7 @@ def _parameter_check(ssm: SSMClient, name: str) -> Check:
     except (ClientError, BotoCoreError) as exc:
         return Check(name, False, f"SSM could not be asked ({type(exc).__name__}); check credentials and region")
     if not found:
-        return Check(name, False, "missing: create it with `python -m devtools secrets ...`")
+        return Check(name, False, "missing: create it with `python -m localworld secrets ...`")
     if found[0].get("Type") != "SecureString":
         return Check(name, False, f"is a {found[0].get('Type')}, must be a SecureString: delete and set it again")
     return Check(name, True, "present, SecureString")
@@ -536,7 +536,7 @@ def _table_check(dynamodb: DynamoDBClient, table: str) -> Check:
         status = dynamodb.describe_table(TableName=table)["Table"].get("TableStatus")
         ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
     except dynamodb.exceptions.ResourceNotFoundException:
-        return Check(f"table {table}", False, "missing: run `python -m devtools bootstrap --stage <stage>`")
+        return Check(f"table {table}", False, "missing: run `python -m localworld bootstrap --stage <stage>`")
     except (ClientError, BotoCoreError) as exc:
         return Check(f"table {table}", False, f"DynamoDB could not be asked ({type(exc).__name__})")
     if ttl.get("AttributeName") != "expiration" or ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import requests
 
-from devtools import ops
-from devtools.project import (
+from bridgectl import ops
+from stage.project import (
     LOCAL_BRAZE_KEY,
     LOCAL_ROKT_CLIENT,
     LOCAL_ROKT_WEBHOOK_TOKEN,
@@ -261,7 +261,7 @@ class LocalStack:
             [
                 sys.executable,
                 "-m",
-                "devtools",
+                "localworld",
                 "sandbox",
                 "--host",
                 LOOPBACK,
@@ -316,7 +316,7 @@ class LocalStack:
         self.progress("queue worker: feeding the queues to the bridge's SQS handlers")
         project = self.workdir / "project"
         worker = self._spawn(
-            [sys.executable, "-m", "devtools", "queue-worker", "--project-dir", str(project), "--stage", self.stage],
+            [sys.executable, "-m", "localworld", "queue-worker", "--project-dir", str(project), "--stage", self.stage],
             "queue-worker",
             to_log=False,
             env=self.env,
@@ -330,7 +330,7 @@ class LocalStack:
         seed = self.workdir / "braze-profiles.json"
         seed.write_text(json.dumps(SEED_PROFILES, indent=2))
         braze = self._spawn(
-            [sys.executable, "-m", "devtools", "braze-sandbox", "--host", LOOPBACK, "--port", str(self.ports.braze),
+            [sys.executable, "-m", "localworld", "braze-sandbox", "--host", LOOPBACK, "--port", str(self.ports.braze),
              "--seed", str(seed)],
             "braze",
             to_log=True,

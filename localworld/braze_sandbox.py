@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from devtools.httpkit import BackgroundServer, Fault, JsonHandler, LoopbackServer, take_fault, try_json
+from localworld.httpkit import BackgroundServer, Fault, JsonHandler, LoopbackServer, take_fault, try_json
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -1,7 +1,7 @@
 """Regenerate chalicelib/delivery/data/windows_zones.json from the CLDR windowsZones table tzlocal carries.
 
 The bridge ships the data as JSON so Lambda needs no extra package; run this after bumping tzlocal:
-``python -m devtools.windows_zones``.
+``python -m scripts.windows_zones``.
 """
 
 from __future__ import annotations

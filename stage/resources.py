@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.delivery.queue import MAX_RECEIVES, RETENTION_SECONDS, delivery_queue_names
 from chalicelib.settings import RETRY_HORIZON_SECONDS, stage_of
 from chalicelib.sync.queue import SYNC_MAX_RECEIVES, sync_queue_names
-from devtools import dashboard
-from devtools.project import PROJECT_DIR, stage_environment
+from stage import dashboard
+from stage.project import PROJECT_DIR, stage_environment
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -226,7 +226,7 @@ def _queue_resources(
             "Type": "AWS::CloudWatch::Alarm",
             "Properties": {
                 "AlarmName": f"{APP_NAME}-{stage}-{prefix.lower()}-dead-letters",
-                "AlarmDescription": f"{what} gave up or can never succeed: inspect, then `devtools replay-dlq`",
+                "AlarmDescription": f"{what} gave up or can never succeed: inspect, then replay-dlq",
                 "Namespace": "AWS/SQS",
                 "MetricName": "ApproximateNumberOfMessagesVisible",
                 "Dimensions": [{"Name": "QueueName", "Value": dlq_name}],

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from devtools.rokt_outbound import WebhookDispatcher
+    from localworld.rokt_outbound import WebhookDispatcher
 
 METHODS = {"webcal": "Webcal", "google": "Google", "microsoft": "Microsoft"}
 _NAMESPACE = uuid.UUID("8a3e5c1e-6f4b-4d8a-9a55-2f8f3d1b7c10")

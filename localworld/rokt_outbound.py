@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from devtools.httpkit import is_loopback_url
+from localworld.httpkit import is_loopback_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -1,7 +1,7 @@
-"""What happened to a send, per campaign and route: ``python -m devtools report``.
+"""What happened to a send, per campaign and route: ``python -m localworld report``.
 
 Runs the Logs Insights queries below on the stage's log groups (or, with ``--log-file``, on a file of
-the bridge's JSON log lines, through ``devtools.insights`` — the same query text either way) and
+the bridge's JSON log lines, through ``bridgectl.insights`` — the same query text either way) and
 prints, per campaign and route: webhooks received, delivered, duplicates, queued, spilled, each error
 code with its count and up to three example event ids, p50/p99 answer time; and for Rokt → Braze,
 the synced webhooks per Rokt event type.
@@ -19,7 +19,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from devtools import deploy, insights
+from bridgectl import insights
+from stage import resources
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -140,7 +141,7 @@ def read_log_file(text: str) -> list[dict[str, Any]]:
 def log_groups(stage: str) -> list[str]:
     """The log groups of the functions `chalice deploy` creates for ``stage`` (give ``--log-group`` for
     the CloudFormation path's generated names)."""
-    return [f"/aws/lambda/{name}" for name in deploy.function_names(stage).values()]
+    return [f"/aws/lambda/{name}" for name in resources.function_names(stage).values()]
 
 
 def from_cloudwatch(

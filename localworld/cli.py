@@ -19,14 +19,16 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
+from bridgectl import backfill, capacity, ops, report
 from chalicelib.sync.envelope import Account
-from devtools import backfill, campaign, capacity, deploy, ops, report
-from devtools.braze_sandbox import BrazeSandbox
-from devtools.braze_sender import BrazeSender, Webhook
-from devtools.localstack import LocalStack, Ports, sample_curl
-from devtools.project import LOCAL_WEBHOOK_SECRET, PROJECT_DIR, stage_environment
-from devtools.queue_worker import serve
-from devtools.rokt_sandbox import RoktSandbox
+from localworld import campaign
+from localworld.braze_sandbox import BrazeSandbox
+from localworld.braze_sender import BrazeSender, Webhook
+from localworld.localstack import LocalStack, Ports, sample_curl
+from localworld.queue_worker import serve
+from localworld.rokt_sandbox import RoktSandbox
+from stage import resources
+from stage.project import LOCAL_WEBHOOK_SECRET, PROJECT_DIR, stage_environment
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -118,7 +120,7 @@ def tour(stack: LocalStack) -> str:
     subscribe = (
         '{"accountCode": "brazetest", "calendarCode": "sports", "subscriberId": "user42", "tags": ["All Teams"]}'
     )
-    send = f"{sys.executable} -m devtools braze-send --bridge-url {bridge} --braze-url {braze}"
+    send = f"{sys.executable} -m localworld braze-send --bridge-url {bridge} --braze-url {braze}"
     return f"""
 The bridge is up, both directions. A short tour:
 
@@ -137,7 +139,7 @@ Or send the seed's sample webhook yourself:
 
 Rokt's webhook deliveries: curl -s {rokt}/_sandbox/webhooks
 This run's logs (JSON lines): .run/bridge.log and .run/queue-worker.log; what happened per campaign:
-  python -m devtools report --log-file .run/bridge.log --log-file .run/queue-worker.log
+  python -m localworld report --log-file .run/bridge.log --log-file .run/queue-worker.log
 Ctrl-C stops everything."""
 
 
@@ -214,13 +216,13 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_policies(args: argparse.Namespace) -> int:
-    for path in deploy.write_policies():
+    for path in resources.write_policies():
         print(f"wrote {path}")
     return 0
 
 
 def _cmd_merge_template(args: argparse.Namespace) -> int:
-    print(json.dumps(deploy.merge_template(args.stage), indent=2))
+    print(json.dumps(resources.merge_template(args.stage), indent=2))
     return 0
 
 
@@ -324,7 +326,7 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m devtools", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m localworld", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     sandbox = commands.add_parser("sandbox", help="serve the local Rokt Calendar API sandbox")
@@ -501,7 +503,7 @@ def _add_operator_commands(commands: Any) -> None:
     policies.set_defaults(func=_cmd_policies)
 
     merge = commands.add_parser("merge-template", help="print CloudFormation resources for chalice package")
-    merge.add_argument("--stage", required=True, choices=deploy.DEPLOYED_STAGES)
+    merge.add_argument("--stage", required=True, choices=resources.DEPLOYED_STAGES)
     merge.set_defaults(func=_cmd_merge_template)
 
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from devtools.project import PROJECT_DIR
+from stage.project import PROJECT_DIR
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -1,4 +1,4 @@
-"""The campaign simulator behind ``python -m devtools braze-send``: render a Braze webhook template
+"""The campaign simulator behind ``python -m localworld braze-send``: render a Braze webhook template
 for every profile in the Braze sandbox with a real Liquid engine, send the webhooks to the bridge
 as Braze does, and tell what each user got back.
 
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from liquid import Environment
 from liquid.exceptions import LiquidError
 
-from devtools.braze_sandbox import STANDARD_ATTRIBUTES
-from devtools.braze_sender import Webhook
+from localworld.braze_sandbox import STANDARD_ATTRIBUTES
+from localworld.braze_sender import Webhook
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

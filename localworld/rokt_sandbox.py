@@ -6,7 +6,7 @@ can look: ``GET /_sandbox/events`` (JSON) and ``GET /_sandbox/calendar/<subscrip
 
 Subscriptions stand in for people pressing the calendar button (``POST /_sandbox/subscribe``); Rokt's
 ``GET /v1/subscription/{id}`` reads them back, and every subscribe, unsubscribe, details update and
-calendar event added/removed is sent to the registered outbound webhooks (``devtools.rokt_outbound``).
+calendar event added/removed is sent to the registered outbound webhooks (``localworld.rokt_outbound``).
 
 Misbehaviour only on request, through the control API under ``/_sandbox/`` (see ``httpkit.Fault``).
 """
@@ -25,9 +25,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from tzlocal import windows_tz
 
-from devtools.httpkit import BackgroundServer, Fault, JsonHandler, LoopbackServer, take_fault, try_json
-from devtools.rokt_outbound import WebhookDispatcher
-from devtools.rokt_subscriptions import Subscriptions
+from localworld.httpkit import BackgroundServer, Fault, JsonHandler, LoopbackServer, take_fault, try_json
+from localworld.rokt_outbound import WebhookDispatcher
+from localworld.rokt_subscriptions import Subscriptions
 
 DEFAULT_CLIENTS = {"local-client-id": "local-client-secret"}
 REQUIRED_EVENT_FIELDS = ("eventId", "title", "start", "timezone")

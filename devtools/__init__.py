@@ -1,1 +1,0 @@
-"""Developer and operator tooling for rokt-calendar-bridge; never deployed to Lambda."""

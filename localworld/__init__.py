@@ -1,0 +1,1 @@
+"""The local world: loopback stand-ins for Rokt, Braze and AWS, the campaign simulator, the queue worker."""

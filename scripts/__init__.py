@@ -1,0 +1,1 @@
+"""Maintenance scripts; never deployed, never imported by the bridge."""

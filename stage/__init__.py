@@ -1,0 +1,1 @@
+"""What a stage of the bridge is in AWS, written once: names, IAM policy, CloudFormation resources, dashboard."""

@@ -45,7 +45,7 @@ clean:
 STAGE ?= prod
 package: install
 	mkdir -p build
-	$(BIN)/python -m localworld merge-template --stage $(STAGE) > build/merge-$(STAGE).json
+	$(BIN)/python -m bridgectl --stage $(STAGE) stage merge-template > build/merge-$(STAGE).json
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $(STAGE) \
 		--merge-template build/merge-$(STAGE).json build/$(STAGE)
 	$(BIN)/cfn-lint build/$(STAGE)/sam.json

@@ -509,7 +509,8 @@ def _partial_batch_check(lambda_client: LambdaClient, stage: str) -> Check:
         return Check(
             name,
             False,
-            f"ReportBatchItemFailures is off for {', '.join(off)}: run `python -m localworld enable-partial-batch`",
+            f"ReportBatchItemFailures is off for {', '.join(off)}: "
+            "run `bridgectl --stage <stage> stage enable-partial-batch`",
         )
     return Check(name, True, "ReportBatchItemFailures is set on both consumers")
 
@@ -525,7 +526,7 @@ def _parameter_check(ssm: SSMClient, name: str) -> Check:
     except (ClientError, BotoCoreError) as exc:
         return Check(name, False, f"SSM could not be asked ({type(exc).__name__}); check credentials and region")
     if not found:
-        return Check(name, False, "missing: create it with `python -m localworld secrets ...`")
+        return Check(name, False, "missing: create it with `bridgectl --stage <stage> secrets ...`")
     if found[0].get("Type") != "SecureString":
         return Check(name, False, f"is a {found[0].get('Type')}, must be a SecureString: delete and set it again")
     return Check(name, True, "present, SecureString")
@@ -536,7 +537,7 @@ def _table_check(dynamodb: DynamoDBClient, table: str) -> Check:
         status = dynamodb.describe_table(TableName=table)["Table"].get("TableStatus")
         ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
     except dynamodb.exceptions.ResourceNotFoundException:
-        return Check(f"table {table}", False, "missing: run `python -m localworld bootstrap --stage <stage>`")
+        return Check(f"table {table}", False, "missing: run `bridgectl --stage <stage> stage bootstrap`")
     except (ClientError, BotoCoreError) as exc:
         return Check(f"table {table}", False, f"DynamoDB could not be asked ({type(exc).__name__})")
     if ttl.get("AttributeName") != "expiration" or ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):

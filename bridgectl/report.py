@@ -1,4 +1,4 @@
-"""What happened to a send, per campaign and route: ``python -m localworld report``.
+"""What happened to a send, per campaign and route: ``bridgectl report``.
 
 Runs the Logs Insights queries below on the stage's log groups (or, with ``--log-file``, on a file of
 the bridge's JSON log lines, through ``bridgectl.insights`` — the same query text either way) and

@@ -1,4 +1,5 @@
-"""Command line for developers and operators: the local stack, the Rokt sandbox, and stage operations.
+"""``python -m localworld``: the local world on loopback — the whole stack (``make run``), each sandbox on its
+own, the campaign simulator and the queue worker. Operating a deployed stage is ``bridgectl``'s job.
 
 Every command has --help."""
 
@@ -6,28 +7,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import json
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import boto3
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
-from bridgectl import backfill, capacity, ops, report
-from chalicelib.sync.envelope import Account
+from bridgectl import ops
 from localworld import campaign
 from localworld.braze_sandbox import BrazeSandbox
 from localworld.braze_sender import BrazeSender, Webhook
 from localworld.localstack import LocalStack, Ports, sample_curl
 from localworld.queue_worker import serve
 from localworld.rokt_sandbox import RoktSandbox
-from stage import resources
 from stage.project import LOCAL_WEBHOOK_SECRET, PROJECT_DIR, stage_environment
 
 if TYPE_CHECKING:
@@ -139,190 +136,13 @@ Or send the seed's sample webhook yourself:
 
 Rokt's webhook deliveries: curl -s {rokt}/_sandbox/webhooks
 This run's logs (JSON lines): .run/bridge.log and .run/queue-worker.log; what happened per campaign:
-  python -m localworld report --log-file .run/bridge.log --log-file .run/queue-worker.log
+  python -m bridgectl report --log-file .run/bridge.log --log-file .run/queue-worker.log
 Ctrl-C stops everything."""
-
-
-def _read_secret(prompt: str) -> str:
-    """From a no-echo prompt on a terminal, else one line of stdin; never from the command line."""
-    if sys.stdin.isatty():
-        return getpass.getpass(prompt)
-    return sys.stdin.readline().strip()
-
-
-def _cmd_bootstrap(args: argparse.Namespace) -> int:
-    ops.bootstrap(ops.StageNames.of(args.stage), boto3.client("dynamodb"), boto3.client("sqs"))
-    print(
-        f"next: set the Rokt credentials and a webhook secret for stage {args.stage}; for Rokt → Braze also "
-        "the Braze key and a Rokt webhook token (see `secrets --help`)"
-    )
-    return 0
-
-
-def _cmd_secrets(args: argparse.Namespace) -> int:
-    names = ops.StageNames.of(args.stage)
-    ssm = boto3.client("ssm")
-    if args.action == "set-rokt-credentials":
-        client_id = _read_secret("Rokt client id: ")
-        client_secret = _read_secret("Rokt client secret: ")
-        ops.set_rokt_credentials(names, ssm, client_id, client_secret)
-    elif args.action == "set-braze-key":
-        ops.set_braze_key(names, ssm, _read_secret("Braze REST API key (users.track): "))
-    elif args.action == "add-webhook-secret":
-        given = None if args.generate else _read_secret("new webhook secret: ")
-        value = ops.add_webhook_secret(names, ssm, given)
-        if args.generate:
-            print(f"Put this in Braze's Authorization header: Bearer {value}")
-    elif args.action == "remove-webhook-secret":
-        ops.remove_webhook_secret(names, ssm, _read_secret("webhook secret to remove: "), args.allow_none_left)
-    elif args.action == "add-rokt-webhook-token":
-        token = ops.ROKT_TOKEN_LIST.add(names, ssm, None if args.generate else _read_secret("new Rokt webhook token: "))
-        api_url = (
-            args.api_url
-            or ops.deployed_api_url(args.stage)
-            or "https://<api-id>.execute-api.<region>.amazonaws.com/api"
-        )
-        print(
-            f"Paste this URL in Rokt's dashboard (Webhooks → Add Webhook, v2): {ops.rokt_webhook_url(api_url, token)}"
-        )
-    else:
-        token = _read_secret("Rokt webhook token to remove: ")
-        ops.ROKT_TOKEN_LIST.remove(names, ssm, token, args.allow_none_left)
-    return 0
-
-
-def _cmd_braze_template(args: argparse.Namespace) -> int:
-    names = ops.StageNames.of(args.stage)
-    api_url = args.api_url or ops.deployed_api_url(args.stage)
-    if not api_url:
-        raise ops.OpsError(f"stage {args.stage} has no deployed API here; pass --api-url (see `chalice url`)")
-    for text in ops.braze_templates(api_url.rstrip("/"), names.signature_required).values():
-        print(text)
-    return 0
-
-
-def _cmd_doctor(args: argparse.Namespace) -> int:
-    names = ops.StageNames.of(args.stage)
-    api_url = args.api_url or ops.deployed_api_url(args.stage)
-    print(f"checking stage {names.stage} (parameters under {names.prefix}, table {names.table})", flush=True)
-    checks = ops.doctor(
-        names, boto3.client("ssm"), boto3.client("dynamodb"), api_url=api_url, lambda_client=boto3.client("lambda")
-    )
-    for check in checks:
-        print(f"  {'ok ' if check.ok else 'FAIL'}  {check.name}: {check.detail}", flush=True)
-    failed = [c for c in checks if not c.ok]
-    print(f"{len(failed)} problem(s)" if failed else "all good")
-    return 1 if failed else 0
-
-
-def _cmd_policies(args: argparse.Namespace) -> int:
-    for path in resources.write_policies():
-        print(f"wrote {path}")
-    return 0
-
-
-def _cmd_merge_template(args: argparse.Namespace) -> int:
-    print(json.dumps(resources.merge_template(args.stage), indent=2))
-    return 0
 
 
 def _cmd_queue_worker(args: argparse.Namespace) -> int:
     environment = stage_environment(args.stage, Path(args.project_dir))
     return _until_stopped(lambda: serve(args.project_dir, args.stage, environment))
-
-
-def _seconds(text: str) -> float:
-    """``90s``, ``30m``, ``2h``, ``1d`` → seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-    try:
-        return float(text[:-1]) * units[text[-1]]
-    except (KeyError, ValueError, IndexError):
-        raise argparse.ArgumentTypeError(f"want a duration like 90s, 30m, 2h or 1d, not {text!r}") from None
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    if args.log_file:
-        records = [r for name in args.log_file for r in report.read_log_file(Path(name).read_text(errors="replace"))]
-        result = report.from_records(records, args.campaign)
-        print(f"{len(records):,} log records read from {', '.join(args.log_file)}", file=sys.stderr)
-    else:
-        if not args.stage:
-            raise ops.OpsError("--stage (CloudWatch Logs) or --log-file is required")
-        ops.StageNames.of(args.stage)
-        groups = args.log_group or report.log_groups(args.stage)
-        print(f"Logs Insights over {', '.join(groups)}, last {args.since / 3600:g} h:", file=sys.stderr)
-        result = report.from_cloudwatch(
-            boto3.client("logs"),
-            groups,
-            args.since,
-            args.campaign,
-            progress=lambda message: print(message, file=sys.stderr, flush=True),
-        )
-    print(report.render(result, args.format))
-    return 0
-
-
-def _cmd_put_dashboard(args: argparse.Namespace) -> int:
-    ops.StageNames.of(args.stage)
-    cloudwatch = boto3.client("cloudwatch")
-    ops.put_dashboard(cloudwatch, args.stage, cloudwatch.meta.region_name)
-    return 0
-
-
-def _cmd_enable_partial_batch(args: argparse.Namespace) -> int:
-    ops.StageNames.of(args.stage)
-    ops.enable_partial_batch(boto3.client("lambda"), args.stage)
-    return 0
-
-
-def _cmd_replay_dlq(args: argparse.Namespace) -> int:
-    ops.replay_dlq(
-        boto3.client("sqs"),
-        ops.StageNames.of(args.stage),
-        queue=args.queue,
-        account_code=args.account_code,
-        event_id=args.event_id,
-        dry_run=args.dry_run,
-        force=args.force,
-    )
-    return 0
-
-
-def _cmd_backfill(args: argparse.Namespace) -> int:
-    names = ops.StageNames.of(args.stage)
-    source = Path(args.file).read_text().splitlines() if args.file and args.file != "-" else sys.stdin
-    ids = backfill.read_ids(source)
-    if not ids:
-        raise ops.OpsError("no subscription ids given (one per line, in --file or on stdin)")
-    sqs = boto3.client("sqs")
-    queue_url = (
-        stage_environment(names.stage).get("SYNC_QUEUE_URL")
-        or sqs.get_queue_url(QueueName=names.queues("sync")[0])["QueueUrl"]
-    )
-    account = Account(args.account_code, args.account_id, args.account_name)
-    state = Path(args.state_file or f".backfill-{names.stage}-{args.run}.json")
-    queued = backfill.backfill(sqs, queue_url, ids, account, run=args.run, state_file=state)
-    print(
-        f"{queued} subscription(s) queued now, {len(ids)} in all (progress in {state}). The sync consumer "
-        "reads each from Rokt and writes Braze; unknown ids land in the sync DLQ with the reason."
-    )
-    return 0
-
-
-def _cmd_capacity(args: argparse.Namespace) -> int:
-    send = capacity.Send(
-        audience=args.audience,
-        braze_rate_per_minute=args.braze_rate,
-        upstream_ms=args.upstream_ms,
-        rokt_rate_per_second=args.rokt_rate,
-        aws_call_ms=args.aws_call_ms,
-    )
-    try:
-        measured = capacity.Measured.load(Path(args.results))
-    except FileNotFoundError as exc:
-        raise ops.OpsError(str(exc)) from exc
-    print(capacity.render(send, capacity.plan(send, measured)))
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -374,137 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--queued", action="store_true", help="DELIVERY_MODE=queued, with a local queue worker")
     run.set_defaults(func=_cmd_run)
 
-    _add_operator_commands(commands)
-    return parser
-
-
-def _add_queue_commands(commands: Any, aws_note: str) -> None:
-    """What operators do with queues: replay dead letters, set partial batches, backfill Rokt → Braze."""
-    replay = commands.add_parser(
-        "replay-dlq", help="move dead letters back to their queue (deliveries or Rokt webhooks)", epilog=aws_note
-    )
-    replay.add_argument("--stage", required=True, help="stage in .chalice/config.json")
-    replay.add_argument(
-        "--queue", choices=sorted(ops.QUEUES), default="delivery", help="which dead letters (default delivery)"
-    )
-    replay.add_argument("--account-code", help="only messages for this account code")
-    replay.add_argument("--event-id", help="only messages for this event id")
-    replay.add_argument("--dry-run", action="store_true", help="list and count, move nothing")
-    replay.add_argument(
-        "--force",
-        action="store_true",
-        help="also replay deliveries received longer ago than IDEMPOTENCY_TTL_SECONDS (refused by default: "
-        "a newer intent's record may be gone, and the older one would undo it)",
-    )
-    replay.set_defaults(func=_cmd_replay_dlq)
-
-    for name, what, func in (
-        ("enable-partial-batch", "set ReportBatchItemFailures on the queue consumer", _cmd_enable_partial_batch),
-        ("put-dashboard", "put the stage's CloudWatch dashboard (the template path has it)", _cmd_put_dashboard),
-    ):
-        after_deploy = commands.add_parser(name, help=f"after `chalice deploy`: {what}", epilog=aws_note)
-        after_deploy.add_argument("--stage", required=True, help="stage in .chalice/config.json")
-        after_deploy.set_defaults(func=func)
-
-    summary = commands.add_parser(
-        "report",
-        help="per campaign and route: received, delivered, duplicates, queued, errors with examples, latency",
-        description="Runs Logs Insights on the stage's log groups, or the same queries on a file of the "
-        "bridge's JSON log lines (--log-file). A campaign is the eventId without its trailing _<user id>.",
-        epilog=aws_note,
-    )
-    summary.add_argument("--stage", help="stage in .chalice/config.json (CloudWatch Logs)")
-    summary.add_argument("--since", type=_seconds, default=_seconds("2h"), help="window, e.g. 30m, 2h, 1d (default 2h)")
-    summary.add_argument("--campaign", help="only campaigns starting with this prefix")
-    summary.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    summary.add_argument(
-        "--log-file", action="append", help="a file of the bridge's JSON log lines instead of CloudWatch (repeatable)"
-    )
-    summary.add_argument("--log-group", action="append", help="log group(s) to query (default: the stage's functions)")
-    summary.set_defaults(func=_cmd_report)
-
-    fill = commands.add_parser(
-        "backfill", help="put existing Rokt subscriptions through Rokt → Braze once (resumable)", epilog=aws_note
-    )
-    fill.add_argument("--stage", required=True, help="stage in .chalice/config.json")
-    fill.add_argument("--file", help="subscription ids, one per line (default: stdin)")
-    fill.add_argument("--account-code", required=True, help="the Rokt account code these subscriptions belong to")
-    fill.add_argument(
-        "--account-id", help="the Rokt account id, for rokt:account_id (optional: without it, what was written stays)"
-    )
-    fill.add_argument(
-        "--account-name",
-        help="the Rokt account name, for rokt:account_name (optional: without it, what was written stays)",
-    )
-    fill.add_argument("--run", default="backfill-1", help="name of this backfill; the same name never writes twice")
-    fill.add_argument("--state-file", help="where progress is kept (default .backfill-<stage>-<run>.json)")
-    fill.set_defaults(func=_cmd_backfill)
-
-
-def _add_operator_commands(commands: Any) -> None:
-    """Stage operations: bootstrap, secrets, templates, diagnosis, dead letters, capacity, infra."""
-    aws_note = "Uses the AWS credentials, region and AWS_ENDPOINT_URL of the environment."
-    _add_queue_commands(commands, aws_note)
-    bootstrap = commands.add_parser("bootstrap", help="create the stage's DynamoDB table (idempotent)", epilog=aws_note)
-    bootstrap.add_argument("--stage", required=True, help="stage in .chalice/config.json")
-    bootstrap.set_defaults(func=_cmd_bootstrap)
-
-    secrets_cmd = commands.add_parser(
-        "secrets", help="write the stage's SecureStrings (values from a prompt or stdin)", epilog=aws_note
-    )
-    secrets_cmd.add_argument(
-        "action",
-        choices=[
-            "set-rokt-credentials",
-            "set-braze-key",
-            "add-webhook-secret",
-            "remove-webhook-secret",
-            "add-rokt-webhook-token",
-            "remove-rokt-webhook-token",
-        ],
-    )
-    secrets_cmd.add_argument("--stage", required=True, help="stage in .chalice/config.json")
-    secrets_cmd.add_argument("--generate", action="store_true", help="add-…: generate a random secret or token")
-    secrets_cmd.add_argument(
-        "--api-url", help="add-rokt-webhook-token: the bridge's URL, to print the full webhook URL"
-    )
-    secrets_cmd.add_argument(
-        "--allow-none-left", action="store_true", help="remove-webhook-secret: allow removing the last one"
-    )
-    secrets_cmd.set_defaults(func=_cmd_secrets)
-
-    template = commands.add_parser("braze-template", help="print the Braze webhook templates for a stage")
-    template.add_argument("--stage", required=True, help="stage in .chalice/config.json")
-    template.add_argument("--api-url", help="the bridge's URL (default: the one `chalice deploy` recorded)")
-    template.set_defaults(func=_cmd_braze_template)
-
-    doctor = commands.add_parser(
-        "doctor", help="check a stage's parameters, table, Rokt token and API", epilog=aws_note
-    )
-    doctor.add_argument("--stage", required=True, help="stage in .chalice/config.json")
-    doctor.add_argument("--api-url", help="the bridge's URL, for a dry-run webhook")
-    doctor.set_defaults(func=_cmd_doctor)
-
-    worker = commands.add_parser("queue-worker", help="(local) feed the delivery queue to the SQS handler")
+    worker = commands.add_parser("queue-worker", help="feed the stage's queues to its SQS handlers, as Lambda does")
     worker.add_argument("--project-dir", default=str(PROJECT_DIR), help="project whose config.json to use")
     worker.add_argument("--stage", default="local", help="stage whose environment to use (default local)")
     worker.set_defaults(func=_cmd_queue_worker)
-
-    cap = commands.add_parser("capacity", help="what a Braze send needs from AWS and Rokt (from bench/results.json)")
-    cap.add_argument("--audience", type=int, required=True, help="users in the send")
-    cap.add_argument("--braze-rate", type=int, required=True, help="Braze rate limit, webhooks per minute")
-    cap.add_argument("--upstream-ms", type=float, default=300.0, help="average Rokt call latency (default 300)")
-    cap.add_argument("--rokt-rate", type=float, required=True, help="calls per second Rokt allows")
-    cap.add_argument("--aws-call-ms", type=float, default=8.0, help="average DynamoDB call latency (default 8)")
-    cap.add_argument("--results", default=str(capacity.RESULTS), help="bench results to use")
-    cap.set_defaults(func=_cmd_capacity)
-
-    policies = commands.add_parser("policies", help="regenerate .chalice/policy-<stage>.json from config.json")
-    policies.set_defaults(func=_cmd_policies)
-
-    merge = commands.add_parser("merge-template", help="print CloudFormation resources for chalice package")
-    merge.add_argument("--stage", required=True, choices=resources.DEPLOYED_STAGES)
-    merge.set_defaults(func=_cmd_merge_template)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

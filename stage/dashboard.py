@@ -1,5 +1,5 @@
 """The stage's CloudWatch dashboard, defined once: the merge template embeds it (CloudFormation path)
-and ``python -m localworld put-dashboard`` puts it (``chalice deploy`` path).
+and ``bridgectl stage put-dashboard`` puts it (``chalice deploy`` path).
 
 Every widget of our namespace names a metric the code emits (``chalicelib.observability``) with the
 dimensions it emits them with (``service`` and ``route``); a test holds it to that.

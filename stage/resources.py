@@ -226,7 +226,7 @@ def _queue_resources(
             "Type": "AWS::CloudWatch::Alarm",
             "Properties": {
                 "AlarmName": f"{APP_NAME}-{stage}-{prefix.lower()}-dead-letters",
-                "AlarmDescription": f"{what} gave up or can never succeed: inspect, then replay-dlq",
+                "AlarmDescription": f"{what} gave up or can never succeed: see `bridgectl dlq show`, then `dlq replay`",
                 "Namespace": "AWS/SQS",
                 "MetricName": "ApproximateNumberOfMessagesVisible",
                 "Dimensions": [{"Name": "QueueName", "Value": dlq_name}],

@@ -80,7 +80,7 @@ def test_subscriber_to_braze_to_campaign_to_calendar(stack: LocalStack) -> None:
     assert "UID:Loop_0001_user42@brazetest.sandbox" in feed
     # and the report over the bridge's own log file counts exactly what Rokt received for the campaign
     summary = subprocess.run(
-        [sys.executable, "-m", "localworld", "report", "--log-file", str(stack.workdir / "bridge.log"),
+        [sys.executable, "-m", "bridgectl", "report", "--log-file", str(stack.workdir / "bridge.log"),
          "--campaign", "Loop_0001", "--format", "json"],
         cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
@@ -110,7 +110,7 @@ def test_a_template_with_quotes_and_time_zones_shows_each_outcome_before_a_real_
         ).raise_for_status()
         wait_for_profile(stack, user, "rokt:subscription_id")
     printed = subprocess.run(
-        [sys.executable, "-m", "localworld", "braze-template", "--stage", "local", "--api-url", stack.bridge_url],
+        [sys.executable, "-m", "bridgectl", "--stage", "local", "braze-template", "--api-url", stack.bridge_url],
         cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60, check=True,
     ).stdout  # fmt: skip
     create = printed.split("## update")[0]

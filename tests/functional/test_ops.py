@@ -8,8 +8,7 @@ import re
 
 import pytest
 
-from bridgectl import ops
-from localworld import cli
+from bridgectl import cli, ops
 from stage import resources
 from stage.project import PROJECT_DIR, stage_environment
 from tests.conftest import PREFIX, SECRET, TABLE, Aws, Sandbox
@@ -64,7 +63,7 @@ def test_weak_or_malformed_secrets_are_refused(aws: Aws, names: ops.StageNames, 
 def test_cli_reads_secrets_from_stdin_never_argv(cli_env, aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("new-client-id\nnew-client-secret\n"))
 
-    code = cli.main(["secrets", "set-rokt-credentials", "--stage", "local"])
+    code = cli.main(["--stage", "local", "secrets", "set", "rokt-credentials"])
 
     assert code == 0
     local_prefix = stage_environment("local")["BRIDGE_SSM_PREFIX"]
@@ -74,14 +73,14 @@ def test_cli_reads_secrets_from_stdin_never_argv(cli_env, aws: Aws, monkeypatch:
 
 
 def test_cli_bootstrap_creates_the_stage_table(cli_env, aws: Aws, capsys):
-    assert cli.main(["bootstrap", "--stage", "local"]) == 0
-    assert cli.main(["bootstrap", "--stage", "local"]) == 0
+    assert cli.main(["--stage", "local", "stage", "bootstrap"]) == 0
+    assert cli.main(["--stage", "local", "stage", "bootstrap"]) == 0
 
     assert stage_environment("local")["IDEMPOTENCY_TABLE"] in aws.dynamodb().list_tables()["TableNames"]
 
 
 def test_cli_unknown_stage_is_a_clear_error(capsys):
-    assert cli.main(["braze-template", "--stage", "staging", "--api-url", "https://x"]) == 2
+    assert cli.main(["--stage", "staging", "braze-template", "--api-url", "https://x"]) == 2
     assert "stage 'staging' is not in .chalice/config.json" in capsys.readouterr().err
 
 
@@ -95,7 +94,7 @@ def strip_liquid(text: str) -> str:
 def test_braze_templates_point_at_the_stage_and_hold_json_bodies(capsys):
     url = "https://abc123.execute-api.eu-west-1.amazonaws.com/api"
 
-    assert cli.main(["braze-template", "--stage", "prod", "--api-url", url]) == 0
+    assert cli.main(["--stage", "prod", "braze-template", "--api-url", url]) == 0
 
     printed = capsys.readouterr().out
     templates = ops.braze_templates(url)
@@ -109,7 +108,7 @@ def test_braze_templates_point_at_the_stage_and_hold_json_bodies(capsys):
 
 
 def test_braze_template_needs_a_url_when_not_deployed(capsys):
-    assert cli.main(["braze-template", "--stage", "dev"]) == 2
+    assert cli.main(["--stage", "dev", "braze-template"]) == 2
     assert "--api-url" in capsys.readouterr().err
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bridgectl import ops
+from bridgectl import cli, ops
 from chalicelib.settings import RETRY_HORIZON_SECONDS
 from chalicelib.sqs import DEAD_LETTER_REASON, backoff_seconds
 from chalicelib.sync.queue import (
@@ -18,7 +18,6 @@ from chalicelib.sync.queue import (
     SYNC_MAX_RECEIVES,
     sync_queue_names,
 )
-from localworld import cli
 from stage import resources
 from stage.project import stage_environment
 from tests.conftest import BRAZE_KEY, PREFIX, ROKT_TOKEN, TABLE, Aws, Braze, Sandbox
@@ -57,7 +56,7 @@ def test_rokt_webhook_tokens_rotate_and_the_cli_prints_the_url_to_paste(
     cli_env, aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):
     code = cli.main(
-        ["secrets", "add-rokt-webhook-token", "--stage", "local", "--generate", "--api-url", "https://b/api"]
+        ["--stage", "local", "secrets", "add", "rokt-webhook-token", "--generate", "--api-url", "https://b/api"]
     )
 
     assert code == 0
@@ -66,7 +65,7 @@ def test_rokt_webhook_tokens_rotate_and_the_cli_prints_the_url_to_paste(
     [token] = parameter(aws, f"{prefix}/rokt-webhook-tokens").split(",")
     assert f"https://b/api/rokt/webhooks/{token}" in printed
     monkeypatch.setattr("sys.stdin", io.StringIO(token + "\n"))
-    assert cli.main(["secrets", "remove-rokt-webhook-token", "--stage", "local"]) == 2  # the last one
+    assert cli.main(["--stage", "local", "secrets", "remove", "rokt-webhook-token"]) == 2  # the last one
     assert "last accepted secret" in capsys.readouterr().err
 
 
@@ -79,7 +78,7 @@ def test_rokt_tokens_must_be_url_safe(aws: Aws, names: ops.StageNames, bad: str)
 def test_braze_key_from_stdin_never_argv(cli_env, aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("braze-rest-key-123\n"))
 
-    assert cli.main(["secrets", "set-braze-key", "--stage", "local"]) == 0
+    assert cli.main(["--stage", "local", "secrets", "set", "braze-key"]) == 0
 
     prefix = stage_environment("local")["BRIDGE_SSM_PREFIX"]
     assert parameter(aws, f"{prefix}/braze/api-key") == "braze-rest-key-123"

@@ -1,4 +1,4 @@
-"""`python -m localworld report --log-file` over a send's captured logs: per campaign and route, counts
+"""`bridgectl report --log-file` over a send's captured logs: per campaign and route, counts
 that match what the Rokt sandbox received, exactly (issue 17 §2)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bridgectl import insights, report
-from localworld.cli import main
+from bridgectl.cli import main
 from tests.conftest import Sandbox, post, seed_body
 
 if TYPE_CHECKING:

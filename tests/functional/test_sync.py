@@ -416,9 +416,10 @@ def dev_sync_queue(aws: Aws) -> QueuePair:
 def test_the_documented_backfill_keeps_the_account_id_and_name_the_live_flow_wrote(
     settings: Settings, aws: Aws, sandbox: Sandbox, braze: Braze, dev_sync_queue: QueuePair, cli_env, tmp_path
 ) -> None:
-    """README: `backfill --stage S --account-code brazetest [--file ids.txt]`, no --account-id/--account-name.
-    Backfill → sync queue → consumer → Braze sandbox; what the webhook cannot see is not gone."""
-    from localworld import cli
+    """The documented `bridgectl --stage S backfill --account-code brazetest [--file ids.txt]`, without
+    --account-id/--account-name. Backfill → sync queue → consumer → Braze sandbox; what the webhook
+    cannot see is not gone."""
+    from bridgectl import cli
 
     subscription = sandbox.subscribe(tags=["A"])
     tail = suffix(subscription)
@@ -435,9 +436,9 @@ def test_the_documented_backfill_keeps_the_account_id_and_name_the_live_flow_wro
 
         code = cli.main(
             [
-                "backfill",
                 "--stage",
                 "dev",
+                "backfill",
                 "--account-code",
                 "brazetest",
                 "--file",

@@ -13,7 +13,7 @@ from chalice.app import Chalice, ConvertToMiddleware, Request, Response, SQSEven
 from chalicelib.delivery.models import Action
 from chalicelib.delivery.queue import BATCH_SIZE, MAX_CONCURRENCY, delivery_queue_names
 from chalicelib.observability import flush_metrics, logger
-from chalicelib.settings import Settings, stage_of
+from chalicelib.settings import APP_NAME, Settings, stage_of
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_BATCH_WINDOW_SECONDS, sync_queue_names
 from chalicelib.web import as_ours, health, http_errors
 from chalicelib.wiring import Bridge, build_bridge
@@ -21,7 +21,7 @@ from chalicelib.wiring import Bridge, build_bridge
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-app = Chalice(app_name="rokt-calendar-bridge", configure_logs=False)
+app = Chalice(app_name=APP_NAME, configure_logs=False)
 app.debug = False
 # Chalice's app.log shares the service's logger name and pins it to ERROR; restore POWERTOOLS_LOG_LEVEL.
 logger.setLevel(None)

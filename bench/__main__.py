@@ -26,6 +26,7 @@ import requests
 
 from bridgectl import ops
 from localworld.localstack import LocalStack
+from stage.names import StageNames
 from stage.project import LOCAL_ROKT_CLIENT, LOCAL_ROKT_WEBHOOK_TOKEN, LOCAL_WEBHOOK_SECRET, PROJECT_DIR
 from stage.resources import merge_template
 
@@ -135,7 +136,7 @@ def measure_queued(stack: LocalStack, env: dict[str, str], webhooks: int) -> dic
     say(f"[4/6] queued mode: intake answer time vs direct (Rokt answering in {ROKT_LATENCY_SECONDS * 1000:.0f} ms), "
         f"then {webhooks} queued webhooks drained while 10% of Rokt calls get 429…")  # fmt: skip
     queues = ops.bootstrap(
-        ops.StageNames.from_environment("local", stack.env), stack.dynamodb(), stack.sqs(), progress=lambda _: None
+        StageNames.from_environment("local", stack.env), stack.dynamodb(), stack.sqs(), progress=lambda _: None
     )
     assert queues is not None
     queue_url = queues.delivery

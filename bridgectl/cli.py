@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from bridgectl import backfill, capacity, ops, report
 from chalicelib.sync.envelope import Account
 from stage import resources
+from stage.names import QUEUES, StageError, StageNames
 from stage.project import stage_environment
 
 if TYPE_CHECKING:
@@ -37,10 +38,10 @@ class Target:
 
     stage: str | None
 
-    def names(self) -> ops.StageNames:
+    def names(self) -> StageNames:
         if not self.stage:
             raise click.UsageError(f"this command needs --stage, given before it: {PROG} --stage <stage> ...")
-        return ops.StageNames.of(self.stage)
+        return StageNames.of(self.stage)
 
 
 pass_target = click.make_pass_decorator(Target)
@@ -252,7 +253,7 @@ def _dlq_options(command: Any) -> Any:
     command = click.option("--account-code", help="only messages for this account code")(command)
     return click.option(
         "--queue",
-        type=click.Choice(sorted(ops.QUEUES)),
+        type=click.Choice(sorted(QUEUES)),
         default="delivery",
         show_default=True,
         help="whose dead letters",
@@ -430,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except ops.OpsError as exc:
+    except (ops.OpsError, StageError) as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
     except (BotoCoreError, ClientError) as exc:

@@ -16,13 +16,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.braze.client import BrazeClient, BrazeError
 from chalicelib.clock import Deadline
-from chalicelib.delivery.queue import MAX_RECEIVES, RETENTION_SECONDS, delivery_queue_names
 from chalicelib.secrets import BRAZE_API_KEY, ROKT_WEBHOOK_TOKENS, WEBHOOK_SECRETS, split_list
-from chalicelib.settings import DEFAULT_TTL_SECONDS, stage_of
+from chalicelib.settings import stage_of
 from chalicelib.sqs import DEAD_LETTER_REASON
-from chalicelib.sync.queue import SYNC_MAX_RECEIVES, sync_queue_names
 from stage import dashboard, resources
-from stage.bootstrap import ensure_queues, ensure_table, put_secure
+from stage.bootstrap import create, put_secure
+from stage.names import StageNames, function_names
 from stage.project import PROJECT_DIR, SAMPLE_BODY, stage_environment
 
 if TYPE_CHECKING:
@@ -45,43 +44,6 @@ class OpsError(Exception):
 
 
 @dataclass(frozen=True)
-class StageNames:
-    stage: str
-    prefix: str
-    table: str
-    rokt_api_url: str
-    signature_required: bool
-    braze_rest_endpoint: str | None = None
-    queue_stage: str = ""  # BRIDGE_STAGE, which names the stage's queues (see app.py)
-    idempotency_ttl_seconds: int = DEFAULT_TTL_SECONDS  # how long delivery records are kept
-
-    def queues(self, queue: str) -> tuple[str, str]:
-        """The stage's ``delivery`` or ``sync`` queue name and its DLQ's."""
-        return QUEUES[queue](self.queue_stage or self.stage)
-
-    @classmethod
-    def of(cls, stage: str, project_dir: Path = PROJECT_DIR) -> StageNames:
-        try:
-            env = stage_environment(stage, project_dir)
-        except KeyError as exc:
-            raise OpsError(f"stage {stage!r} is not in .chalice/config.json") from exc
-        return cls.from_environment(stage, env)
-
-    @classmethod
-    def from_environment(cls, stage: str, env: Mapping[str, str]) -> StageNames:
-        return cls(
-            stage=stage,
-            prefix=env.get("BRIDGE_SSM_PREFIX", f"/rokt-calendar-bridge/{stage}").rstrip("/"),
-            table=env["IDEMPOTENCY_TABLE"],
-            rokt_api_url=env.get("ROKT_API_URL", "https://api.roktcalendar.com").rstrip("/"),
-            signature_required=env.get("WEBHOOK_SIGNATURE") == "required",
-            braze_rest_endpoint=(env.get("BRAZE_REST_ENDPOINT") or "").rstrip("/") or None,
-            queue_stage=stage_of(env),
-            idempotency_ttl_seconds=int(env.get("IDEMPOTENCY_TTL_SECONDS") or DEFAULT_TTL_SECONDS),
-        )
-
-
-@dataclass(frozen=True)
 class QueueUrls:
     delivery: str
     delivery_dlq: str
@@ -89,22 +51,17 @@ class QueueUrls:
     sync_dlq: str
 
 
-QUEUES = {"delivery": delivery_queue_names, "sync": sync_queue_names}
-
-
 def bootstrap(
     names: StageNames, dynamodb: DynamoDBClient, sqs: SQSClient | None = None, *, progress: Progress = print
 ) -> QueueUrls | None:
-    """Create the stage's idempotency table (and the delivery and sync queues with their DLQs);
+    """Create the stage's table (and, given SQS, its queues and DLQs) from the stage's resource definition;
     running it again changes nothing."""
-    ensure_table(dynamodb, names.table, progress)
+    made = create(resources.stateful_resources(names), dynamodb, sqs, progress)
     if sqs is None:
         return None
-    delivery = ensure_queues(
-        sqs, *names.queues("delivery"), MAX_RECEIVES, retention_seconds=RETENTION_SECONDS, progress=progress
+    return QueueUrls(
+        made["DeliveryQueue"], made["DeliveryDeadLetterQueue"], made["SyncQueue"], made["SyncDeadLetterQueue"]
     )
-    sync = ensure_queues(sqs, *names.queues("sync"), SYNC_MAX_RECEIVES, progress=progress)
-    return QueueUrls(*delivery, *sync)
 
 
 def replay_dlq(
@@ -316,7 +273,7 @@ QUEUE_CONSUMERS = ("delivery", "sync")  # both return batchItemFailures (Powerto
 
 def consumer_functions(stage: str) -> list[str]:
     """Both queue consumers' Lambdas as `chalice deploy` names them."""
-    names = resources.function_names(stage)
+    names = function_names(stage)
     return [names[kind] for kind in QUEUE_CONSUMERS]
 
 
@@ -351,7 +308,7 @@ def put_dashboard(cloudwatch: Any, stage: str, region: str, progress: Progress =
     `chalice deploy` creates. Idempotent; returns the dashboard's name."""
     name = dashboard.dashboard_name(stage)
     body = dashboard.dashboard_body(stage_of(stage_environment(stage)))
-    body = dashboard.filled(body, region, resources.function_names(stage))
+    body = dashboard.filled(body, region, function_names(stage))
     answer = cloudwatch.put_dashboard(DashboardName=name, DashboardBody=body)
     for problem in answer.get("DashboardValidationMessages", []):
         progress(f"dashboard {name}: {problem.get('Message')}")

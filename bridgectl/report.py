@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bridgectl import insights
-from stage import resources
+from stage import names
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -141,7 +141,7 @@ def read_log_file(text: str) -> list[dict[str, Any]]:
 def log_groups(stage: str) -> list[str]:
     """The log groups of the functions `chalice deploy` creates for ``stage`` (give ``--log-group`` for
     the CloudFormation path's generated names)."""
-    return [f"/aws/lambda/{name}" for name in resources.function_names(stage).values()]
+    return names.log_groups(stage)
 
 
 def from_cloudwatch(

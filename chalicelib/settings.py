@@ -13,6 +13,10 @@ from chalicelib.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+# The bridge's name, written once: Chalice's app (and so its functions, roles and API), the queues,
+# the default SSM prefix, the idempotency keys, the Powertools service and the dashboard derive from it.
+APP_NAME = "rokt-calendar-bridge"
+METRICS_NAMESPACE = "RoktCalendarBridge"
 DEFAULT_ROKT_API_URL = "https://api.roktcalendar.com"
 DEFAULT_TTL_SECONDS = 172_800
 DEFAULT_TIMEOUT_SECONDS = 8.0
@@ -75,7 +79,7 @@ class Settings:
         api_url = environ.get("ROKT_API_URL", DEFAULT_ROKT_API_URL).rstrip("/")
         if not _is_acceptable_api_url(api_url):
             problems.append("ROKT_API_URL must be an https:// URL (plain http only on loopback)")
-        prefix = environ.get("BRIDGE_SSM_PREFIX", f"/rokt-calendar-bridge/{stage}").rstrip("/")
+        prefix = environ.get("BRIDGE_SSM_PREFIX", default_ssm_prefix(stage)).rstrip("/")
         if not prefix.startswith("/"):
             problems.append("BRIDGE_SSM_PREFIX must start with '/'")
         table = environ.get("IDEMPOTENCY_TABLE", "").strip()
@@ -131,6 +135,10 @@ class Settings:
             retry_horizon_seconds=float(horizon),
             retry_max_backoff_seconds=int(backoff),
         )
+
+
+def default_ssm_prefix(stage: str) -> str:
+    return f"/{APP_NAME}/{stage}"
 
 
 def stage_of(environ: Mapping[str, str]) -> str:

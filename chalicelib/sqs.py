@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import DependencyUnavailable
 from chalicelib.observability import logger
+from chalicelib.settings import APP_NAME
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -23,13 +24,12 @@ if TYPE_CHECKING:
 
 MAX_VISIBILITY_SECONDS = 43_200  # SQS's own ceiling (12 h)
 DEAD_LETTER_REASON = "deadLetterReason"
-QUEUE_NAME_PREFIX = "rokt-calendar-bridge"
 
 
 def stage_queue_names(kind: str, stage: str) -> tuple[str, str]:
     """A stage's queue and its dead-letter queue, ``rokt-calendar-bridge-<stage>-<kind>[-dlq]``: stages
     can share an account and region without sharing queues."""
-    name = f"{QUEUE_NAME_PREFIX}-{stage}-{kind}"
+    name = f"{APP_NAME}-{stage}-{kind}"
     return name, f"{name}-dlq"
 
 

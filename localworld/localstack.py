@@ -26,6 +26,7 @@ import boto3
 import requests
 
 from bridgectl import ops
+from stage.names import StageNames
 from stage.project import (
     LOCAL_BRAZE_KEY,
     LOCAL_ROKT_CLIENT,
@@ -277,7 +278,7 @@ class LocalStack:
 
     def bootstrap(self) -> None:
         """The operators' bootstrap and secrets commands, with the local stack's values."""
-        names = ops.StageNames.from_environment(self.stage, self.env)
+        names = StageNames.from_environment(self.stage, self.env)
         queues = ops.bootstrap(names, self.dynamodb(), self.sqs(), progress=self.progress)
         assert queues is not None
         if self.queued:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-NAMESPACE = "RoktCalendarBridge"
-SERVICE = "rokt-calendar-bridge"
+from stage.names import NAMESPACE, QUEUES, SERVICE, resource_name
+
 # The routes record_outcome names: the three Braze → Rokt routes, the delivery queue's consumer, and
 # Rokt → Braze's route and queue consumer.
 DELIVERY_ROUTES = ("create", "update", "delete", "queue")
@@ -52,11 +52,8 @@ def _queue(metric: str, queue: str, label: str) -> list[Any]:
 
 
 def widgets(stage: str) -> list[dict[str, Any]]:
-    from chalicelib.delivery.queue import delivery_queue_names  # noqa: PLC0415 - keeps this module light
-    from chalicelib.sync.queue import sync_queue_names  # noqa: PLC0415
-
-    deliveries, deliveries_dlq = delivery_queue_names(stage)
-    sync, sync_dlq = sync_queue_names(stage)
+    deliveries, deliveries_dlq = QUEUES["delivery"](stage)
+    sync, sync_dlq = QUEUES["sync"](stage)
     outcomes = [
         _ours(metric, route, label=f"{route} {metric}") for route in DELIVERY_ROUTES for metric in WEBHOOK_OUTCOMES
     ]
@@ -114,7 +111,7 @@ def dashboard_body(stage: str) -> str:
 
 
 def dashboard_name(stage: str) -> str:
-    return f"{SERVICE}-{stage}"
+    return resource_name(stage, "")
 
 
 def filled(body: str, region: str, functions: dict[str, str]) -> str:

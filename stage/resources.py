@@ -6,26 +6,22 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.delivery.queue import MAX_RECEIVES, RETENTION_SECONDS, delivery_queue_names
-from chalicelib.settings import RETRY_HORIZON_SECONDS, stage_of
-from chalicelib.sync.queue import SYNC_MAX_RECEIVES, sync_queue_names
+from chalicelib.delivery.queue import MAX_RECEIVES, RETENTION_SECONDS
+from chalicelib.settings import APP_NAME, RETRY_HORIZON_SECONDS
+from chalicelib.sync.queue import SYNC_MAX_RECEIVES
 from stage import dashboard
-from stage.project import PROJECT_DIR, stage_environment
+from stage.names import NAMESPACE, SERVICE, StageNames, resource_name
+from stage.project import PROJECT_DIR
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-APP_NAME = "rokt-calendar-bridge"
 DEPLOYED_STAGES = ("dev", "prod")
 ALARMED_ROUTES = ("create", "update", "delete", "queue")
 OLDEST_MESSAGE_ALARM_SECONDS = 3600
-
-
-def function_names(stage: str) -> dict[str, str]:
-    """The Lambda functions `chalice deploy` creates for ``stage``: the API handler and the two queue
-    consumers (the CloudFormation path names its own; see the template's outputs)."""
-    base = f"{APP_NAME}-{stage}"
-    return {"api": base, "delivery": f"{base}-deliver_queued", "sync": f"{base}-sync_subscribers"}
+# At least 6x the consumers' Lambda timeout (30 s), as AWS advises for SQS event sources.
+VISIBILITY_TIMEOUT_SECONDS = 180
+DLQ_RETENTION_SECONDS = 1_209_600  # SQS's longest: 14 days to look at a dead letter
 
 
 def _arn(service: str, resource: str) -> str:
@@ -34,10 +30,9 @@ def _arn(service: str, resource: str) -> str:
 
 def iam_policy(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     """Only what the bridge calls: its own parameters, its table, its logs, X-Ray."""
-    env = stage_environment(stage, project_dir)
-    prefix = env["BRIDGE_SSM_PREFIX"].rstrip("/")
-    table = env["IDEMPOTENCY_TABLE"]
-    (delivery, _), (sync, sync_dlq) = delivery_queue_names(stage_of(env)), sync_queue_names(stage_of(env))
+    names = StageNames.of(stage, project_dir)
+    prefix, table = names.prefix, names.table
+    (delivery, _), (sync, sync_dlq) = names.queues("delivery"), names.queues("sync")
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -92,7 +87,7 @@ def iam_policy(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
                 "Sid": "OwnLogs",
                 "Effect": "Allow",
                 "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": _arn("logs", f"log-group:/aws/lambda/{APP_NAME}-{stage}*"),
+                "Resource": _arn("logs", f"log-group:/aws/lambda/{resource_name(stage, '')}*"),
             },
             {
                 # X-Ray has no resource-level permissions.
@@ -116,9 +111,9 @@ def _outcome_alarm(
             "ReturnData": False,
             "MetricStat": {
                 "Metric": {
-                    "Namespace": "RoktCalendarBridge",
+                    "Namespace": NAMESPACE,
                     "MetricName": metric,
-                    "Dimensions": [{"Name": "service", "Value": APP_NAME}, {"Name": "route", "Value": route}],
+                    "Dimensions": [{"Name": "service", "Value": SERVICE}, {"Name": "route", "Value": route}],
                 },
                 "Period": 60,
                 "Stat": "Sum",
@@ -131,7 +126,7 @@ def _outcome_alarm(
     return {
         "Type": "AWS::CloudWatch::Alarm",
         "Properties": {
-            "AlarmName": f"{APP_NAME}-{stage}-{metric}",
+            "AlarmName": resource_name(stage, metric),
             "AlarmDescription": description,
             "Metrics": queries,
             "EvaluationPeriods": periods[0],
@@ -183,7 +178,7 @@ def _queue_resources(
         f"{prefix}QueueAgeAlarm": {
             "Type": "AWS::CloudWatch::Alarm",
             "Properties": {
-                "AlarmName": f"{APP_NAME}-{stage}-{prefix.lower()}-oldest-message",
+                "AlarmName": resource_name(stage, f"{prefix.lower()}-oldest-message"),
                 "AlarmDescription": f"{what} have waited over an hour: is Rokt (or Braze) down? They retry "
                 f"for {RETRY_HORIZON_SECONDS / 3600:g} h, then go to the DLQ",
                 "Namespace": "AWS/SQS",
@@ -198,22 +193,6 @@ def _queue_resources(
                 "AlarmActions": [{"Ref": "AlarmTopic"}],
             },
         },
-        f"{prefix}DeadLetterQueue": {
-            "Type": "AWS::SQS::Queue",
-            "Properties": {"QueueName": dlq_name, "MessageRetentionPeriod": 1_209_600},
-        },
-        f"{prefix}Queue": {
-            "Type": "AWS::SQS::Queue",
-            "Properties": {
-                "QueueName": queue_name,
-                "VisibilityTimeout": 180,
-                "MessageRetentionPeriod": RETENTION_SECONDS,
-                "RedrivePolicy": {
-                    "deadLetterTargetArn": {"Fn::GetAtt": [f"{prefix}DeadLetterQueue", "Arn"]},
-                    "maxReceiveCount": max_receives,
-                },
-            },
-        },
         handler: {
             "DependsOn": [f"{prefix}Queue"],
             "Properties": {
@@ -225,7 +204,7 @@ def _queue_resources(
         f"{prefix}DeadLetterAlarm": {
             "Type": "AWS::CloudWatch::Alarm",
             "Properties": {
-                "AlarmName": f"{APP_NAME}-{stage}-{prefix.lower()}-dead-letters",
+                "AlarmName": resource_name(stage, f"{prefix.lower()}-dead-letters"),
                 "AlarmDescription": f"{what} gave up or can never succeed: see `bridgectl dlq show`, then `dlq replay`",
                 "Namespace": "AWS/SQS",
                 "MetricName": "ApproximateNumberOfMessagesVisible",
@@ -239,6 +218,58 @@ def _queue_resources(
                 "AlarmActions": [{"Ref": "AlarmTopic"}],
             },
         },
+    }
+
+
+def queue_pair(prefix: str, names: tuple[str, str], max_receives: int) -> dict[str, Any]:
+    """A queue and its dead-letter queue (SQS redrives after ``max_receives``)."""
+    queue_name, dlq_name = names
+    return {
+        f"{prefix}DeadLetterQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {"QueueName": dlq_name, "MessageRetentionPeriod": DLQ_RETENTION_SECONDS},
+        },
+        f"{prefix}Queue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": queue_name,
+                "VisibilityTimeout": VISIBILITY_TIMEOUT_SECONDS,
+                "MessageRetentionPeriod": RETENTION_SECONDS,
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": {"Fn::GetAtt": [f"{prefix}DeadLetterQueue", "Arn"]},
+                    "maxReceiveCount": max_receives,
+                },
+            },
+        },
+    }
+
+
+def table_resource(table: str) -> dict[str, Any]:
+    """The idempotency table: Powertools' schema (partition key ``id``), TTL on ``expiration``."""
+    return {
+        "Type": "AWS::DynamoDB::Table",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "TableName": table,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "SSESpecification": {"SSEEnabled": True},
+        },
+    }
+
+
+def stateful_resources(names: StageNames) -> dict[str, Any]:
+    """What holds the stage's data — the idempotency table, the two queues and their DLQs — as
+    CloudFormation resources: the merge template deploys them, and ``bootstrap`` creates the very same
+    ones through the AWS APIs (``stage.bootstrap.create``) for the `chalice deploy` path."""
+    return {
+        "IdempotencyTable": table_resource(names.table),
+        **queue_pair("Delivery", names.queues("delivery"), MAX_RECEIVES),
+        **queue_pair("Sync", names.queues("sync"), SYNC_MAX_RECEIVES),
     }
 
 
@@ -276,33 +307,20 @@ def _untraced_token_route(stage: str, project_dir: Path) -> dict[str, Any]:
 
 def merge_template(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     """Resources `chalice deploy` cannot express, for ``chalice package --merge-template``."""
-    env = stage_environment(stage, project_dir)
-    table, queue_stage = env["IDEMPOTENCY_TABLE"], stage_of(env)
+    names = StageNames.of(stage, project_dir)
+    queue_stage = names.queue_stage
     return {
         "Resources": {
             **_untraced_token_route(stage, project_dir),
-            "IdempotencyTable": {
-                "Type": "AWS::DynamoDB::Table",
-                "DeletionPolicy": "Retain",
-                "UpdateReplacePolicy": "Retain",
-                "Properties": {
-                    "TableName": table,
-                    "BillingMode": "PAY_PER_REQUEST",
-                    "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
-                    "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
-                    "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
-                    "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-                    "SSESpecification": {"SSEEnabled": True},
-                },
-            },
+            **stateful_resources(names),
             "AlarmTopic": {
                 "Type": "AWS::SNS::Topic",
-                "Properties": {"TopicName": f"{APP_NAME}-{stage}-alarms"},
+                "Properties": {"TopicName": resource_name(stage, "alarms")},
             },
             "Api5xxAlarm": {
                 "Type": "AWS::CloudWatch::Alarm",
                 "Properties": {
-                    "AlarmName": f"{APP_NAME}-{stage}-api-5xx",
+                    "AlarmName": resource_name(stage, "api-5xx"),
                     "AlarmDescription": "API Gateway answers 5xx to Braze (bridge errors, timeouts)",
                     "Namespace": "AWS/ApiGateway",
                     "MetricName": "5XXError",
@@ -342,7 +360,7 @@ def merge_template(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any
             **_queue_resources(
                 stage,
                 "Delivery",
-                names=delivery_queue_names(queue_stage),
+                names=names.queues("delivery"),
                 max_receives=MAX_RECEIVES,
                 handler="DeliverQueued",
                 what="Deliveries",
@@ -350,7 +368,7 @@ def merge_template(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any
             **_queue_resources(
                 stage,
                 "Sync",
-                names=sync_queue_names(queue_stage),
+                names=names.queues("sync"),
                 max_receives=SYNC_MAX_RECEIVES,
                 handler="SyncSubscribers",
                 what="Rokt webhooks",

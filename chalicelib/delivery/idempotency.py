@@ -39,6 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.delivery.service import DeliveryOutcome
 from chalicelib.errors import DependencyUnavailable, InFlight
+from chalicelib.settings import APP_NAME
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 
 # ".event": records keyed per event (not per route), so none written by the earlier per-route
 # scheme is ever mistaken for one of these.
-KEY_PREFIX = "rokt-calendar-bridge.event"
+KEY_PREFIX = f"{APP_NAME}.event"
 IN_FLIGHT_RETRY_AFTER_SECONDS = 5
 # How often one delivery looks at its event's record again when another intent changed it meanwhile.
 MAX_RECORD_RACES = 3

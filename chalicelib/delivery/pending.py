@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import DependencyUnavailable
+from chalicelib.settings import APP_NAME
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 # Distinct from the idempotency records' prefix (see idempotency.KEY_PREFIX): never mistaken for one.
-KEY_PREFIX = "rokt-calendar-bridge.pending#"
+KEY_PREFIX = f"{APP_NAME}.pending#"
 ENTRY_PREFIX = "i_"
 EXPIRY_ATTRIBUTE = "expiration"  # the table's TTL attribute (Powertools' default schema)
 STALE_MARGIN_SECONDS = 3_600.0

@@ -34,13 +34,14 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import S
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import DependencyUnavailable, SubscriptionBusy
+from chalicelib.settings import APP_NAME
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
-SYNC_KEY_PREFIX = "rokt-calendar-bridge.sync"
-LEDGER_KEY_PREFIX = "rokt-calendar-bridge.sync-ledger#"
+SYNC_KEY_PREFIX = f"{APP_NAME}.sync"
+LEDGER_KEY_PREFIX = f"{APP_NAME}.sync-ledger#"
 LEDGER_TTL_SECONDS = 400 * 86_400  # refreshed on every write; forgets subscriptions untouched for > a year
 # new: ours to write; done: written before; busy: another consumer has it; sent: its custom event may
 # have reached Braze (the answer was lost or the ledger not updated) — write the state, never the event.

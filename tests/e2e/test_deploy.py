@@ -24,11 +24,12 @@ from moto.server import ThreadedMotoServer
 
 import app as bridge_app
 from chalicelib.delivery.queue import BATCH_SIZE, MAX_CONCURRENCY, delivery_queue_names
+from chalicelib.settings import APP_NAME
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_BATCH_WINDOW_SECONDS, sync_queue_names
 from localworld.localstack import free_port, wait_for_http
 from localworld.rokt_sandbox import DEFAULT_CLIENTS
 from stage import dashboard
-from stage import resources as stage_resources
+from stage.names import function_names
 from stage.project import PROJECT_DIR, stage_environment
 from tests import deploy_harness as harness
 from tests.e2e.test_package import ZIP_BUDGET_BYTES
@@ -126,14 +127,14 @@ def test_the_stages_functions_run_its_handlers_with_its_environment(deployment: 
     defined = stage_environment(STAGE)
     functions = _functions(deployment)
 
-    assert set(functions) == set(stage_resources.function_names(STAGE).values())
-    for kind, name in stage_resources.function_names(STAGE).items():
+    assert set(functions) == set(function_names(STAGE).values())
+    for kind, name in function_names(STAGE).items():
         function = functions[name]
         assert function["Handler"] == HANDLERS[kind]
         assert function["Timeout"] == config["lambda_timeout"]
         assert function["MemorySize"] == config["lambda_memory_size"]
         assert function["TracingConfig"] == {"Mode": "Active" if config["stages"][STAGE]["xray"] else "PassThrough"}
-        assert function["Role"].endswith(f":role/{stage_resources.APP_NAME}-{STAGE}-{ROLES[kind]}")
+        assert function["Role"].endswith(f":role/{APP_NAME}-{STAGE}-{ROLES[kind]}")
         # the stage's environment, but for the Rokt URL, which points at the sandbox (loopback only)
         assert function["Environment"]["Variables"] == {**defined, "ROKT_API_URL": deployment.rokt_url}
     dashboards = deployment.client("cloudwatch").list_dashboards()["DashboardEntries"]
@@ -154,7 +155,7 @@ def test_every_function_runs_the_one_package_of_the_app_and_its_requirements(dep
 
 def test_both_queue_consumers_read_their_queue_in_batches_reporting_item_failures(deployment: Deployment):
     queue_stage = stage_environment(STAGE)["BRIDGE_STAGE"]
-    functions = stage_resources.function_names(STAGE)
+    functions = function_names(STAGE)
     wanted = {
         functions["delivery"]: (delivery_queue_names(queue_stage)[0], BATCH_SIZE, 0),
         functions["sync"]: (sync_queue_names(queue_stage)[0], SYNC_BATCH_SIZE, SYNC_BATCH_WINDOW_SECONDS),
@@ -176,11 +177,9 @@ def test_both_queue_consumers_read_their_queue_in_batches_reporting_item_failure
 def test_each_role_holds_exactly_the_stages_policy_file(deployment: Deployment):
     policy_file = json.loads((PROJECT_DIR / ".chalice" / f"policy-{STAGE}.json").read_text())
     iam = deployment.client("iam")
-    roles = [r for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(f"{stage_resources.APP_NAME}-{STAGE}")]
+    roles = [r for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(f"{APP_NAME}-{STAGE}")]
 
-    assert sorted(r["RoleName"] for r in roles) == sorted(
-        f"{stage_resources.APP_NAME}-{STAGE}-{r}" for r in ROLES.values()
-    )
+    assert sorted(r["RoleName"] for r in roles) == sorted(f"{APP_NAME}-{STAGE}-{r}" for r in ROLES.values())
     for role in roles:
         name = role["RoleName"]
         trust = role["AssumeRolePolicyDocument"]
@@ -193,11 +192,11 @@ def test_each_role_holds_exactly_the_stages_policy_file(deployment: Deployment):
 def test_the_api_serves_the_apps_routes_through_the_api_function(deployment: Deployment):
     apigateway = deployment.client("apigateway")
     [api] = apigateway.get_rest_apis()["items"]
-    api_function = _functions(deployment)[stage_resources.function_names(STAGE)["api"]]["FunctionArn"]
+    api_function = _functions(deployment)[function_names(STAGE)["api"]]["FunctionArn"]
     resources = apigateway.get_resources(restApiId=api["id"])["items"]
     served = {(r["path"], method) for r in resources for method in r.get("resourceMethods", {})}
 
-    assert api["name"] == stage_resources.APP_NAME
+    assert api["name"] == APP_NAME
     assert served == {(path, method) for path, methods in bridge_app.app.routes.items() for method in methods}
     for resource in resources:
         for method in resource.get("resourceMethods", {}):
@@ -271,7 +270,7 @@ def test_chalice_delete_leaves_nothing_the_deploy_created(deployment: Deployment
     assert _functions(deployment) == {}
     assert deployment.client("lambda").list_event_source_mappings()["EventSourceMappings"] == []
     roles = deployment.client("iam").list_roles()["Roles"]
-    assert [r["RoleName"] for r in roles if r["RoleName"].startswith(stage_resources.APP_NAME)] == []
+    assert [r["RoleName"] for r in roles if r["RoleName"].startswith(APP_NAME)] == []
     assert deployment.client("apigateway").get_rest_apis()["items"] == []
     # what bootstrap made stays (the table holds idempotency records; the CloudFormation path retains it)
     tables = deployment.client("dynamodb").list_tables()["TableNames"]

@@ -7,7 +7,8 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from bridgectl import cli, ops
+from bridgectl import cli
+from stage.names import StageNames
 from stage.project import stage_environment
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ def _parameter(aws: Aws, name: str) -> str:
 def test_dlq_show_lists_with_the_reason_and_replay_moves_them_back(cli_env, aws: Aws, capsys):
     assert cli.main(["--stage", "local", "stage", "bootstrap"]) == 0
     sqs = aws.sqs()
-    queue, dlq = ops.StageNames.of("local").queues("delivery")
+    queue, dlq = StageNames.of("local").queues("delivery")
     dlq_url, queue_url = (sqs.get_queue_url(QueueName=name)["QueueUrl"] for name in (dlq, queue))
     attributes: dict[str, Any] = {
         "accountCode": {"DataType": "String", "StringValue": "brazetest"},
@@ -47,7 +48,7 @@ def test_dlq_show_lists_with_the_reason_and_replay_moves_them_back(cli_env, aws:
 def test_dlq_replay_leaves_a_delivery_too_old_to_replay_unless_forced(cli_env, aws: Aws, capsys):
     assert cli.main(["--stage", "local", "stage", "bootstrap"]) == 0
     sqs = aws.sqs()
-    names = ops.StageNames.of("local")
+    names = StageNames.of("local")
     queue, dlq = names.queues("delivery")
     dlq_url, queue_url = (sqs.get_queue_url(QueueName=name)["QueueUrl"] for name in (dlq, queue))
     body = json.dumps({"receivedAt": time.time() - names.idempotency_ttl_seconds - 60})

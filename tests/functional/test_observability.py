@@ -10,6 +10,7 @@ import pytest
 
 import app as bridge_app
 from chalicelib.observability import redact_emails
+from chalicelib.settings import APP_NAME
 from stage import resources as stage_resources
 from stage.project import PROJECT_DIR
 from tests import insights
@@ -193,7 +194,7 @@ def test_with_xray_the_rokt_webhook_route_is_never_sampled_so_its_token_stays_ou
 
     assert (rule["FixedRate"], rule["ReservoirSize"], rule["Priority"]) == (0, 0, 1)
     assert rule["ServiceType"] == "AWS::ApiGateway::Stage"
-    assert rule["ServiceName"] == f"{stage_resources.APP_NAME}/{stage_prefix[1:]}"
+    assert rule["ServiceName"] == f"{APP_NAME}/{stage_prefix[1:]}"
     assert rule["HTTPMethod"] == rule["Host"] == rule["ResourceARN"] == "*"
     assert len(rule["RuleName"]) <= 32
     token_url = token_route.replace("{token}", "secret-token-123")

@@ -10,22 +10,23 @@ import pytest
 
 from bridgectl import cli, ops
 from stage import resources
+from stage.names import StageNames, function_names
 from stage.project import PROJECT_DIR, stage_environment
 from tests.conftest import PREFIX, SECRET, TABLE, Aws, Sandbox
 
 
 @pytest.fixture
-def names(sandbox: Sandbox) -> ops.StageNames:
-    return ops.StageNames(stage="test", prefix=PREFIX, table=TABLE, rokt_api_url=sandbox.url, signature_required=False)
+def names(sandbox: Sandbox) -> StageNames:
+    return StageNames(stage="test", prefix=PREFIX, table=TABLE, rokt_api_url=sandbox.url, signature_required=False)
 
 
 def parameter(aws: Aws, name: str) -> str:
     return aws.ssm().get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
 
 
-def test_bootstrap_twice_is_harmless(aws: Aws, names: ops.StageNames):
+def test_bootstrap_twice_is_harmless(aws: Aws, names: StageNames):
     messages: list[str] = []
-    fresh = ops.StageNames("x", "/x", "fresh-table", "http://127.0.0.1:1", False)
+    fresh = StageNames("x", "/x", "fresh-table", "http://127.0.0.1:1", False)
 
     ops.bootstrap(fresh, aws.dynamodb(), progress=messages.append)
     ops.bootstrap(fresh, aws.dynamodb(), progress=messages.append)
@@ -36,7 +37,7 @@ def test_bootstrap_twice_is_harmless(aws: Aws, names: ops.StageNames):
     assert ttl["AttributeName"] == "expiration"
 
 
-def test_webhook_secret_rotation_round_trip(aws: Aws, names: ops.StageNames):
+def test_webhook_secret_rotation_round_trip(aws: Aws, names: StageNames):
     generated = ops.add_webhook_secret(names, aws.ssm(), None, progress=lambda _: None)
     ops.add_webhook_secret(names, aws.ssm(), "third-secret-abcdefgh", progress=lambda _: None)
 
@@ -49,13 +50,13 @@ def test_webhook_secret_rotation_round_trip(aws: Aws, names: ops.StageNames):
     assert described[0]["Type"] == "SecureString"
 
 
-def test_removing_the_last_secret_needs_consent(aws: Aws, names: ops.StageNames):
+def test_removing_the_last_secret_needs_consent(aws: Aws, names: StageNames):
     with pytest.raises(ops.OpsError, match="last accepted secret"):
         ops.remove_webhook_secret(names, aws.ssm(), SECRET)
 
 
 @pytest.mark.parametrize("bad", ["short", "has,comma-0123456789"])
-def test_weak_or_malformed_secrets_are_refused(aws: Aws, names: ops.StageNames, bad: str):
+def test_weak_or_malformed_secrets_are_refused(aws: Aws, names: StageNames, bad: str):
     with pytest.raises(ops.OpsError):
         ops.add_webhook_secret(names, aws.ssm(), bad)
 
@@ -112,7 +113,7 @@ def test_braze_template_needs_a_url_when_not_deployed(capsys):
     assert "--api-url" in capsys.readouterr().err
 
 
-def test_doctor_reports_a_missing_parameter_clearly(aws: Aws, names: ops.StageNames):
+def test_doctor_reports_a_missing_parameter_clearly(aws: Aws, names: StageNames):
     aws.ssm().delete_parameter(Name=f"{PREFIX}/rokt/client-secret")
 
     checks = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb())}
@@ -123,14 +124,14 @@ def test_doctor_reports_a_missing_parameter_clearly(aws: Aws, names: ops.StageNa
     assert "Rokt token endpoint" not in checks
 
 
-def test_doctor_passes_on_a_complete_stage(aws: Aws, names: ops.StageNames, sandbox: Sandbox):
+def test_doctor_passes_on_a_complete_stage(aws: Aws, names: StageNames, sandbox: Sandbox):
     checks = ops.doctor(names, aws.ssm(), aws.dynamodb())
 
     assert all(c.ok for c in checks), checks
     assert any(c.name == "Rokt token endpoint" and "issued a token" in c.detail for c in checks)
 
 
-def test_doctor_names_refused_rokt_credentials(aws: Aws, names: ops.StageNames, sandbox: Sandbox):
+def test_doctor_names_refused_rokt_credentials(aws: Aws, names: StageNames, sandbox: Sandbox):
     sandbox.configure(clients={"another": "client"})
 
     checks = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb())}
@@ -167,7 +168,7 @@ def deployed_consumers(aws: Aws) -> list[str]:
     role = iam.create_role(RoleName="consumer-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     lambda_client = session.client("lambda", endpoint_url=aws.url)
     sqs = aws.sqs()
-    functions = [resources.function_names("test")[kind] for kind in ("delivery", "sync")]
+    functions = [function_names("test")[kind] for kind in ("delivery", "sync")]
     for function in functions:
         handler = function.rsplit("-", 1)[-1]
         lambda_client.create_function(
@@ -184,7 +185,7 @@ def deployed_consumers(aws: Aws) -> list[str]:
 
 
 def test_enable_partial_batch_sets_report_batch_item_failures_on_both_consumers_once(
-    aws: Aws, names: ops.StageNames, deployed_consumers
+    aws: Aws, names: StageNames, deployed_consumers
 ):
     lambda_client = aws.session.client("lambda", endpoint_url=aws.url)
     before = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb(), lambda_client=lambda_client)}
@@ -202,7 +203,7 @@ def test_enable_partial_batch_sets_report_batch_item_failures_on_both_consumers_
 
 
 def test_doctor_fails_while_the_sync_consumer_drops_partly_failed_batches(
-    aws: Aws, names: ops.StageNames, deployed_consumers
+    aws: Aws, names: StageNames, deployed_consumers
 ):
     lambda_client = aws.session.client("lambda", endpoint_url=aws.url)
     [delivery] = lambda_client.list_event_source_mappings(FunctionName=deployed_consumers[0])["EventSourceMappings"]

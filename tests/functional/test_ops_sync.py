@@ -19,6 +19,7 @@ from chalicelib.sync.queue import (
     sync_queue_names,
 )
 from stage import resources
+from stage.names import StageNames
 from stage.project import stage_environment
 from tests.conftest import BRAZE_KEY, PREFIX, ROKT_TOKEN, TABLE, Aws, Braze, Sandbox
 
@@ -28,15 +29,15 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def names(sandbox: Sandbox, braze: Braze) -> ops.StageNames:
-    return ops.StageNames("test", PREFIX, TABLE, sandbox.url, False, braze_rest_endpoint=braze.url)
+def names(sandbox: Sandbox, braze: Braze) -> StageNames:
+    return StageNames("test", PREFIX, TABLE, sandbox.url, False, braze_rest_endpoint=braze.url)
 
 
 def parameter(aws: Aws, name: str) -> str:
     return aws.ssm().get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
 
 
-def test_bootstrap_creates_the_sync_queue_with_its_dead_letter_queue(aws: Aws, names: ops.StageNames):
+def test_bootstrap_creates_the_sync_queue_with_its_dead_letter_queue(aws: Aws, names: StageNames):
     urls = ops.bootstrap(names, aws.dynamodb(), aws.sqs(), progress=lambda _: None)
 
     assert urls is not None
@@ -70,7 +71,7 @@ def test_rokt_webhook_tokens_rotate_and_the_cli_prints_the_url_to_paste(
 
 
 @pytest.mark.parametrize("bad", ["short", "has/slash-0123456789", "has space 0123456789", "ünïcode-0123456789"])
-def test_rokt_tokens_must_be_url_safe(aws: Aws, names: ops.StageNames, bad: str):
+def test_rokt_tokens_must_be_url_safe(aws: Aws, names: StageNames, bad: str):
     with pytest.raises(ops.OpsError, match="letters, digits"):
         ops.ROKT_TOKEN_LIST.add(names, aws.ssm(), bad, progress=lambda _: None)
 
@@ -85,7 +86,7 @@ def test_braze_key_from_stdin_never_argv(cli_env, aws: Aws, monkeypatch: pytest.
     assert "braze-rest-key-123" not in capsys.readouterr().out
 
 
-def test_doctor_checks_the_braze_key_without_writing_a_profile(aws: Aws, names: ops.StageNames, braze: Braze):
+def test_doctor_checks_the_braze_key_without_writing_a_profile(aws: Aws, names: StageNames, braze: Braze):
     checks = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb())}
 
     assert checks["Braze REST key"].ok, checks["Braze REST key"].detail
@@ -98,7 +99,7 @@ def test_doctor_checks_the_braze_key_without_writing_a_profile(aws: Aws, names: 
     assert BRAZE_KEY not in refused.detail
 
 
-def test_doctor_skips_sync_checks_when_the_stage_does_not_sync(aws: Aws, names: ops.StageNames):
+def test_doctor_skips_sync_checks_when_the_stage_does_not_sync(aws: Aws, names: StageNames):
     checks = {c.name for c in ops.doctor(replace(names, braze_rest_endpoint=None), aws.ssm(), aws.dynamodb())}
     assert "Braze REST key" not in checks
 
@@ -113,7 +114,7 @@ def dead_letter(sqs: SQSClient, dlq_url: str, event_id: str, reason: str | None)
     )
 
 
-def test_replay_dlq_moves_sync_dead_letters_back_without_their_reason(aws: Aws, names: ops.StageNames):
+def test_replay_dlq_moves_sync_dead_letters_back_without_their_reason(aws: Aws, names: StageNames):
     urls = ops.bootstrap(names, aws.dynamodb(), aws.sqs(), progress=lambda _: None)
     assert urls is not None
     sqs = aws.sqs()
@@ -129,9 +130,7 @@ def test_replay_dlq_moves_sync_dead_letters_back_without_their_reason(aws: Aws, 
     assert ROKT_TOKEN not in " ".join(said)
 
 
-def test_replay_dlq_gives_a_reason_for_every_sync_dead_letter_even_one_sqs_moved_itself(
-    aws: Aws, names: ops.StageNames
-):
+def test_replay_dlq_gives_a_reason_for_every_sync_dead_letter_even_one_sqs_moved_itself(aws: Aws, names: StageNames):
     urls = ops.bootstrap(names, aws.dynamodb(), aws.sqs(), progress=lambda _: None)
     assert urls is not None
     sqs = aws.sqs()

@@ -20,6 +20,7 @@ from chalicelib.delivery.queue import UNKNOWN_EVENT_GRACE_SECONDS, backoff_secon
 from chalicelib.observability import flush_metrics
 from chalicelib.wiring import build_bridge
 from localworld.queue_worker import sqs_event
+from stage.names import StageNames
 from tests.conftest import TABLE, Aws, Sandbox, make_bridge, post, seed_body, serving
 from tests.queues import QueuePair
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from tests.conftest import LogCapture
 
 CREATE = "/v1/subscriptionevent/brazetest"
-STAGE_NAMES = ops.StageNames("test", "/unused", "unused", "http://127.0.0.1:1", False)
+STAGE_NAMES = StageNames("test", "/unused", "unused", "http://127.0.0.1:1", False)
 MAX_RECEIVES = 3
 
 

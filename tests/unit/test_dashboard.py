@@ -10,6 +10,7 @@ import pytest
 
 from chalicelib.delivery.models import Action
 from stage import dashboard
+from stage.names import NAMESPACE, SERVICE
 
 CODE = Path(__file__).resolve().parents[2] / "chalicelib"
 
@@ -30,7 +31,7 @@ def our_lines(body: str) -> list[list[object]]:
     lines = []
     for widget in json.loads(body)["widgets"]:
         for line in widget["properties"]["metrics"]:
-            if line[0] == dashboard.NAMESPACE:
+            if line[0] == NAMESPACE:
                 lines.append(line)
     return lines
 
@@ -45,7 +46,7 @@ def test_every_widget_names_a_metric_and_dimensions_the_code_emits(stage: str):
         metric, dimensions = line[1], [x for x in line[2:] if not isinstance(x, dict)]
         assert metric in names, f"{metric} is not emitted by chalicelib"
         assert dimensions[0::2] == ["service", "route"], line  # Powertools' service + record_outcome's route
-        assert dimensions[1] == dashboard.SERVICE
+        assert dimensions[1] == SERVICE
         assert dimensions[3] in routes, f"route {dimensions[3]!r} is never emitted"
 
 

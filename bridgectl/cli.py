@@ -19,6 +19,7 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bridgectl import backfill, capacity, ops, report
+from bridgectl.braze_templates import braze_templates
 from chalicelib.sync.envelope import Account
 from stage import resources
 from stage.names import QUEUES, StageError, StageNames
@@ -416,7 +417,7 @@ def braze_template(target: Target, api_url: str | None) -> int:
     url = _api_url(target, api_url)
     if not url:
         raise ops.OpsError(f"stage {names.stage} has no deployed API here; pass --api-url (see `chalice url`)")
-    for text in ops.braze_templates(url.rstrip("/"), names.signature_required).values():
+    for text in braze_templates(url.rstrip("/"), names.signature_required).values():
         click.echo(text)
     return 0
 

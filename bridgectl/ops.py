@@ -1,5 +1,5 @@
 """Operator tasks against the AWS the environment points at (real, or the emulator via
-AWS_ENDPOINT_URL): bootstrap a stage, manage its secrets, print Braze templates, diagnose."""
+AWS_ENDPOINT_URL): bootstrap a stage, manage its secrets, replay dead letters, diagnose."""
 
 from __future__ import annotations
 
@@ -325,71 +325,6 @@ def deployed_api_url(stage: str, project_dir: Path = PROJECT_DIR) -> str | None:
         if resource.get("resource_type") == "rest_api" and resource.get("rest_api_url"):
             return str(resource["rest_api_url"]).rstrip("/")
     return None
-
-
-_ACCOUNT = "{% assign accountCode = {{custom_attribute.${rokt:account_code}}}[0] | split: '/' | first %}"
-_CAPTURES = """{% capture eventId %}Event_0001_{{${user_id}}}{% endcapture %}
-{% capture eventTitle %}Event Title{% endcapture %}
-{% capture eventDescr %}Event Description{% endcapture %}
-{% capture eventLocation %}Event Location{% endcapture %}
-{% capture eventStart %}2019-02-21T15:00:00{% endcapture %}
-{% capture eventEnd %}2019-02-21T16:00:00{% endcapture %}
-{% capture notifyBefore %}15{% endcapture %}
-{% capture eventTZ %}Eastern Standard Time{% endcapture %}"""
-_EVENT = """  "event": {
-    "eventId": "{{eventId}}",
-    "title": "{{eventTitle | json_escape}}",
-    "description": "{{eventDescr | json_escape}}",
-    "location": "{{eventLocation | json_escape}}",
-    "start": "{{eventStart}}",
-    "end": "{{eventEnd}}",
-    "timezone": "{{eventTZ}}",
-    "notifyBefore": "{{notifyBefore}}"
-  }"""
-_SUBSCRIPTIONS = """  "subscriptionIds": ["{{custom_attribute.${rokt:subscription_id} | join: '","' }}"]"""
-# Signed mode: the body is one line so the signature header can render the very same text and hash it
-# (a header cannot see the body's Liquid variables), with the route and its query, under one timestamp.
-# ``query`` is '' for real sends; a preview sets it to '?dryRun=true' in the URL and the header alike
-# (the query is signed, so a captured preview cannot be replayed as a send).
-_QUERY = "{% assign query = '' %}"
-_SIGNATURE_HEADER = (
-    "X-Bridge-Signature: {_QUERY}{_ACCOUNT}{{% capture body %}}{body}{{% endcapture %}}"
-    "{{% assign ts = 'now' | date: '%s' %}}{{% assign bodyHash = body | sha2 %}}"
-    "{{% capture signed %}}{{{{ts}}}}./v1/subscriptionevent/{{{{accountCode}}}}{suffix}{{{{query}}}}.{{{{bodyHash}}}}"
-    "{{% endcapture %}}"
-    "t={{{{ts}}}},v1={{{{ signed | hmac_sha256_hex: '<signing key>' }}}}"
-)
-
-
-def _one_line(text: str) -> str:
-    return "".join(line.strip() for line in text.splitlines())
-
-
-def braze_templates(api_url: str, signature_required: bool = False) -> dict[str, str]:
-    """Ready-to-paste Braze webhook templates (create, update, delete) for the bridge at ``api_url``."""
-    bodies = {
-        "create": f"{_CAPTURES}\n{{\n{_EVENT},\n{_SUBSCRIPTIONS}\n}}",
-        "update": f"{_CAPTURES}\n{{\n{_EVENT}\n}}",
-        "delete": "{% capture eventId %}Event_0001_{{${user_id}}}{% endcapture %}\n"
-        + '{\n  "event": {"eventId": "{{eventId}}"}\n}',
-    }
-    suffixes = {"create": "", "update": "/update", "delete": "/delete"}
-    headers = "Content-Type: application/json\nAuthorization: Bearer <webhook secret>"
-    templates = {}
-    for name in ("create", "update", "delete"):
-        body, extra, query, note = bodies[name], "", "", ""
-        if signature_required:
-            body = _one_line(body)
-            extra = "\n" + _SIGNATURE_HEADER.format(_QUERY=_QUERY, _ACCOUNT=_ACCOUNT, body=body, suffix=suffixes[name])
-            query = "{{query}}"
-            note = " (to preview, assign query = '?dryRun=true' instead of '' in both the URL and the header)"
-        templates[name] = (
-            f"## {name}{note}\n"
-            f"Webhook URL:\n{_QUERY if query else ''}{_ACCOUNT}{api_url}/v1/subscriptionevent/{{{{accountCode}}}}"
-            f"{suffixes[name]}{query}\n\n"
-            f"HTTP method: POST\n\nRequest headers:\n{headers}{extra}\n\nRequest body (Raw text):\n{body}\n"
-        )
-    return templates
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
 from bridgectl import ops
+from bridgectl.braze_templates import braze_templates
 from localworld import campaign
 from localworld.braze_sandbox import BrazeSandbox
 from localworld.braze_sender import BrazeSender, Webhook
@@ -58,7 +59,7 @@ def _cmd_braze_send(args: argparse.Namespace) -> int:
     if args.template == "seed":
         template = campaign.WebhookTemplate.seed()
     elif args.template == "bridge":
-        template = campaign.WebhookTemplate.parse(ops.braze_templates(args.bridge_url)["create"])
+        template = campaign.WebhookTemplate.parse(braze_templates(args.bridge_url)["create"])
     else:
         template = campaign.WebhookTemplate.parse(Path(args.template).read_text())
     renderer = campaign.Renderer(template, bridge_url=args.bridge_url, secret=args.secret, event_prefix=args.event_id)

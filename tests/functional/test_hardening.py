@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridgectl import ops
+from bridgectl.braze_templates import braze_templates
 from chalicelib.auth import sign
 from chalicelib.delivery.models import KNOWN_EVENT_FIELDS
 from localworld.campaign import Renderer, WebhookTemplate
@@ -84,7 +84,7 @@ def test_signature_mode_refuses_tampered_stale_or_missing(signed_client, sandbox
 def test_the_printed_signed_template_renders_a_signature_the_bridge_accepts(signed_client, sandbox: Sandbox, name):
     """The template `braze-template` prints for WEBHOOK_SIGNATURE=required, rendered as Braze would, is
     accepted on its own route; the same header on another body is refused."""
-    template = WebhookTemplate.parse(ops.braze_templates(BRAZE_PLACEHOLDER_URL, signature_required=True)[name])
+    template = WebhookTemplate.parse(braze_templates(BRAZE_PLACEHOLDER_URL, signature_required=True)[name])
     renderer = Renderer(template, bridge_url="", secret=SECRET, signing_key=SIGNING_KEY)
     profile = {
         "external_id": "user42",
@@ -270,7 +270,7 @@ def test_the_printed_signed_template_signs_a_preview_query_the_bridge_accepts_on
     signed_client, sandbox: Sandbox
 ):
     """A marketer previews by setting ``query`` to ``?dryRun=true`` in the printed template (URL and header)."""
-    printed = ops.braze_templates(BRAZE_PLACEHOLDER_URL, signature_required=True)["create"]
+    printed = braze_templates(BRAZE_PLACEHOLDER_URL, signature_required=True)["create"]
     assert printed.count("{% assign query = '' %}") == 2
     template = WebhookTemplate.parse(printed.replace("{% assign query = '' %}", "{% assign query = '?dryRun=true' %}"))
     webhook = Renderer(template, bridge_url="", secret=SECRET, signing_key=SIGNING_KEY).render(

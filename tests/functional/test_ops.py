@@ -9,6 +9,7 @@ import re
 import pytest
 
 from bridgectl import cli, ops
+from bridgectl.braze_templates import braze_templates
 from stage import resources
 from stage.names import StageNames, function_names
 from stage.project import PROJECT_DIR, stage_environment
@@ -98,7 +99,7 @@ def test_braze_templates_point_at_the_stage_and_hold_json_bodies(capsys):
     assert cli.main(["--stage", "prod", "braze-template", "--api-url", url]) == 0
 
     printed = capsys.readouterr().out
-    templates = ops.braze_templates(url)
+    templates = braze_templates(url)
     assert printed.count(url) == 3
     for name, text in templates.items():
         assert f"{url}/v1/subscriptionevent/{{{{accountCode}}}}" in text

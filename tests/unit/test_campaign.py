@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bridgectl import ops
+from bridgectl.braze_templates import braze_templates
 from localworld import campaign
 
 SUB_A, SUB_B = "06423672-b6ba-4536-aa36-70788a7a0a36", "7ae10174-37fb-4448-8f61-2f86f167009e"
@@ -48,7 +48,7 @@ def test_an_anonymous_user_renders_an_event_id_ending_in_underscore():
 
 
 def test_quotes_break_an_unescaped_value_and_json_escape_mends_it():
-    template = campaign.WebhookTemplate.parse(ops.braze_templates(BRIDGE)["create"])
+    template = campaign.WebhookTemplate.parse(braze_templates(BRIDGE)["create"])
     raw = template.body.replace("{{eventTitle | json_escape}}", "{{custom_attribute.${favorite_team}}}")
     escaped = template.body.replace(
         "{{eventTitle | json_escape}}", "{{custom_attribute.${favorite_team} | json_escape}}"
@@ -79,7 +79,7 @@ def test_standard_attributes_like_time_zone_render():
 
 
 def test_the_printed_template_parses_and_dry_run_adds_the_query():
-    template = campaign.WebhookTemplate.parse(ops.braze_templates(BRIDGE)["update"])
+    template = campaign.WebhookTemplate.parse(braze_templates(BRIDGE)["update"])
     webhook = campaign.Renderer(template, bridge_url=BRIDGE, secret="k" * 16).render(
         profile(**{"rokt:account_code": ["acme/abc"]}), dry_run=True
     )

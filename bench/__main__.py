@@ -26,8 +26,9 @@ import requests
 
 from bridgectl import ops
 from localworld.localstack import LocalStack
+from localworld.seed import LOCAL_ROKT_CLIENT, LOCAL_ROKT_WEBHOOK_TOKEN, LOCAL_WEBHOOK_SECRET
 from stage.names import StageNames
-from stage.project import LOCAL_ROKT_CLIENT, LOCAL_ROKT_WEBHOOK_TOKEN, LOCAL_WEBHOOK_SECRET, PROJECT_DIR
+from stage.project import PROJECT_DIR
 from stage.resources import merge_template
 
 RESULTS = PROJECT_DIR / "bench" / "results.json"

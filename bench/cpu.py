@@ -21,7 +21,8 @@ from pathlib import Path
 
 from bench.__main__ import say, share_fresh_token
 from localworld.localstack import LocalStack
-from stage.project import LOCAL_WEBHOOK_SECRET, PROJECT_DIR
+from localworld.seed import LOCAL_WEBHOOK_SECRET
+from stage.project import PROJECT_DIR
 
 
 def cpu_ms(env: dict[str, str], project: Path, target: str, webhooks: int) -> float:

@@ -26,7 +26,8 @@ from localworld.braze_sender import BrazeSender, Webhook
 from localworld.localstack import LocalStack, Ports, sample_curl
 from localworld.queue_worker import serve
 from localworld.rokt_sandbox import RoktSandbox
-from stage.project import LOCAL_WEBHOOK_SECRET, PROJECT_DIR, stage_environment
+from localworld.seed import LOCAL_WEBHOOK_SECRET
+from stage.project import PROJECT_DIR, stage_environment
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -26,17 +26,15 @@ import boto3
 import requests
 
 from bridgectl import ops
-from stage.names import StageNames
-from stage.project import (
+from localworld.seed import (
     LOCAL_BRAZE_KEY,
     LOCAL_ROKT_CLIENT,
     LOCAL_ROKT_WEBHOOK_TOKEN,
     LOCAL_WEBHOOK_SECRET,
-    PROJECT_DIR,
-    SAMPLE_BODY,
     SEED_PROFILES,
-    stage_environment,
 )
+from stage.names import StageNames
+from stage.project import PROJECT_DIR, SAMPLE_BODY, stage_environment
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping

@@ -28,7 +28,7 @@ import random
 import threading
 import time
 
-from stage.project import LOCAL_WEBHOOK_SECRET
+from localworld.seed import LOCAL_WEBHOOK_SECRET
 from tests.braze_simulator import BrazeSimulator, Webhook, accounting
 from tests.reliability import FAULTS, Rig, running_rig, webhooks
 

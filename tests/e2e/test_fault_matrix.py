@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from stage.project import LOCAL_WEBHOOK_SECRET
+from localworld.seed import LOCAL_WEBHOOK_SECRET
 from tests.braze_simulator import BrazeSimulator, accounting
 from tests.reliability import DRIP_FAULTS, FAULTS, Rig, running_rig, webhooks
 

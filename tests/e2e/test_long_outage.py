@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from localworld.aws_proxy import AwsFault
-from stage.project import LOCAL_WEBHOOK_SECRET
+from localworld.seed import LOCAL_WEBHOOK_SECRET
 from tests.braze_simulator import RETRIED, BrazeSimulator, accounting
 from tests.reliability import Rig, running_rig, webhooks
 

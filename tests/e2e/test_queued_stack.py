@@ -10,7 +10,8 @@ import pytest
 import requests
 
 from localworld.localstack import LocalStack
-from stage.project import LOCAL_WEBHOOK_SECRET, SAMPLE_BODY
+from localworld.seed import LOCAL_WEBHOOK_SECRET
+from stage.project import SAMPLE_BODY
 from tests.conftest import Sandbox
 
 if TYPE_CHECKING:

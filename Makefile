@@ -39,6 +39,7 @@ e2e: install
 
 bench: install
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.figures
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -4,12 +4,14 @@ shows (``bridgectl …``, ``python -m localworld …``) still exists."""
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from typing import TYPE_CHECKING
 
 import click
 import pytest
 
+from bench import figures
 from bridgectl.cli import bridgectl
 from localworld.cli import build_parser
 from stage.project import PROJECT_DIR
@@ -105,6 +107,12 @@ def test_no_page_names_the_old_devtools_commands():
     ]
 
     assert stale == []
+
+
+def test_the_bench_figures_shown_are_the_measured_ones():
+    page = figures.PAGE.read_text()
+
+    assert figures.render_page(page, json.loads(figures.RESULTS.read_text())) == page
 
 
 def test_the_readme_is_short():

@@ -44,23 +44,28 @@ if TYPE_CHECKING:
 
 BIN = Path(sys.executable).parent
 
-# The documented deploy (README "Deploy", path A), one line per command: renaming a command is a
-# one-line change here.
-OPERATOR_CLI = [sys.executable, "-m", "localworld"]
+# The documented deploy (docs/deploy.md, path A), one line per command: renaming a command is a
+# one-line change here. The operator CLI takes the stage before the command (see ``operator``).
+OPERATOR_CLI = [sys.executable, "-m", "bridgectl"]  # the same as the `bridgectl` console script
 CHALICE = [str(BIN / "chalice")]
-BOOTSTRAP = [*OPERATOR_CLI, "bootstrap"]
-SET_ROKT_CREDENTIALS = [*OPERATOR_CLI, "secrets", "set-rokt-credentials"]  # client id, secret on stdin
-ADD_WEBHOOK_SECRET = [*OPERATOR_CLI, "secrets", "add-webhook-secret"]  # the secret on stdin
+BOOTSTRAP = ("stage", "bootstrap")
+SET_ROKT_CREDENTIALS = ("secrets", "set", "rokt-credentials")  # client id, secret on stdin
+ADD_WEBHOOK_SECRET = ("secrets", "add", "webhook-secret")  # the secret on stdin
 DEPLOY = [*CHALICE, "deploy"]
-AFTER_DEPLOY = ([*OPERATOR_CLI, "enable-partial-batch"], [*OPERATOR_CLI, "put-dashboard"])
-DOCTOR = [*OPERATOR_CLI, "doctor"]
+AFTER_DEPLOY = (("stage", "enable-partial-batch"), ("stage", "put-dashboard"))
+DOCTOR = ("stage", "doctor")
 DELETE = [*CHALICE, "delete"]
 CHALICE_LOCAL = [*CHALICE, "local", "--no-autoreload"]
 
 # What a deploy is made from: the runtime, its stage definition, and the operator CLI, which reads the
 # stage definition of the project it lives in (so it is copied along with it).
-PROJECT_PARTS = ("app.py", "chalicelib", ".chalice", "requirements.txt", "stage", "bridgectl", "localworld")
+PROJECT_PARTS = ("app.py", "chalicelib", ".chalice", "requirements.txt", "stage", "bridgectl")
 CHALICE_STATE = ("deployed", "deployments", "venv")  # what chalice writes under .chalice/: never copied
+
+
+def operator(stage: str, *command: str) -> list[str]:
+    """``bridgectl --stage <stage> <command...>``, as the deploy page shows it."""
+    return [*OPERATOR_CLI, "--stage", stage, *command]
 
 
 def copy_project(source: Path, target: Path, stage: str, overrides: Mapping[str, str]) -> Path:

@@ -1,4 +1,4 @@
-"""The documented deploy (README "Deploy", path A) against a moto server this module starts: bootstrap,
+"""The documented deploy (docs/deploy.md, path A) against a moto server this module starts: bootstrap,
 the real `chalice deploy --stage dev`, the after-deploy steps; then what exists in "AWS" is checked
 against the stage's definition (`.chalice/config.json`, `.chalice/policy-dev.json`, `stage/resources.py`,
 the app's routes and queue handlers), `doctor` runs green once the secrets are set, and
@@ -108,10 +108,10 @@ def deployment(
     done = Deployment(project, env, session, deploy_moto_url, sandbox_server.url)
     done.seconds["wheelhouse + copy"] = round(time.monotonic() - started, 2)
 
-    done.run("bootstrap", [*harness.BOOTSTRAP, "--stage", STAGE])
+    done.run("bootstrap", harness.operator(STAGE, *harness.BOOTSTRAP))
     done.run("chalice deploy", [*harness.DEPLOY, "--stage", STAGE])
     for command in harness.AFTER_DEPLOY:
-        done.run(command[-1], [*command, "--stage", STAGE])
+        done.run(command[-1], harness.operator(STAGE, *command))
     yield done
     print(f"\ndeploy e2e seconds per step: {done.seconds}")
     assert sorted(p.name for p in (PROJECT_DIR / ".chalice").iterdir()) == checkout_state, "the checkout changed"
@@ -236,8 +236,10 @@ def test_deploying_again_updates_in_place_and_keeps_partial_batches(deployment: 
 
 def test_doctor_is_green_once_the_secrets_are_set(deployment: Deployment):
     client_id, client_secret = next(iter(DEFAULT_CLIENTS.items()))
-    deployment.run("secrets rokt", [*harness.SET_ROKT_CREDENTIALS, "--stage", STAGE], f"{client_id}\n{client_secret}\n")
-    deployment.run("secrets webhook", [*harness.ADD_WEBHOOK_SECRET, "--stage", STAGE], f"{WEBHOOK_SECRET}\n")
+    deployment.run(
+        "secrets rokt", harness.operator(STAGE, *harness.SET_ROKT_CREDENTIALS), f"{client_id}\n{client_secret}\n"
+    )
+    deployment.run("secrets webhook", harness.operator(STAGE, *harness.ADD_WEBHOOK_SECRET), f"{WEBHOOK_SECRET}\n")
     # moto records the API but cannot run its function, so the dry-run webhook goes to the deployed
     # code served by `chalice local` with the same stage, against the same (emulated) account
     port = free_port()
@@ -251,7 +253,7 @@ def test_doctor_is_green_once_the_secrets_are_set(deployment: Deployment):
     try:
         api_url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{api_url}/health", timeout=STEP_TIMEOUT_SECONDS, process=api)
-        report = deployment.run("doctor", [*harness.DOCTOR, "--stage", STAGE, "--api-url", api_url])
+        report = deployment.run("doctor", harness.operator(STAGE, *harness.DOCTOR, "--api-url", api_url))
     finally:
         api.terminate()
         api.communicate(timeout=10)

@@ -111,7 +111,7 @@ FAULTS: dict[str, Callable[[Rig], None]] = {
     "dynamodb-hangs": lambda r: r.proxy.fail(AwsFault("dynamodb", "PutItem", count=3, hang=60)),
 }
 
-# Slow peers (issue 23 §2): alive, one byte every 0.6 s, so every socket read succeeds and only the
+# Slow peers: alive, one byte every 0.6 s, so every socket read succeeds and only the
 # request deadline ends the wait. Kept out of FAULTS so the soak's seeded fault draw is unchanged.
 DRIP_SECONDS = 0.6
 

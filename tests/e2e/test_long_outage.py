@@ -1,5 +1,5 @@
-"""Rokt (or its token endpoint, or DynamoDB) down for longer than Braze's whole retry window, then back
-(issue 16). Through chalice local, with the Braze simulator retrying exactly as Braze does and the
+"""Rokt (or its token endpoint, or DynamoDB) down for longer than Braze's whole retry window, then back.
+Through chalice local, with the Braze simulator retrying exactly as Braze does and the
 queue worker playing Lambda's SQS poller; time compressed by the simulator's scale and by settings
 (breaker cool-down, backoff cap), never by sleeping through the outage.
 

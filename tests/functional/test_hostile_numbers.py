@@ -1,4 +1,4 @@
-"""Client input never produces a 5xx (issue 18 §4): numbers too long to parse, NaN/Infinity, dot
+"""Client input never produces a 5xx: numbers too long to parse, NaN/Infinity, dot
 segments as eventId — each a 400 naming the field, nothing sent to Rokt."""
 
 from __future__ import annotations

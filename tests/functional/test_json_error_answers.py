@@ -1,4 +1,4 @@
-"""Every answer Braze or Rokt can get is our JSON ``{"error", "message"}`` (issue 17 §3): Chalice's
+"""Every answer Braze or Rokt can get is our JSON ``{"error", "message"}``: Chalice's
 own 405 and 415 included, through the same gateway emulation `chalice local` uses."""
 
 from __future__ import annotations
@@ -45,4 +45,4 @@ def test_wrong_content_type_is_our_415_saying_what_to_send(client, sandbox, cont
     assert sandbox.requests() == []
 
 
-# An empty account code (422 template_defect naming rokt:account_code): test_hardening.py.
+# An empty account code (422 template_defect naming rokt:account_code): test_hostile_input_and_signatures.py.

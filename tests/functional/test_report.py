@@ -1,5 +1,5 @@
 """`bridgectl report --log-file` over a send's captured logs: per campaign and route, counts
-that match what the Rokt sandbox received, exactly (issue 17 §2)."""
+that match what the Rokt sandbox received, exactly."""
 
 from __future__ import annotations
 

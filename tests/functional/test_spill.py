@@ -1,4 +1,4 @@
-"""Direct mode with a queue behind it (issue 16): what cannot be delivered now is queued, answered 202
+"""Direct mode with a queue behind it: what cannot be delivered now is queued, answered 202
 with the reason, and delivered from the queue later exactly once; the breaker stops calling a sick
 Rokt; the consumer retries for an age horizon, then dead-letters with the reason."""
 

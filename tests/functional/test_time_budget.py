@@ -1,4 +1,4 @@
-"""Every answer leaves before API Gateway's 29 s, whatever hangs (issue 18 §1): SSM, DynamoDB, Rokt's
+"""Every answer leaves before API Gateway's 29 s, whatever hangs: SSM, DynamoDB, Rokt's
 token endpoint or Rokt itself holding calls open. The bound is part of the contract (API Gateway cuts
 at 29 s and Lambda at 30 s, leaving records in progress), so it is asserted; speed is for the bench."""
 
@@ -119,7 +119,7 @@ def test_hangs_that_add_up_still_answer_before_api_gateway_cuts(
     assert seconds < API_GATEWAY_SECONDS, seconds
 
 
-# A peer that drips its answer (issue 23 §2): alive, every socket read gets a byte within the read
+# A peer that drips its answer: alive, every socket read gets a byte within the read
 # timeout, yet the whole answer takes minutes. The deadline must bound the exchange, not each read.
 DRIP = 0.6  # seconds per byte
 

@@ -1,4 +1,4 @@
-"""The fleet-wide Rokt token cache: memory → SSM SecureString → OAuth, as issue 4 demands."""
+"""The fleet-wide Rokt token cache: memory → SSM SecureString → OAuth: one token per lifetime for the whole fleet."""
 
 from __future__ import annotations
 

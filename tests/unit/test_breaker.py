@@ -1,5 +1,5 @@
 """The circuit breaker's states with an injected clock, and what the spilling route tells it: only an
-answer from Rokt closes it (issue 23 item 3)."""
+answer from Rokt closes it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The dashboard shows only what the code emits, with the dimensions it emits (issue 17 §1)."""
+"""The dashboard shows only what the code emits, with the dimensions it emits."""
 
 from __future__ import annotations
 

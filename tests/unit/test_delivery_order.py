@@ -1,7 +1,7 @@
 """The spilling route keeps intents for one event in order: it sends a webhook behind the intents that
 wait in the queue, and does not turn Rokt's 404 for an update or delete whose create was spilled
-meanwhile into a refusal; a spill notes its intent only while the request has time for it (issue 23
-item 1). In-memory fakes; the functional tests run the real thing."""
+meanwhile into a refusal; a spill notes its intent only while the request has time for it.
+In-memory fakes; the functional tests run the real thing."""
 
 from __future__ import annotations
 

@@ -1,35 +1,41 @@
-"""The circuit breaker's states with an injected clock, and what the spilling route tells it: only an
-answer from Rokt closes it."""
+"""The circuit breaker in front of Rokt: its states with an injected clock, what the spilling route
+tells it (only an answer from Rokt closes it), then the breaker through the route against the Rokt
+sandbox — opening at the threshold or on a 429 with Retry-After, one probe, a failed probe, a
+duplicate answered from DynamoDB leaving it half-open."""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from chalicelib.clock import Deadline
 from chalicelib.delivery.breaker import CircuitBreaker
 from chalicelib.delivery.models import Action, EventRequest
-from chalicelib.delivery.service import DeliveryOutcome
 from chalicelib.delivery.spill import BREAKER_OPEN, SpillingDeliverer
 from chalicelib.errors import BridgeError, InFlight, RoktRejected, UpstreamFailed
+from tests.conftest import Sandbox, post, seed_body
+from tests.spilling import (
+    COOLDOWN,
+    CREATE,
+    THRESHOLD,
+    FakeClock,
+    RecordingQueue,
+    ScriptedDeliverer,
+    outcome,
+    rokt_event_calls,
+)
 
-THRESHOLD = 3
-COOLDOWN = 30.0
-
-
-class FakeClock:
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+if TYPE_CHECKING:
+    from chalicelib.delivery.service import DeliveryOutcome
+    from tests.conftest import LogCapture
+    from tests.queues import QueuePair
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(100.0)
 
 
 @pytest.fixture
@@ -131,38 +137,6 @@ def test_an_abandoned_call_while_closed_does_not_reset_the_failures(breaker: Cir
 REQUEST = EventRequest(Action.UPDATE, "brazetest", "Event_0001_user42", {"eventId": "Event_0001_user42"})
 
 
-def outcome(status: Any = "delivered", duplicate: bool = False) -> DeliveryOutcome:
-    return DeliveryOutcome(status, "update", "brazetest", "Event_0001_user42", 202, duplicate=duplicate)
-
-
-class ScriptedDeliverer:
-    """Answers each call with the next of ``answers`` (an outcome, or an error to raise)."""
-
-    def __init__(self, *answers: DeliveryOutcome | BridgeError) -> None:
-        self._answers = list(answers)
-        self.calls = 0
-
-    def deliver(
-        self, request: EventRequest, deadline: Deadline, lambda_context: Any = None, received_at: float | None = None
-    ) -> DeliveryOutcome:
-        self.calls += 1
-        answer = self._answers.pop(0)
-        if isinstance(answer, BridgeError):
-            raise answer
-        return answer
-
-
-class RecordingQueue:
-    def __init__(self) -> None:
-        self.queued = 0
-
-    def deliver(
-        self, request: EventRequest, deadline: Deadline, lambda_context: Any = None, received_at: float | None = None
-    ) -> DeliveryOutcome:
-        self.queued += 1
-        return outcome("queued")
-
-
 def route(breaker: CircuitBreaker, *answers: DeliveryOutcome | BridgeError) -> tuple[SpillingDeliverer, RecordingQueue]:
     queue = RecordingQueue()
     return SpillingDeliverer(ScriptedDeliverer(*answers), queue, breaker), queue  # type: ignore[arg-type]
@@ -203,3 +177,86 @@ def test_an_answer_from_rokt_closes_a_half_open_breaker(
         spilling.deliver(REQUEST, Deadline(5.0))
 
     assert [breaker.allow() for _ in range(3)] == [True, True, True]
+
+
+# ── through the route, against the Rokt sandbox ─────────────────────────────────────────────────────
+
+
+def test_breaker_opens_after_the_threshold_spills_at_once_then_one_probe_closes_it(
+    spilling, queues: QueuePair, sandbox: Sandbox, breaker_clock: FakeClock, json_logs: LogCapture
+):
+    # Given Rokt down
+    sandbox.fault(status=503, count=1000)
+
+    # When a send of 10 webhooks arrives
+    answers = [post(spilling, CREATE, seed_body(f"Event_{i}_user")) for i in range(10)]
+
+    # Then all are queued; only the first THRESHOLD webhooks tried Rokt, the rest spilled at once
+    assert {a.status_code for a in answers} == {202}
+    reasons = [a.json_body["reason"] for a in answers]
+    assert reasons == ["upstream_error"] * THRESHOLD + ["breaker_open"] * (10 - THRESHOLD)
+    calls_while_open = rokt_event_calls(sandbox)
+    post(spilling, CREATE, seed_body("Event_10_user"))
+    assert rokt_event_calls(sandbox) == calls_while_open
+
+    # When the cool-down passes and Rokt is back, one probe goes through and closes the breaker
+    sandbox.clear_faults()
+    breaker_clock.now += COOLDOWN + 1
+    probe = post(spilling, CREATE, seed_body("Event_11_user"))
+    after = post(spilling, CREATE, seed_body("Event_12_user"))
+
+    assert probe.status_code == 200
+    assert after.status_code == 200
+    messages = json_logs.messages()
+    assert messages.count("circuit breaker open") == 1
+    assert messages.count("circuit breaker closed") == 1
+    # and everything spilled is delivered from the queue, each event once
+    queues.drain(spilling, 10)
+    assert sorted(e["deliveries"] for e in sandbox.events()) == [1] * 13
+
+
+def test_a_failed_probe_reopens_the_breaker(spilling, sandbox: Sandbox, breaker_clock: FakeClock):
+    sandbox.fault(status=503, count=1000)
+    for i in range(THRESHOLD):
+        post(spilling, CREATE, seed_body(f"Event_{i}_user"))
+    breaker_clock.now += COOLDOWN + 1
+
+    probe = post(spilling, CREATE, seed_body("probe_user"))
+    next_one = post(spilling, CREATE, seed_body("next_user"))
+
+    assert probe.json_body["reason"] == "upstream_error"  # the probe tried Rokt
+    assert next_one.json_body["reason"] == "breaker_open"  # and the breaker is open again
+
+
+def test_a_rokt_429_with_retry_after_opens_the_breaker_at_once(spilling, sandbox: Sandbox):
+    sandbox.fault(status=429, retryAfter="120", count=1000)
+
+    first = post(spilling, CREATE, seed_body("a_user"))
+    calls = rokt_event_calls(sandbox)
+    second = post(spilling, CREATE, seed_body("b_user"))
+
+    assert first.json_body["reason"] == "rate_limited"
+    assert second.json_body["reason"] == "breaker_open"
+    assert rokt_event_calls(sandbox) == calls
+
+
+def test_a_duplicate_answered_from_dynamodb_does_not_close_a_half_open_breaker(
+    spilling, sandbox: Sandbox, breaker_clock: FakeClock
+):
+    # Given a webhook delivered while Rokt was up, then Rokt down and the breaker open
+    assert post(spilling, CREATE, seed_body("done_user")).status_code == 200
+    sandbox.fault(status=503, count=1000)
+    for i in range(THRESHOLD):
+        post(spilling, CREATE, seed_body(f"Event_{i}_user"))
+    breaker_clock.now += COOLDOWN + 1
+
+    # When the first request after the cool-down is Braze retrying the delivered webhook
+    duplicate = post(spilling, CREATE, seed_body("done_user"))
+    probe = post(spilling, CREATE, seed_body("probe_user"))
+    after = post(spilling, CREATE, seed_body("after_user"))
+
+    # Then its answer from DynamoDB said nothing about Rokt: the next request was the probe, it
+    # failed, and the one after it spilled at once without calling Rokt
+    assert duplicate.json_body["duplicate"] is True
+    assert probe.json_body["reason"] == "upstream_error"
+    assert after.json_body["reason"] == "breaker_open"

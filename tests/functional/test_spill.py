@@ -1,6 +1,7 @@
 """Direct mode with a queue behind it: what cannot be delivered now is queued, answered 202
-with the reason, and delivered from the queue later exactly once; the breaker stops calling a sick
-Rokt; the consumer retries for an age horizon, then dead-letters with the reason."""
+with the reason, and delivered from the queue later exactly once, in the order received; the consumer
+retries for an age horizon, then dead-letters with the reason. The breaker in front of Rokt:
+test_breaker.py."""
 
 from __future__ import annotations
 
@@ -11,67 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from chalicelib.delivery.queue import delivery_queue_names
 from chalicelib.wiring import build_bridge
 from localworld.aws_proxy import AwsFault, AwsProxy
 from tests.conftest import Aws, Sandbox, post, seed_body, serving
-from tests.queues import QueuePair
+from tests.spilling import CREATE, FakeClock, rokt_event_calls, spilling_bridge
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-
-    from chalice.test import Client
+    from collections.abc import Callable
 
     from chalicelib.settings import Settings
-    from chalicelib.wiring import Bridge
-    from tests.conftest import LogCapture
-
-CREATE = "/v1/subscriptionevent/brazetest"
-THRESHOLD = 3
-COOLDOWN = 30.0
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def queues(aws: Aws) -> QueuePair:
-    return QueuePair(aws.sqs(), *delivery_queue_names("test"), 1000, "deliver_queued")
-
-
-@pytest.fixture
-def breaker_clock() -> FakeClock:
-    return FakeClock()
-
-
-def spilling_bridge(settings: Settings, aws: Aws, queues: QueuePair, clock: FakeClock, **clients: object) -> Bridge:
-    return build_bridge(
-        replace(
-            settings,
-            delivery_queue_url=queues.url,
-            breaker_failure_threshold=THRESHOLD,
-            breaker_cooldown_seconds=COOLDOWN,
-        ),
-        ssm_client=clients.get("ssm_client") or aws.ssm(),  # type: ignore[arg-type]
-        dynamodb_client=clients.get("dynamodb_client") or aws.dynamodb(),  # type: ignore[arg-type]
-        sqs_client=aws.sqs(),
-        breaker_clock=clock,
-    )
-
-
-@pytest.fixture
-def spilling(settings: Settings, aws: Aws, queues: QueuePair, breaker_clock: FakeClock) -> Iterator[Client]:
-    with serving(spilling_bridge(settings, aws, queues, breaker_clock)) as client:
-        yield client
-
-
-def rokt_event_calls(sandbox: Sandbox) -> int:
-    return sum(1 for r in sandbox.requests() if "/v1/subscriptionevent/" in r["path"])
+    from tests.queues import QueuePair
 
 
 def test_rokt_down_spills_to_the_queue_and_the_consumer_delivers_once(spilling, queues: QueuePair, sandbox: Sandbox):
@@ -156,64 +106,6 @@ def test_a_refusal_by_rokt_is_answered_not_spilled(spilling, queues: QueuePair, 
 
     assert answer.status_code == 422
     assert queues.receive() == []
-
-
-def test_breaker_opens_after_the_threshold_spills_at_once_then_one_probe_closes_it(
-    spilling, queues: QueuePair, sandbox: Sandbox, breaker_clock: FakeClock, json_logs: LogCapture
-):
-    # Given Rokt down
-    sandbox.fault(status=503, count=1000)
-
-    # When a send of 10 webhooks arrives
-    answers = [post(spilling, CREATE, seed_body(f"Event_{i}_user")) for i in range(10)]
-
-    # Then all are queued; only the first THRESHOLD webhooks tried Rokt, the rest spilled at once
-    assert {a.status_code for a in answers} == {202}
-    reasons = [a.json_body["reason"] for a in answers]
-    assert reasons == ["upstream_error"] * THRESHOLD + ["breaker_open"] * (10 - THRESHOLD)
-    calls_while_open = rokt_event_calls(sandbox)
-    post(spilling, CREATE, seed_body("Event_10_user"))
-    assert rokt_event_calls(sandbox) == calls_while_open
-
-    # When the cool-down passes and Rokt is back, one probe goes through and closes the breaker
-    sandbox.clear_faults()
-    breaker_clock.now += COOLDOWN + 1
-    probe = post(spilling, CREATE, seed_body("Event_11_user"))
-    after = post(spilling, CREATE, seed_body("Event_12_user"))
-
-    assert probe.status_code == 200
-    assert after.status_code == 200
-    messages = json_logs.messages()
-    assert messages.count("circuit breaker open") == 1
-    assert messages.count("circuit breaker closed") == 1
-    # and everything spilled is delivered from the queue, each event once
-    queues.drain(spilling, 10)
-    assert sorted(e["deliveries"] for e in sandbox.events()) == [1] * 13
-
-
-def test_a_failed_probe_reopens_the_breaker(spilling, sandbox: Sandbox, breaker_clock: FakeClock):
-    sandbox.fault(status=503, count=1000)
-    for i in range(THRESHOLD):
-        post(spilling, CREATE, seed_body(f"Event_{i}_user"))
-    breaker_clock.now += COOLDOWN + 1
-
-    probe = post(spilling, CREATE, seed_body("probe_user"))
-    next_one = post(spilling, CREATE, seed_body("next_user"))
-
-    assert probe.json_body["reason"] == "upstream_error"  # the probe tried Rokt
-    assert next_one.json_body["reason"] == "breaker_open"  # and the breaker is open again
-
-
-def test_a_rokt_429_with_retry_after_opens_the_breaker_at_once(spilling, sandbox: Sandbox):
-    sandbox.fault(status=429, retryAfter="120", count=1000)
-
-    first = post(spilling, CREATE, seed_body("a_user"))
-    calls = rokt_event_calls(sandbox)
-    second = post(spilling, CREATE, seed_body("b_user"))
-
-    assert first.json_body["reason"] == "rate_limited"
-    assert second.json_body["reason"] == "breaker_open"
-    assert rokt_event_calls(sandbox) == calls
 
 
 def test_the_consumer_retries_within_the_horizon_then_dead_letters_with_the_reason(
@@ -358,25 +250,3 @@ def test_spilled_intents_in_any_order_leave_rokt_in_the_last_received(
 
     # Then Rokt ends in the state of the last intent received
     assert shown(sandbox) == sequence[-1]
-
-
-def test_a_duplicate_answered_from_dynamodb_does_not_close_a_half_open_breaker(
-    spilling, sandbox: Sandbox, breaker_clock: FakeClock
-):
-    # Given a webhook delivered while Rokt was up, then Rokt down and the breaker open
-    assert post(spilling, CREATE, seed_body("done_user")).status_code == 200
-    sandbox.fault(status=503, count=1000)
-    for i in range(THRESHOLD):
-        post(spilling, CREATE, seed_body(f"Event_{i}_user"))
-    breaker_clock.now += COOLDOWN + 1
-
-    # When the first request after the cool-down is Braze retrying the delivered webhook
-    duplicate = post(spilling, CREATE, seed_body("done_user"))
-    probe = post(spilling, CREATE, seed_body("probe_user"))
-    after = post(spilling, CREATE, seed_body("after_user"))
-
-    # Then its answer from DynamoDB said nothing about Rokt: the next request was the probe, it
-    # failed, and the one after it spilled at once without calling Rokt
-    assert duplicate.json_body["duplicate"] is True
-    assert probe.json_body["reason"] == "upstream_error"
-    assert after.json_body["reason"] == "breaker_open"

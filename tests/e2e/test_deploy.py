@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+import requests
 from moto.server import ThreadedMotoServer
 
 import app as bridge_app
@@ -88,8 +89,11 @@ def deploy_moto_url() -> Iterator[str]:
         port = free_port()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
+        url = f"http://127.0.0.1:{port}"
+        # In-process moto servers share one state: start from none of what earlier tests left there.
+        requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
         try:
-            yield f"http://127.0.0.1:{port}"
+            yield url
         finally:
             server.stop()
 

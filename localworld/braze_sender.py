@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from chalicelib.settings import APP_NAME
 from localworld.httpkit import is_loopback_url
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 RETRIED = frozenset({408, 429}) | frozenset(range(500, 600))
 MAX_RETRIES = 5
 TIMEOUT_SECONDS = 90  # Braze's own; API Gateway would cut at 29
-USER_AGENT = "Braze Sender (rokt-calendar-bridge simulator)"
+USER_AGENT = f"Braze Sender ({APP_NAME} simulator)"
 
 
 @dataclass(frozen=True)

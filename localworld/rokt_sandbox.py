@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from tzlocal import windows_tz
 
+from chalicelib.settings import APP_NAME
 from localworld.httpkit import BackgroundServer, Fault, JsonHandler, LoopbackServer, take_fault, try_json
 from localworld.rokt_outbound import WebhookDispatcher
 from localworld.rokt_subscriptions import Subscriptions
@@ -305,7 +306,7 @@ def to_icalendar(subscription_id: str, events: list[StoredEvent]) -> str:
     lines = [
         "BEGIN:VCALENDAR",
         "VERSION:2.0",
-        "PRODID:-//rokt-calendar-bridge//sandbox//EN",
+        f"PRODID:-//{APP_NAME}//sandbox//EN",
         f"X-WR-CALNAME:Rokt sandbox {subscription_id}",
     ]
     for stored in events:

@@ -270,7 +270,8 @@ class SyncConsumer:
         """The record's staged writes, or why there are none: ``skipped`` (no identity to write to)."""
         webhook = claimed.webhook
         subscription_id = str(webhook.subscription_id)
-        assert webhook.account is not None  # checked before claiming
+        if webhook.account is None:  # checked before claiming; here for the type
+            raise DeadLetter(f"{webhook.event_type} webhooks are not synced")
         state, previous = read.state, read.previous
         if state is None and previous is None:
             self._unknown_subscription(claimed.record, subscription_id)

@@ -11,6 +11,7 @@ figures alone and merges them into results.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -20,7 +21,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -30,6 +31,9 @@ from localworld.seed import LOCAL_ROKT_CLIENT, LOCAL_ROKT_WEBHOOK_TOKEN, LOCAL_W
 from stage.names import StageNames
 from stage.project import PROJECT_DIR
 from stage.resources import merge_template
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 RESULTS = PROJECT_DIR / "bench" / "results.json"
 # Rokt's answer time for the intake comparison (a sandbox delay); its real latency is not published.
@@ -341,20 +345,35 @@ def sync_table(results: dict[str, Any]) -> str:
     return "\n".join(f"{name:<{width}}  {value:>10}  {note}" for name, value, note in rows)
 
 
-def main_sync_only() -> None:
-    """``--only sync``: the sync consumer's batch figures, merged into the existing results."""
+@contextlib.contextmanager
+def running_stack() -> Iterator[tuple[LocalStack, dict[str, str]]]:
+    """moto server and the Rokt and Braze sandboxes as subprocesses on loopback, bootstrapped, and the
+    environment a worker process needs to reach them; all stopped on the way out."""
     stack = LocalStack.isolated("bench", sync=True)
-    say("starting moto server, the Rokt and Braze sandboxes on loopback…")
-    started = time.monotonic()
     try:
         stack.start_moto()
         stack.start_sandbox()
         stack.start_braze()
         stack.bootstrap()
-        env = {**os.environ, **stack.env, "PYTHONPATH": str(PROJECT_DIR)}
-        figures = measure_sync_batch(stack, env, int(os.environ.get("BENCH_SYNC_RATE_WEBHOOKS", "300")))
+        yield (
+            stack,
+            {
+                **os.environ,
+                **stack.env,
+                "REFERENCE_TOKEN_PARAMETER": f"{stack.env['BRIDGE_SSM_PREFIX']}/rokt/access-token",
+                "PYTHONPATH": str(PROJECT_DIR),
+            },
+        )
     finally:
         stack.stop()
+
+
+def main_sync_only() -> None:
+    """``--only sync``: the sync consumer's batch figures, merged into the existing results."""
+    say("starting moto server, the Rokt and Braze sandboxes on loopback…")
+    started = time.monotonic()
+    with running_stack() as (stack, env):
+        figures = measure_sync_batch(stack, env, int(os.environ.get("BENCH_SYNC_RATE_WEBHOOKS", "300")))
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results |= figures
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
@@ -372,20 +391,9 @@ def main() -> None:
     cpu_webhooks = int(os.environ.get("BENCH_CPU_WEBHOOKS", "400"))
     rounds = int(os.environ.get("BENCH_ROUNDS", "5"))  # 3 proved too noisy on 2 cores (±0.15 in the ratio)
     cold_runs = int(os.environ.get("BENCH_COLD_RUNS", "5"))
-    stack = LocalStack.isolated("bench", sync=True)
-    say("starting moto server and the Rokt sandbox on loopback…")
+    say("starting moto server, the Rokt and Braze sandboxes on loopback…")
     started = time.monotonic()
-    try:
-        stack.start_moto()
-        stack.start_sandbox()
-        stack.start_braze()
-        stack.bootstrap()
-        env = {
-            **os.environ,
-            **stack.env,
-            "REFERENCE_TOKEN_PARAMETER": f"{stack.env['BRIDGE_SSM_PREFIX']}/rokt/access-token",
-            "PYTHONPATH": str(PROJECT_DIR),
-        }
+    with running_stack() as (stack, env):
         results: dict[str, Any] = measure_calls(stack, env, webhooks)
         share_fresh_token(stack)
         results |= measure_cpu(env, cpu_webhooks, rounds)
@@ -393,8 +401,6 @@ def main() -> None:
         results |= measure_queued(stack, env, int(os.environ.get("BENCH_QUEUED_WEBHOOKS", "1000")))
         results |= measure_sync(stack, env, int(os.environ.get("BENCH_SYNC_WEBHOOKS", "1000")))
         results |= measure_sync_batch(stack, env, int(os.environ.get("BENCH_SYNC_RATE_WEBHOOKS", "300")))
-    finally:
-        stack.stop()
     results |= measure_package()
     results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     results["seconds"] = round(time.monotonic() - started, 1)

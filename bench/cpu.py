@@ -19,8 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.__main__ import say, share_fresh_token
-from localworld.localstack import LocalStack
+from bench.__main__ import running_stack, say, share_fresh_token
 from localworld.seed import LOCAL_WEBHOOK_SECRET
 from stage.project import PROJECT_DIR
 
@@ -51,18 +50,8 @@ def main() -> None:
     targets = {"bridge": (PROJECT_DIR, "bridge"), "reference": (PROJECT_DIR, "reference")}
     if args.baseline is not None:
         targets["baseline"] = (args.baseline.resolve(), "bridge")
-    stack = LocalStack.isolated("bench", sync=True)
     say(f"CPU per warm webhook: {', '.join(targets)}; {rounds} alternating rounds of {webhooks}…")
-    try:
-        stack.start_moto()
-        stack.start_sandbox()
-        stack.start_braze()
-        stack.bootstrap()
-        env = {
-            **os.environ,
-            **stack.env,
-            "REFERENCE_TOKEN_PARAMETER": f"{stack.env['BRIDGE_SSM_PREFIX']}/rokt/access-token",
-        }
+    with running_stack() as (stack, env):
         per: dict[str, list[float]] = {name: [] for name in targets}
         for round_index in range(rounds):
             share_fresh_token(stack)  # the reference reads it once per process; Rokt's live 300 s
@@ -71,8 +60,6 @@ def main() -> None:
                 project, target = targets[name]
                 per[name].append(cpu_ms(env, project, target, webhooks))
             say(f"  round {round_index + 1}: " + ", ".join(f"{name} {per[name][-1]:.2f} ms" for name in targets))
-    finally:
-        stack.stop()
     reference = per["reference"]
     for name in targets:
         line = f"{name}: median {statistics.median(per[name]):.2f} ms"

@@ -67,10 +67,8 @@ class SpillingDeliverer:
         if not self._breaker.allow():
             return self._spill(request, deadline, received_at, BREAKER_OPEN, None)
         try:
-            if self._behind_queued(request):
-                self._breaker.abandoned()
-                return self._spill(request, deadline, received_at, BEHIND_QUEUED_INTENT, None)
-            outcome = self._deliverer.deliver(request, deadline, lambda_context, received_at)
+            behind = self._behind_queued(request)
+            outcome = None if behind else self._deliverer.deliver(request, deadline, lambda_context, received_at)
         except InFlight:
             self._breaker.abandoned()  # another copy is being delivered: its answer comes on retry
             raise
@@ -88,6 +86,9 @@ class SpillingDeliverer:
         except BaseException:
             self._breaker.abandoned()
             raise
+        if outcome is None:  # sent behind queued intents, outside the try: SQS refusing it is not Rokt failing
+            self._breaker.abandoned()
+            return self._spill(request, deadline, received_at, BEHIND_QUEUED_INTENT, None)
         if outcome.reached_rokt and not outcome.duplicate:
             self._breaker.succeeded()
         else:

@@ -14,7 +14,7 @@ from chalicelib.delivery.breaker import CircuitBreaker
 from chalicelib.delivery.models import Action, EventRequest
 from chalicelib.delivery.queue import DeliveryQueue
 from chalicelib.delivery.spill import BEHIND_QUEUED_INTENT, SpillingDeliverer
-from chalicelib.errors import RoktRejected
+from chalicelib.errors import DependencyUnavailable, RoktRejected
 from tests.spilling import RecordingQueue, ScriptedDeliverer, outcome
 
 if TYPE_CHECKING:
@@ -98,3 +98,26 @@ def test_a_spill_notes_its_intent_only_while_the_request_has_time_for_it(left: f
     assert answer.status == "queued"
     assert len(sqs.sent) == 1  # queued either way: the webhook is never lost
     assert bool(pending.noted) is noted
+
+
+class RefusingQueue:
+    """SQS refusing every send."""
+
+    def __init__(self) -> None:
+        self.sends = 0
+
+    def deliver(self, request: EventRequest, deadline: Deadline, received_at: float | None = None) -> DeliveryOutcome:
+        self.sends += 1
+        raise DependencyUnavailable("the delivery queue (SQS) is unavailable")
+
+
+def test_sqs_refusing_a_webhook_sent_behind_queued_intents_is_not_a_rokt_failure():
+    queue = RefusingQueue()
+    breaker = CircuitBreaker(1, 30.0, clock=lambda: 0.0)  # one Rokt failure would open it
+    spilling = SpillingDeliverer(ScriptedDeliverer(), queue, breaker, FakePending(True))  # type: ignore[arg-type]
+
+    with pytest.raises(DependencyUnavailable):
+        spilling.deliver(request(Action.UPDATE), Deadline(5.0), None, 1_000.0)
+
+    assert queue.sends == 1  # one spill, not a second one as if Rokt had failed
+    assert breaker.allow()  # Rokt was never called: the breaker stays closed

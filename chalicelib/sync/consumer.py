@@ -308,7 +308,6 @@ class SyncConsumer:
             fate.failed = NotStaged()
         except DeadLetter as exc:
             fate.outcome, fate.error = "dead_lettered", type(exc).__name__
-            self._give_back(fate, exc)
             self._dead_letter_or_retry(record, str(exc), fate, exc)
         except ValidationFailed as exc:  # accepted from Rokt, but without what the sync needs
             fate.outcome, fate.error = "dead_lettered", exc.code
@@ -333,10 +332,11 @@ class SyncConsumer:
                 record_outcome("rokt webhook synced", summary)
 
     def _dead_letter_or_retry(self, record: SQSRecord, reason: str, fate: _Fate, exc: Exception) -> None:
-        """Dead-letter a record that can never be written; if the DLQ does not take it, retry it instead."""
-        if not self._dead_letter(record, reason):
+        """Dead-letter a record that can never be written (its claim given back); if the DLQ does not take
+        it, retry it instead."""
+        self._give_back(fate, exc)
+        if not self._dead_letter_else_retry(record, reason):
             fate.outcome = "retryable_failure"
-            self._retry_or_give_up(record, None, reason)
             fate.failed = exc
 
     def _give_back(self, fate: _Fate, reason: Exception | None = None) -> None:
@@ -422,13 +422,15 @@ class SyncConsumer:
                 self._remember_sent(staged)
             elif not staged.sent_before:  # that claim remembers a custom event: keep it
                 self._claims.release(staged.webhook.event_id, exc)
-            if retryable and self._retry_or_give_up(staged.record, retry_after, str(exc)):
+            if retryable:
+                dead = self._retry_or_give_up(staged.record, retry_after, str(exc))
+            else:
+                dead = self._dead_letter_else_retry(staged.record, str(exc))
+            if dead:
                 self._finish(staged, "dead_lettered", error=type(exc).__name__)
-            elif retryable or not self._dead_letter(staged.record, str(exc)):
+            else:
                 batch.failed.add(staged.record.message_id)
                 self._finish(staged, "retryable_failure", error=type(exc).__name__)
-            else:
-                self._finish(staged, "dead_lettered", error=type(exc).__name__)
 
     def _remember_sent(self, staged: _Staged) -> None:
         if not self._complete(staged.webhook.event_id, EVENT_SENT):
@@ -505,6 +507,11 @@ class SyncConsumer:
             return True
         self._records.delay(record, delay)
         return False
+
+    def _dead_letter_else_retry(self, record: SQSRecord, reason: str) -> bool:
+        """Dead-letter ``record``; if the DLQ refuses, retry it after the backoff (or, past the horizon,
+        try the DLQ once more). True if it ended dead-lettered (acknowledge it), False if it is retried."""
+        return self._dead_letter(record, reason) or self._retry_or_give_up(record, None, reason)
 
     def _dead_letter(self, record: SQSRecord, reason: str) -> bool:
         """Copy ``record`` to the DLQ with ``reason``; False (logged) if the DLQ did not take it."""

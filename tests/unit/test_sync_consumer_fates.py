@@ -3,9 +3,15 @@ record ends either dead-lettered (and acknowledged) or reported failed for a ret
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pytest
+
+from chalicelib.observability import metrics
 from chalicelib.sync.consumer import SyncConsumer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 MAX_RECEIVES = 5
 
@@ -30,6 +36,13 @@ class FlakyDeadLetters:
 
     def max_receives(self, record: Any) -> int | None:
         return MAX_RECEIVES
+
+
+@pytest.fixture(autouse=True)
+def no_metrics_left_behind() -> Iterator[None]:
+    """The consumer is called here without the Lambda handler that flushes its metrics: drop them."""
+    yield
+    metrics.clear_metrics()
 
 
 def sqs_record(body: str, receives: int) -> dict[str, Any]:

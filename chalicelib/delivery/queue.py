@@ -86,8 +86,9 @@ class DeliveryQueue:
         pending: PendingIntents | None = None,
         note_reserve_seconds: float = AWS_COMPLETION_RESERVE_SECONDS,
     ) -> None:
-        """``note_reserve_seconds``: the least of the request's time left worth a note (one bounded
-        AWS call), so noting never pushes a spill past the request's budget."""
+        """``note_reserve_seconds``: one bounded AWS call; a note is taken only while the request has two
+        left (the note, and its removal should the send fail), so noting never pushes a spill past the
+        request's budget."""
         self._sqs = sqs
         self._queue_url = queue_url
         self._clock = clock
@@ -136,7 +137,8 @@ class DeliveryQueue:
         cannot wait for it."""
         if self._pending is None:
             return False
-        if deadline.remaining() < self._note_reserve:
+        # the note, and its removal should the send then fail: two bounded AWS calls, before the send
+        if deadline.remaining() < 2 * self._note_reserve:
             logger.warning("queued an intent without noting it: the request's time is spent")
             return False
         try:

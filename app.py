@@ -16,7 +16,7 @@ from chalicelib.observability import flush_metrics, logger
 from chalicelib.settings import APP_NAME, Settings, stage_of
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_BATCH_WINDOW_SECONDS, sync_queue_names
 from chalicelib.web import as_ours, health, http_errors
-from chalicelib.wiring import Bridge, build_bridge
+from chalicelib.wiring import Bridge
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,7 +41,7 @@ def bridge() -> Bridge:
     if _bridge is None:
         with _bridge_lock:
             if _bridge is None:
-                _bridge = build_bridge(Settings.from_env(os.environ))
+                _bridge = Bridge(Settings.from_env(os.environ))
     return _bridge
 
 
@@ -86,31 +86,31 @@ def get_health() -> Response:
 @http_errors
 def create_event_without_account(account_code: str = "") -> Response:
     """``/v1/subscriptionevent/``: what the template renders for a user without rokt:account_code."""
-    return bridge().webhooks.handle(Action.CREATE, account_code, _request())
+    return bridge().delivery_endpoint().handle(Action.CREATE, account_code, _request())
 
 
 @app.route("/v1/subscriptionevent/{account_code}", methods=["POST"])
 @http_errors
 def create_event(account_code: str) -> Response:
-    return bridge().webhooks.handle(Action.CREATE, account_code, _request())
+    return bridge().delivery_endpoint().handle(Action.CREATE, account_code, _request())
 
 
 @app.route("/v1/subscriptionevent/{account_code}/update", methods=["POST"])
 @http_errors
 def update_event(account_code: str) -> Response:
-    return bridge().webhooks.handle(Action.UPDATE, account_code, _request())
+    return bridge().delivery_endpoint().handle(Action.UPDATE, account_code, _request())
 
 
 @app.route("/v1/subscriptionevent/{account_code}/delete", methods=["POST"])
 @http_errors
 def delete_event(account_code: str) -> Response:
-    return bridge().webhooks.handle(Action.DELETE, account_code, _request())
+    return bridge().delivery_endpoint().handle(Action.DELETE, account_code, _request())
 
 
 @app.route("/rokt/webhooks/{token}", methods=["POST"])
 @http_errors
 def rokt_webhook(token: str) -> Response:
-    return bridge().rokt_webhooks.handle(token, _request())
+    return bridge().sync_endpoint().handle(token, _request())
 
 
 # Chalice binds each handler to a queue by name when it loads this module; `chalice deploy` and
@@ -121,7 +121,7 @@ _STAGE = stage_of(os.environ)
 
 @app.on_sqs_message(queue=delivery_queue_names(_STAGE)[0], batch_size=BATCH_SIZE, maximum_concurrency=MAX_CONCURRENCY)
 def deliver_queued(event: SQSEvent) -> dict[str, Any]:
-    return bridge().consumer().handle(event.to_dict(), event.context)
+    return bridge().delivery_consumer().handle(event.to_dict(), event.context)
 
 
 @app.on_sqs_message(

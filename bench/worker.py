@@ -90,8 +90,9 @@ def run_calls(args: argparse.Namespace) -> dict[str, Any]:
     import boto3
 
     import app as bridge_app
+    from chalicelib.runtime import Runtime
     from chalicelib.settings import Settings
-    from chalicelib.wiring import build_bridge
+    from chalicelib.wiring import Bridge
     from localworld.aws_proxy import AwsProxy
 
     settings = Settings.from_env(os.environ)
@@ -105,11 +106,11 @@ def run_calls(args: argparse.Namespace) -> dict[str, Any]:
     with AwsProxy(os.environ["AWS_ENDPOINT_URL"]) as proxy:
         session = boto3.session.Session()
         containers = [
-            build_bridge(
+            Bridge(
                 settings,
                 ssm_client=session.client("ssm", endpoint_url=proxy.url),
                 dynamodb_client=session.client("dynamodb", endpoint_url=proxy.url),
-                clock=simulated_clock,
+                runtime=Runtime(time=simulated_clock),
             )
             for _ in range(args.containers)
         ]
@@ -190,7 +191,7 @@ def run_sync(args: argparse.Namespace) -> dict[str, Any]:
     import app as bridge_app
     from chalicelib.settings import Settings
     from chalicelib.sync.queue import SYNC_BATCH_SIZE
-    from chalicelib.wiring import build_bridge
+    from chalicelib.wiring import Bridge
     from localworld.aws_proxy import AwsProxy
     from localworld.queue_worker import poll_once
 
@@ -199,7 +200,7 @@ def run_sync(args: argparse.Namespace) -> dict[str, Any]:
     with AwsProxy(os.environ["AWS_ENDPOINT_URL"]) as proxy:
         session = boto3.session.Session()
         bridge_app.use_bridge(
-            build_bridge(
+            Bridge(
                 settings,
                 ssm_client=session.client("ssm", endpoint_url=proxy.url),
                 dynamodb_client=session.client("dynamodb", endpoint_url=proxy.url),

@@ -24,14 +24,16 @@ class Deadline:
         self._ends_at = clock() + seconds
 
     @classmethod
-    def within(cls, budget: float, context: Any, margin: float, clock: Clock = time.monotonic) -> Deadline:
+    def within(
+        cls, budget: float, context: Any, margin: float, clock: Clock = time.monotonic, sleep: Sleep = time.sleep
+    ) -> Deadline:
         """``budget`` seconds, or less when the Lambda invocation (``context``) has less time left than
         that plus ``margin`` (what the answer, logs and bookkeeping still need after upstream work)."""
         seconds = budget
         remaining_ms = lambda_remaining_ms(context)
         if remaining_ms is not None:
             seconds = min(seconds, remaining_ms / 1000 - margin)
-        return cls(seconds, clock=clock)
+        return cls(seconds, clock=clock, sleep=sleep)
 
     def remaining(self) -> float:
         return self._ends_at - self._clock()

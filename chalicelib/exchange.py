@@ -8,7 +8,9 @@ once (status line, headers or body alike), and the caller gets ``requests.ReadTi
 known because sessions passed through :func:`bounded` make their connections register with the
 exchange running on their thread; the body is read inside the bound (``stream=True``, then read).
 One watchdog thread serves the process, started on first use (a Timer thread per exchange cost
-~60 µs of CPU each; a watch costs ~2 µs).
+~60 µs of CPU each; a watch costs ~2 µs). The watchdog belongs to the session's adapter
+(:meth:`BoundedAdapter.watch`): an adapter that is not a network (the simulator's) watches in its
+own time.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import itertools
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -32,6 +34,12 @@ if TYPE_CHECKING:
     from chalicelib.clock import Deadline
 
 _current = threading.local()
+
+
+class Watch(Protocol):
+    """One exchange's watch: ``finish`` ends it and tells whether the deadline cut the exchange first."""
+
+    def finish(self) -> bool: ...
 
 
 class _Watch:
@@ -144,6 +152,16 @@ class BoundedAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
 
+    def watch(self, seconds: float) -> Watch:
+        """Watch the exchange about to run on this thread: its socket is shut ``seconds`` from now."""
+        watch = _watchdog.watch(seconds)
+        _current.watch = watch
+        return watch
+
+    def unwatch(self) -> None:
+        """The exchange on this thread is over: its connection registers with no watch any more."""
+        _current.watch = None
+
 
 def bounded(session: requests.Session) -> requests.Session:
     """``session``, its http(s) adapters replaced by BoundedAdapter (once; idempotent)."""
@@ -169,8 +187,10 @@ def send_within(
     UpstreamTimeout when nothing is left). Past the deadline: ``requests.ReadTimeout``. ``session``
     must come from :func:`bounded`."""
     timeout = deadline.timeout(connect, read)
-    watch = _watchdog.watch(deadline.remaining())
-    _current.watch = watch
+    adapter = session.get_adapter(url)
+    if not isinstance(adapter, BoundedAdapter):
+        raise TypeError("send_within needs a session passed through bounded()")
+    watch = adapter.watch(deadline.remaining())
     try:
         response = session.request(method, url, timeout=timeout, stream=True, **kwargs)
         try:
@@ -184,7 +204,7 @@ def send_within(
         raise
     finally:
         cut = watch.finish()
-        _current.watch = None
+        adapter.unwatch()
     if cut:  # what arrived before the cut can parse as an answer (a status line, then EOF): it is not one
         response.close()
         raise requests.ReadTimeout("no complete answer within the deadline")

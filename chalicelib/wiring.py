@@ -1,15 +1,16 @@
-"""Build the concrete object graph from Settings: the single place where clients are created.
+"""The object graph of one Lambda container: the single place where clients and objects are built.
 
-Called lazily on the first request (never at import), and reused by warm invocations. Tests pass
-their own clients or session to exercise the same graph against moto and the Rokt sandbox.
+Each part is built on first use (never at import) and reused by warm invocations; a container that
+only delivers never builds the sync consumer, the Braze client or the SQS client. Tests and the
+simulator pass their own clients, session and :class:`~chalicelib.runtime.Runtime` to run the same
+graph against moto, the sandboxes or the simulated world.
 """
 
 from __future__ import annotations
 
 import functools
-import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from aws_lambda_powertools import Tracer
@@ -31,8 +32,9 @@ from chalicelib.observability import count_token_refresh
 from chalicelib.rokt.events import RoktCalendarClient
 from chalicelib.rokt.tokens import TokenEndpoint, TokenProvider
 from chalicelib.rokt.transport import RoktTransport
+from chalicelib.runtime import SYSTEM
 from chalicelib.secrets import BRAZE_API_KEY, SecretStore
-from chalicelib.settings import CONNECT_TIMEOUT_SECONDS, Settings
+from chalicelib.settings import CONNECT_TIMEOUT_SECONDS
 from chalicelib.sync.endpoint import BRAZE_KEY_MAX_AGE_SECONDS, RoktWebhookEndpoint
 from chalicelib.sync.queue import SyncQueue
 
@@ -44,7 +46,10 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_ssm.client import SSMClient
 
+    from chalicelib.braze.client import BrazeClient
     from chalicelib.delivery.endpoint import Deliverer
+    from chalicelib.runtime import Runtime
+    from chalicelib.settings import Settings
     from chalicelib.sync.consumer import SyncConsumer
 
 BRAZE_READ_TIMEOUT_SECONDS = 10.0
@@ -57,135 +62,235 @@ AWS_CLIENT_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"mode": "
 # validates each request: a malformed one fails as a ClientError, which is handled like any other.
 DYNAMODB_CLIENT_CONFIG = AWS_CLIENT_CONFIG.merge(Config(parameter_validation=False))
 
+Part = TypeVar("Part")
 
-@dataclass(frozen=True)
+
+def _once(build: Callable[[Bridge], Part]) -> Callable[[Bridge], Part]:
+    """A part of the graph, built on its first use and the same object ever after."""
+
+    @functools.wraps(build)
+    def part(self: Bridge) -> Part:
+        with self._building:  # chalice local serves requests on threads
+            if build.__name__ not in self._parts:
+                self._parts[build.__name__] = build(self)
+            built: Part = self._parts[build.__name__]
+            return built
+
+    return part
+
+
 class Bridge:
-    settings: Settings
-    webhooks: WebhookEndpoint
-    consumer: Callable[[], QueueConsumer]  # built on first use: only the SQS handler needs it
-    rokt_webhooks: RoktWebhookEndpoint
-    sync_consumer: Callable[[], SyncConsumer]  # likewise, only the sync queue's handler
+    """Everything one container needs, from its Settings: the two flows' endpoints and consumers, and
+    the parts they share (secrets, the Rokt transport and its token cache, the delivery records)."""
 
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ssm_client: SSMClient | None = None,
+        dynamodb_client: DynamoDBClient | None = None,
+        sqs_client: SQSClient | None = None,
+        session: requests.Session | None = None,
+        runtime: Runtime = SYSTEM,
+    ) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        # Built with the graph, from the environment as it is now (the SQS client waits for first use).
+        self._ssm_client = ssm_client or boto3.client("ssm", config=AWS_CLIENT_CONFIG)
+        self._dynamodb_client = dynamodb_client or boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG)
+        self._sqs_client = sqs_client
+        self._session = session or EnvironmentOnceSession()
+        self._building = threading.RLock()
+        self._parts: dict[str, Any] = {}
 
-def build_bridge(
-    settings: Settings,
-    *,
-    ssm_client: SSMClient | None = None,
-    dynamodb_client: DynamoDBClient | None = None,
-    session: requests.Session | None = None,
-    sqs_client: SQSClient | None = None,
-    clock: Callable[[], float] = time.time,
-    breaker_clock: Callable[[], float] = time.monotonic,
-) -> Bridge:
-    ssm_client = ssm_client or boto3.client("ssm", config=AWS_CLIENT_CONFIG)
-    dynamodb_client = dynamodb_client or boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG)
-    session = session or EnvironmentOnceSession()
-    store = SecretStore(SSMProvider(boto3_client=ssm_client), settings.ssm_prefix)
-    tokens = TokenProvider(
-        TokenEndpoint(session, settings.rokt_api_url, CONNECT_TIMEOUT_SECONDS, settings.rokt_timeout_seconds),
-        store,
-        clock=clock,
-        on_refresh=count_token_refresh,
-    )
-    transport = RoktTransport(
-        settings.rokt_api_url,
-        tokens,
-        session,
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        read_timeout=settings.rokt_timeout_seconds,
-    )
-    rokt = RoktCalendarClient(transport, update_shape=settings.update_body_shape)
-    service = DeliveryService(rokt)
-    deliverer = IdempotentDeliverer(
-        service.deliver, _persistence(settings, dynamodb_client), settings.idempotency_ttl_seconds, clock=clock
-    )
-    sqs = functools.cache(lambda: sqs_client or boto3.client("sqs", config=AWS_CLIENT_CONFIG))
-    intake: Deliverer = deliverer
-    # The intents waiting in the delivery queue, per event: what keeps them in order (see pending).
-    pending = PendingIntents(dynamodb_client, settings.idempotency_table, settings.retry_horizon_seconds, clock=clock)
-    if settings.delivery_queue_url:
-        queue = DeliveryQueue(
-            sqs,
-            settings.delivery_queue_url,
-            clock=clock,
-            pending=pending,
-            note_reserve_seconds=settings.completion_reserve_seconds,
+    # --- Braze → Rokt ---------------------------------------------------------------------------
+    @_once
+    def delivery_endpoint(self) -> WebhookEndpoint:
+        """The webhook routes: authenticate, validate, and hand over to the intake chain."""
+        settings, runtime = self.settings, self.runtime
+        store = self.secrets()
+        return WebhookEndpoint(
+            WebhookAuthenticator(store, settings.webhook_secrets_max_age_seconds),
+            self.delivery_service(),
+            self.delivery_intake(),
+            settings.request_budget_seconds,
+            reserve_seconds=settings.completion_reserve_seconds,
+            clock=runtime.monotonic,
+            wall_clock=runtime.time,
+            sleep=runtime.sleep,
+            signatures=SignatureVerifier(store, settings.webhook_secrets_max_age_seconds, clock=runtime.time)
+            if settings.require_signature
+            else None,
+            # Tracer() loads the X-Ray SDK (~170 ms of cold start) and patches boto3 and requests: only on request.
+            tracer=Tracer() if settings.tracing else None,
         )
-        if settings.delivery_mode == "queued":
-            intake = queue  # one SQS send per webhook; the consumer's delivery records dedupe
-        else:
-            breaker = CircuitBreaker(
-                settings.breaker_failure_threshold, settings.breaker_cooldown_seconds, clock=breaker_clock
-            )
-            intake = SpillingDeliverer(deliverer, queue, breaker, pending)
-    webhooks = WebhookEndpoint(
-        WebhookAuthenticator(store, settings.webhook_secrets_max_age_seconds),
-        service,
-        intake,
-        settings.request_budget_seconds,
-        reserve_seconds=settings.completion_reserve_seconds,
-        wall_clock=clock,
-        signatures=SignatureVerifier(store, settings.webhook_secrets_max_age_seconds)
-        if settings.require_signature
-        else None,
-        # Tracer() loads the X-Ray SDK (~170 ms of cold start) and patches boto3 and requests: only on request.
-        tracer=Tracer() if settings.tracing else None,
-    )
 
-    def sync_consumer() -> SyncConsumer:
-        # Imported on first use: only the sync queue's Lambda builds this, so the API handler's cold
-        # start does not pay for the consumer, the Braze client and their imports (~8 ms measured).
-        from chalicelib.braze.client import BrazeClient  # noqa: PLC0415
+    @_once
+    def delivery_intake(self) -> Deliverer:
+        """Direct delivery; with a queue behind it, spilling to the queue; or, queued mode, the queue alone."""
+        queue = self.delivery_queue()
+        if queue is None:
+            return self.deliverer()
+        if self.settings.delivery_mode == "queued":
+            return queue  # one SQS send per webhook; the consumer's delivery records dedupe
+        settings = self.settings
+        breaker = CircuitBreaker(
+            settings.breaker_failure_threshold, settings.breaker_cooldown_seconds, clock=self.runtime.monotonic
+        )
+        return SpillingDeliverer(self.deliverer(), queue, breaker, self.pending_intents())
+
+    @_once
+    def delivery_consumer(self) -> QueueConsumer:
+        """The delivery queue's SQS handler."""
+        settings, runtime = self.settings, self.runtime
+        return QueueConsumer(
+            self.deliverer(),
+            self.sqs(),
+            clock=runtime.monotonic,
+            reserve_seconds=settings.completion_reserve_seconds,
+            horizon_seconds=settings.retry_horizon_seconds,
+            max_backoff_seconds=settings.retry_max_backoff_seconds,
+            wall_clock=runtime.time,
+            pending=self.pending_intents(),
+            sleep=runtime.sleep,
+        )
+
+    @_once
+    def delivery_service(self) -> DeliveryService:
+        return DeliveryService(
+            RoktCalendarClient(self.rokt_transport(), update_shape=self.settings.update_body_shape),
+            clock=self.runtime.monotonic,
+        )
+
+    @_once
+    def deliverer(self) -> IdempotentDeliverer:
+        """Delivery to Rokt, exactly once per intent (the delivery records)."""
+        return IdempotentDeliverer(
+            self.delivery_service().deliver,
+            self._persistence(),
+            self.settings.idempotency_ttl_seconds,
+            clock=self.runtime.time,
+        )
+
+    @_once
+    def pending_intents(self) -> PendingIntents:
+        """The intents waiting in the delivery queue, per event: what keeps them in order (see pending)."""
+        settings = self.settings
+        return PendingIntents(
+            self.dynamodb(), settings.idempotency_table, settings.retry_horizon_seconds, clock=self.runtime.time
+        )
+
+    @_once
+    def delivery_queue(self) -> DeliveryQueue | None:
+        """The producer side of the delivery queue; None without DELIVERY_QUEUE_URL."""
+        settings = self.settings
+        if not settings.delivery_queue_url:
+            return None
+        return DeliveryQueue(
+            self.sqs,  # built on first use: a direct-mode container that never spills never builds it
+            settings.delivery_queue_url,
+            clock=self.runtime.time,
+            pending=self.pending_intents(),
+            note_reserve_seconds=settings.completion_reserve_seconds,
+            new_id=self.runtime.new_id,
+        )
+
+    # --- Rokt → Braze ---------------------------------------------------------------------------
+    @_once
+    def sync_endpoint(self) -> RoktWebhookEndpoint:
+        """The Rokt webhook route: check the token, keep the webhook on the sync queue."""
+        settings = self.settings
+        queue_url = settings.sync_queue_url
+        # Built on first use: a container that only delivers never creates the SQS client.
+        sync_queue = (
+            functools.cache(lambda: SyncQueue(self.sqs(), queue_url, clock=self.runtime.time))
+            if queue_url and settings.sync_configured
+            else None
+        )
+        return RoktWebhookEndpoint(
+            PathTokenAuthenticator(self.secrets(), settings.webhook_secrets_max_age_seconds),
+            self.secrets(),
+            sync_queue,
+            clock=self.runtime.monotonic,
+        )
+
+    @_once
+    def sync_consumer(self) -> SyncConsumer:
+        """The sync queue's SQS handler. Its imports come on first use: only the sync queue's Lambda
+        builds it, so the API handler's cold start does not pay for the consumer, the Braze client and
+        their imports (~8 ms measured)."""
         from chalicelib.rokt.subscriptions import RoktSubscriptionsClient  # noqa: PLC0415
         from chalicelib.sqs import QueueRecords  # noqa: PLC0415
         from chalicelib.sync.consumer import SyncConsumer  # noqa: PLC0415
         from chalicelib.sync.records import EventClaims, SyncLedger  # noqa: PLC0415
 
+        settings, runtime = self.settings, self.runtime
+        return SyncConsumer(
+            RoktSubscriptionsClient(self.rokt_transport()),
+            self.braze(),
+            EventClaims(self._persistence(), settings.idempotency_ttl_seconds),
+            SyncLedger(self.dynamodb(), settings.idempotency_table, clock=runtime.time),
+            QueueRecords(self.sqs()),
+            fallback=settings.braze_identity_fallback,
+            runtime=runtime,
+        )
+
+    @_once
+    def braze(self) -> BrazeClient:
+        from chalicelib.braze.client import BrazeClient  # noqa: PLC0415
+
+        settings = self.settings
         if not settings.sync_configured or settings.braze_rest_endpoint is None:
             raise ConfigError(["BRAZE_REST_ENDPOINT and SYNC_QUEUE_URL are required to consume the sync queue"])
-        braze = BrazeClient(
+        store = self.secrets()
+        return BrazeClient(
             settings.braze_rest_endpoint,
             lambda force: store.get(BRAZE_API_KEY, BRAZE_KEY_MAX_AGE_SECONDS, force_fetch=force),
-            session,
+            self.session(),
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             read_timeout=BRAZE_READ_TIMEOUT_SECONDS,
-        )
-        return SyncConsumer(
-            RoktSubscriptionsClient(transport),
-            braze,
-            EventClaims(_persistence(settings, dynamodb_client), settings.idempotency_ttl_seconds),
-            SyncLedger(dynamodb_client, settings.idempotency_table, clock=clock),
-            QueueRecords(sqs()),
-            fallback=settings.braze_identity_fallback,
-            wall_clock=clock,
+            clock=self.runtime.time,
         )
 
-    queue_url = settings.sync_queue_url
-    # Built on first use: a container that only delivers never creates the SQS client.
-    sync_queue = (
-        functools.cache(lambda: SyncQueue(sqs(), queue_url)) if queue_url and settings.sync_configured else None
-    )
-    return Bridge(
-        settings=settings,
-        webhooks=webhooks,
-        consumer=functools.cache(
-            lambda: QueueConsumer(
-                deliverer,
-                sqs(),
-                reserve_seconds=settings.completion_reserve_seconds,
-                horizon_seconds=settings.retry_horizon_seconds,
-                max_backoff_seconds=settings.retry_max_backoff_seconds,
-                wall_clock=clock,
-                pending=pending,
-            )
-        ),
-        rokt_webhooks=RoktWebhookEndpoint(
-            PathTokenAuthenticator(store, settings.webhook_secrets_max_age_seconds), store, sync_queue
-        ),
-        sync_consumer=functools.cache(sync_consumer),
-    )
+    # --- shared by both flows -------------------------------------------------------------------
+    @_once
+    def secrets(self) -> SecretStore:
+        return SecretStore(SSMProvider(boto3_client=self.ssm()), self.settings.ssm_prefix, clock=self.runtime.monotonic)
 
+    @_once
+    def rokt_transport(self) -> RoktTransport:
+        """Rokt's API with the container's token cache (one refresh at a time, shared through SSM)."""
+        settings, runtime = self.settings, self.runtime
+        session = self.session()
+        tokens = TokenProvider(
+            TokenEndpoint(session, settings.rokt_api_url, CONNECT_TIMEOUT_SECONDS, settings.rokt_timeout_seconds),
+            self.secrets(),
+            clock=runtime.time,
+            on_refresh=count_token_refresh,
+            lock=runtime.lock(),
+        )
+        return RoktTransport(
+            settings.rokt_api_url,
+            tokens,
+            session,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            read_timeout=settings.rokt_timeout_seconds,
+        )
 
-def _persistence(settings: Settings, dynamodb_client: DynamoDBClient) -> DynamoDBPersistenceLayer:
-    """A layer per idempotent use case: Powertools binds a layer to the first config it serves."""
-    return DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb_client)
+    def ssm(self) -> SSMClient:
+        return self._ssm_client
+
+    def dynamodb(self) -> DynamoDBClient:
+        return self._dynamodb_client
+
+    @_once
+    def sqs(self) -> SQSClient:
+        return self._sqs_client or boto3.client("sqs", config=AWS_CLIENT_CONFIG)
+
+    def session(self) -> requests.Session:
+        """The one HTTP session of the container (Rokt, its token endpoint, Braze)."""
+        return self._session
+
+    def _persistence(self) -> DynamoDBPersistenceLayer:
+        """A layer per idempotent use case: Powertools binds a layer to the first config it serves."""
+        return DynamoDBPersistenceLayer(table_name=self.settings.idempotency_table, boto3_client=self.dynamodb())

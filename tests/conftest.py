@@ -35,7 +35,7 @@ from moto.server import ThreadedMotoServer
 import app as bridge_app
 from chalicelib.observability import logger
 from chalicelib.settings import Settings
-from chalicelib.wiring import Bridge, build_bridge
+from chalicelib.wiring import Bridge
 from localworld.braze_sandbox import DEFAULT_API_KEYS, BrazeSandbox
 from localworld.localstack import free_port
 from localworld.rokt_sandbox import DEFAULT_CLIENTS, RoktSandbox
@@ -244,7 +244,7 @@ def settings(sandbox: Sandbox) -> Settings:
 
 def make_bridge(settings: Settings, aws: Aws, **overrides: Any) -> Bridge:
     """One "Lambda container": its own clients, caches and token memory, sharing SSM and DynamoDB."""
-    return build_bridge(
+    return Bridge(
         replace(settings, **overrides) if overrides else settings,
         ssm_client=aws.ssm(),
         dynamodb_client=aws.dynamodb(),

@@ -4,18 +4,19 @@ tests/functional/conftest.py)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.delivery.service import DeliveryOutcome
 from chalicelib.errors import BridgeError
-from chalicelib.wiring import build_bridge
+from chalicelib.runtime import Runtime
+from chalicelib.wiring import Bridge
 
 if TYPE_CHECKING:
     from chalicelib.clock import Deadline
     from chalicelib.delivery.models import EventRequest
     from chalicelib.settings import Settings
-    from chalicelib.wiring import Bridge
     from tests.conftest import Aws, Sandbox
     from tests.queues import QueuePair
 
@@ -33,7 +34,7 @@ class FakeClock:
 
 
 def spilling_bridge(settings: Settings, aws: Aws, queues: QueuePair, clock: FakeClock, **clients: object) -> Bridge:
-    return build_bridge(
+    return Bridge(
         replace(
             settings,
             delivery_queue_url=queues.url,
@@ -43,7 +44,7 @@ def spilling_bridge(settings: Settings, aws: Aws, queues: QueuePair, clock: Fake
         ssm_client=clients.get("ssm_client") or aws.ssm(),  # type: ignore[arg-type]
         dynamodb_client=clients.get("dynamodb_client") or aws.dynamodb(),  # type: ignore[arg-type]
         sqs_client=aws.sqs(),
-        breaker_clock=clock,
+        runtime=Runtime(monotonic=lambda: time.monotonic() + clock.now),
     )
 
 

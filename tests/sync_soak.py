@@ -45,7 +45,7 @@ from chalicelib.settings import Settings
 from chalicelib.sync import mapping
 from chalicelib.sync.envelope import parse
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, SyncQueue, sync_queue_names
-from chalicelib.wiring import AWS_CLIENT_CONFIG, build_bridge
+from chalicelib.wiring import AWS_CLIENT_CONFIG, Bridge
 from localworld.aws_proxy import AwsFault, AwsProxy
 from localworld.queue_worker import receive_batch, sqs_event
 from stage.bootstrap import ensure_queues, ensure_table, put_secure
@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 
     from mypy_boto3_sqs.client import SQSClient
 
-    from chalicelib.wiring import Bridge
 
 PREFIX = "/rokt-calendar-bridge/soak"
 TABLE = "rokt-calendar-bridge-soak-idempotency"
@@ -148,7 +147,7 @@ class Rig:
             braze_rest_endpoint=self.braze_url,
             sync_queue_url=self.queue_url,
         )
-        return build_bridge(
+        return Bridge(
             settings,
             ssm_client=self.session.client("ssm", endpoint_url=self.proxy.url, config=AWS_CLIENT_CONFIG),
             dynamodb_client=self.session.client("dynamodb", endpoint_url=self.proxy.url, config=AWS_CLIENT_CONFIG),

@@ -71,6 +71,7 @@ class WebhookEndpoint:
         clock: Callable[[], float] = time.monotonic,
         reserve_seconds: float = AWS_COMPLETION_RESERVE_SECONDS,
         wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """``budget_seconds`` counts from the request's arrival; upstream work ends ``reserve_seconds``
         earlier, kept for the idempotency completion write."""
@@ -83,6 +84,7 @@ class WebhookEndpoint:
         self._budget = budget_seconds
         self._clock = clock
         self._wall_clock = wall_clock
+        self._sleep = sleep
 
     def handle(self, action: Action, account_code: str, request: Request) -> Response:
         if self._tracer is None:
@@ -101,6 +103,7 @@ class WebhookEndpoint:
             request.lambda_context,
             LAMBDA_SAFETY_MARGIN_SECONDS + self._reserve,
             self._clock,
+            self._sleep,
         )
         summary: dict[str, Any] = {"route": action.value, "accountCode": account_code[:64]}
         try:

@@ -82,9 +82,11 @@ class DeliveryQueue:
         self,
         sqs: Callable[[], SQSClient],
         queue_url: str,
+        *,
         clock: Callable[[], float] = time.time,
         pending: PendingIntents | None = None,
         note_reserve_seconds: float = AWS_COMPLETION_RESERVE_SECONDS,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         """``note_reserve_seconds``: one bounded AWS call; a note is taken only while the request has two
         left (the note, and its removal should the send fail), so noting never pushes a spill past the
@@ -94,6 +96,7 @@ class DeliveryQueue:
         self._clock = clock
         self._pending = pending
         self._note_reserve = note_reserve_seconds
+        self._new_id = new_id
 
     def deliver(
         self,
@@ -106,7 +109,7 @@ class DeliveryQueue:
         (when the webhook reached the bridge) orders it among intents for its event."""
         now = self._clock()
         received = now if received_at is None else received_at
-        intent_id = uuid.uuid4().hex
+        intent_id = self._new_id()
         noted = self._note(request, intent_id, received, deadline)
         try:
             send_json(
@@ -173,8 +176,10 @@ class QueueConsumer:
         max_backoff_seconds: int = RETRY_MAX_BACKOFF_SECONDS,
         wall_clock: Callable[[], float] = time.time,
         pending: PendingIntents | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._deliverer = deliverer
+        self._sleep = sleep
         self._pending = pending
         self._horizon = RetryHorizon(horizon_seconds)
         self._max_backoff = max_backoff_seconds
@@ -184,7 +189,7 @@ class QueueConsumer:
         self._clock = clock
         self._reserve = reserve_seconds
         self._context: Any = None
-        self._deadline = Deadline(0, clock=clock)
+        self._deadline = Deadline(0, clock=clock, sleep=sleep)
 
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         """One deadline for the whole batch, from the invocation's remaining time: a record that
@@ -197,7 +202,7 @@ class QueueConsumer:
             process_partial_response,
         )
 
-        self._deadline = Deadline.within(self._budget, context, self._reserve, self._clock)
+        self._deadline = Deadline.within(self._budget, context, self._reserve, self._clock, self._sleep)
         # Every record failing is reported like any partial failure (ReportBatchItemFailures), not
         # raised: the records go back the same way and this invocation's metrics still get out.
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

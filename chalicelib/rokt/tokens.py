@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from chalicelib.clock import Deadline
+    from chalicelib.runtime import Lock
 
 CREDENTIALS_MAX_AGE_SECONDS = 3600
 REFRESH_AHEAD_SECONDS = 60.0
@@ -118,13 +119,15 @@ class TokenProvider:
         jitter: float = REFRESH_JITTER_SECONDS,
         rng: Callable[[], float] = random.random,
         on_refresh: Callable[[str], None] = lambda source: None,
+        lock: Lock | None = None,
     ) -> None:
+        """``lock``: held across the refresh's IO (SSM, Rokt's token endpoint) while other threads wait."""
         self._endpoint = endpoint
         self._store = store
         self._clock = clock
         self._ahead = refresh_ahead + jitter * rng()
         self._on_refresh = on_refresh
-        self._lock = threading.Lock()
+        self._lock: Lock = lock or threading.Lock()
         self._token: AccessToken | None = None
         self._rejected: str | None = None
         self._forced_at = float("-inf")  # when a 401 last forced a renewal

@@ -27,9 +27,7 @@ import contextlib
 import functools
 import json
 import threading
-import time
-import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
@@ -40,6 +38,7 @@ from chalicelib.braze.client import MAX_OBJECTS_PER_KIND, BrazeError, BrazeOutco
 from chalicelib.clock import MIN_ATTEMPT_SECONDS, Deadline, lambda_remaining_ms
 from chalicelib.errors import BridgeError, InFlight, RoktRejected, UpstreamFailed, UpstreamTimeout, ValidationFailed
 from chalicelib.observability import count, logger, record_outcome
+from chalicelib.runtime import SYSTEM
 from chalicelib.settings import RETRY_HORIZON_SECONDS
 from chalicelib.sqs import RetryHorizon, backoff_seconds, sent_at
 from chalicelib.sync import mapping
@@ -57,6 +56,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
     from chalicelib.braze.client import TrackResult
+    from chalicelib.runtime import Runtime
     from chalicelib.sqs import QueueRecords
     from chalicelib.sync.envelope import RoktWebhook
     from chalicelib.sync.records import Claim, EventClaims, SyncLedger
@@ -124,8 +124,8 @@ class _Batch:
     deadline: Deadline
     reads_deadline: Deadline
     remaining_ms: int | None
-    pool: ThreadPoolExecutor
-    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    pool: Executor
+    owner: str
     claimed: list[_Claimed] = field(default_factory=list)
     staged: list[_Staged] = field(default_factory=list)
     reads: dict[str, Future[_Read]] = field(default_factory=dict)
@@ -148,10 +148,9 @@ class SyncConsumer:
         budget_seconds: float = CONSUMER_BUDGET_SECONDS,
         flush_reserve_seconds: float = FLUSH_RESERVE_SECONDS,
         parallel_reads: int = MAX_PARALLEL_READS,
-        clock: Callable[[], float] = time.monotonic,
         horizon_seconds: float = RETRY_HORIZON_SECONDS,
         not_found_seconds: float = SYNC_NOT_FOUND_HORIZON_SECONDS,
-        wall_clock: Callable[[], float] = time.time,
+        runtime: Runtime = SYSTEM,
     ) -> None:
         self._rokt = rokt
         self._braze = braze
@@ -162,13 +161,14 @@ class SyncConsumer:
         self._budget = budget_seconds
         self._flush_reserve = flush_reserve_seconds
         self._parallel_reads = parallel_reads
-        self._clock = clock
+        self._runtime = runtime
+        self._clock = runtime.monotonic
         self._horizon = RetryHorizon(horizon_seconds)
         self._not_found_horizon = not_found_seconds
-        self._wall_clock = wall_clock
+        self._wall_clock = runtime.time
 
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        with ThreadPoolExecutor(max_workers=self._parallel_reads, thread_name_prefix="rokt-read") as pool:
+        with self._runtime.executor(self._parallel_reads, "rokt-read") as pool:
             batch = self._batch(context, pool)
             try:
                 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -185,10 +185,11 @@ class SyncConsumer:
         failed |= batch.failed
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(failed)]}
 
-    def _batch(self, context: Any, pool: ThreadPoolExecutor) -> _Batch:
-        deadline = Deadline.within(self._budget, context, LAMBDA_SAFETY_MARGIN_SECONDS, self._clock)
-        reads = Deadline(deadline.remaining() - self._flush_reserve, clock=self._clock)
-        return _Batch(deadline, reads, lambda_remaining_ms(context), pool)
+    def _batch(self, context: Any, pool: Executor) -> _Batch:
+        sleep = self._runtime.sleep
+        deadline = Deadline.within(self._budget, context, LAMBDA_SAFETY_MARGIN_SECONDS, self._clock, sleep)
+        reads = Deadline(deadline.remaining() - self._flush_reserve, clock=self._clock, sleep=sleep)
+        return _Batch(deadline, reads, lambda_remaining_ms(context), pool, self._runtime.new_id())
 
     # --- claim ------------------------------------------------------------------------------
     def _stage(self, record: SQSRecord, batch: _Batch) -> None:
@@ -289,7 +290,8 @@ class SyncConsumer:
             return "skipped"
         event = None
         if claimed.claim == "new":  # "sent": the custom event may be in Braze already; never twice
-            event = mapping.custom_event(webhook, who, subscriber if state is not None else None, mapping.utc_now())
+            now = mapping.utc_time(self._wall_clock())
+            event = mapping.custom_event(webhook, who, subscriber if state is not None else None, now)
         return _Staged(
             claimed.record, webhook, subscriber, previous, event, claimed.started, sent_before=claimed.claim == "sent"
         )

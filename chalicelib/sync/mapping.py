@@ -198,8 +198,9 @@ def custom_event(
     }
 
 
-def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def utc_time(epoch: float) -> str:
+    """``epoch`` (seconds) as ISO 8601 UTC to the second, as Braze takes a custom event's time."""
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _text(value: Any) -> str | None:

@@ -146,8 +146,8 @@ import json, os, sys
 from chalice.test import Client
 import app
 from chalicelib.settings import Settings
-from chalicelib.wiring import build_bridge
-app.use_bridge(build_bridge(Settings.from_env(os.environ)))
+from chalicelib.wiring import Bridge
+app.use_bridge(Bridge(Settings.from_env(os.environ)))
 with Client(app.app, stage_name="local") as client:
     answer = client.http.post("/v1/subscriptionevent/brazetest", body=sys.argv[1],
         headers={"Content-Type": "application/json", "Authorization": "Bearer " + sys.argv[2]})

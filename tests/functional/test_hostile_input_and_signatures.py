@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import string
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 from bridgectl.braze_templates import braze_templates
 from chalicelib.auth import sign
 from chalicelib.delivery.models import KNOWN_EVENT_FIELDS
+from chalicelib.wiring import Bridge
 from localworld.campaign import Renderer, WebhookTemplate
 from tests.conftest import PREFIX, SECRET, SUBSCRIPTION, Aws, Sandbox, make_bridge, post, seed_body, serving
 
@@ -153,8 +153,14 @@ class _Exploding:
         raise RuntimeError("internal detail that must not reach Braze")
 
 
-def test_crash_answers_generic_json_500_with_correlation_id(bridge, json_logs: LogCapture):
-    with serving(dataclasses.replace(bridge, webhooks=_Exploding())) as client:
+class _ExplodingBridge(Bridge):
+    def delivery_endpoint(self) -> Any:
+        return _Exploding()
+
+
+def test_crash_answers_generic_json_500_with_correlation_id(settings, aws: Aws, json_logs: LogCapture):
+    exploding = _ExplodingBridge(settings, ssm_client=aws.ssm(), dynamodb_client=aws.dynamodb())
+    with serving(exploding) as client:
         response = post(client, CREATE, seed_body())
 
     assert response.status_code == 500

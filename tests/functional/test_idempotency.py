@@ -142,9 +142,9 @@ def test_same_event_id_in_another_account_is_a_different_event(client, sandbox: 
 
 def test_dynamodb_down_answers_503_and_calls_nobody(settings, aws: Aws, sandbox: Sandbox):
     dead = aws.session.client("dynamodb", endpoint_url=f"http://127.0.0.1:{free_port()}")
-    from chalicelib.wiring import build_bridge
+    from chalicelib.wiring import Bridge
 
-    with serving(build_bridge(settings, ssm_client=aws.ssm(), dynamodb_client=dead)) as client:
+    with serving(Bridge(settings, ssm_client=aws.ssm(), dynamodb_client=dead)) as client:
         response = post(client, CREATE, seed_body())
 
     assert response.status_code == 503
@@ -157,7 +157,7 @@ def test_a_later_copy_moves_the_arrival_so_an_intent_received_between_the_copies
 ):
     # Given the event, and the delivery records the queue consumer delivers through
     assert post(client, CREATE, seed_body()).status_code == 200
-    deliverer = bridge.consumer()._deliverer
+    deliverer = bridge.delivery_consumer()._deliverer
     a, b = (parse_request(Action.UPDATE, "brazetest", seed_body(title=title)) for title in ("A", "B"))
     start = time.time()
 

@@ -18,7 +18,8 @@ from chalicelib.delivery.pending import KEY_PREFIX as PENDING_PREFIX
 from chalicelib.delivery.pending import STALE_MARGIN_SECONDS, PendingIntents
 from chalicelib.delivery.queue import UNKNOWN_EVENT_GRACE_SECONDS, backoff_seconds, delivery_queue_names
 from chalicelib.observability import flush_metrics
-from chalicelib.wiring import build_bridge
+from chalicelib.runtime import Runtime
+from chalicelib.wiring import Bridge
 from localworld.queue_worker import sqs_event
 from stage.names import StageNames
 from tests.conftest import TABLE, Aws, Sandbox, make_bridge, post, seed_body, serving
@@ -111,7 +112,7 @@ def test_rate_limited_message_waits_for_retry_after(queued, queues: QueuePair, s
     sandbox.fault(status=429, retryAfter="120")
     delays: list[int] = []
     bridge = bridge_app.bridge()
-    sqs = bridge.consumer()._records._sqs  # the consumer's own client: record what it asks SQS to do
+    sqs = bridge.delivery_consumer()._records._sqs  # the consumer's own client: record what it asks SQS to do
     sqs.meta.events.register(
         "provide-client-params.sqs.ChangeMessageVisibility",
         lambda params, **_: delays.append(params["VisibilityTimeout"]),
@@ -420,7 +421,7 @@ def consume_as_one_container(settings: Settings, aws: Aws, queues: QueuePair, se
         messages = generator.sample(got, len(got))
         context = LambdaContext("deliver_queued", 512, max_runtime_ms=30_000)
         try:
-            answer = bridge.consumer().handle(sqs_event(messages, queues.arn), context)
+            answer = bridge.delivery_consumer().handle(sqs_event(messages, queues.arn), context)
         finally:
             flush_metrics()
         failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
@@ -484,12 +485,12 @@ def test_a_404_for_an_update_of_an_event_rokt_never_knew_is_dropped_after_the_gr
     settings: Settings, aws: Aws, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
 ):
     wall = [1_700_000_000.0]
-    bridge = build_bridge(
+    bridge = Bridge(
         replace(settings, delivery_mode="queued", delivery_queue_url=patient_queues.url),
         ssm_client=aws.ssm(),
         dynamodb_client=aws.dynamodb(),
         sqs_client=aws.sqs(),
-        clock=lambda: wall[0],
+        runtime=Runtime(time=lambda: wall[0]),
     )
     with serving(bridge) as client:
         # Given an update for an event Rokt does not know, and nothing older queued for it

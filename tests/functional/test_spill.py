@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from chalicelib.wiring import build_bridge
+from chalicelib.runtime import Runtime
+from chalicelib.wiring import Bridge
 from localworld.aws_proxy import AwsFault, AwsProxy
 from tests.conftest import Aws, Sandbox, post, seed_body, serving
 from tests.spilling import CREATE, FakeClock, rokt_event_calls, spilling_bridge
@@ -113,8 +114,8 @@ def test_the_consumer_retries_within_the_horizon_then_dead_letters_with_the_reas
 ):
     wall = FakeClock(1_700_000_000.0)
     horizon = replace(settings, delivery_queue_url=queues.url, retry_horizon_seconds=3600.0)
-    bridge = build_bridge(
-        horizon, ssm_client=aws.ssm(), dynamodb_client=aws.dynamodb(), sqs_client=aws.sqs(), clock=wall
+    bridge = Bridge(
+        horizon, ssm_client=aws.ssm(), dynamodb_client=aws.dynamodb(), sqs_client=aws.sqs(), runtime=Runtime(time=wall)
     )
     sandbox.fault(status=503, count=1000)
     with serving(bridge) as client:

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from chalicelib.runtime import Runtime
 from chalicelib.settings import RETRY_HORIZON_SECONDS
 from chalicelib.sync.mapping import suffix
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_MAX_RECEIVES, SYNC_NOT_FOUND_HORIZON_SECONDS, sync_queue_names
-from chalicelib.wiring import build_bridge
+from chalicelib.wiring import Bridge
 from localworld.aws_proxy import AwsFault, AwsProxy
 from tests.conftest import ROKT_TOKEN, Aws, Braze, Sandbox, make_bridge, serving
 from tests.queues import QueuePair
@@ -143,12 +144,12 @@ def later() -> Later:
 def timed(settings: Settings, aws: Aws, braze: Braze, later: Later) -> Iterator[tuple[Client, QueuePair]]:
     """The sync flow with an injected wall clock, on a queue with the production redrive limit."""
     queue = QueuePair(aws.sqs(), *sync_queue_names("test"), SYNC_MAX_RECEIVES, "sync_subscribers")
-    bridge = build_bridge(
+    bridge = Bridge(
         replace(settings, braze_rest_endpoint=braze.url, sync_queue_url=queue.url),
         ssm_client=aws.ssm(),
         dynamodb_client=aws.dynamodb(),
         sqs_client=aws.sqs(),
-        clock=later,
+        runtime=Runtime(time=later),
     )
     with serving(bridge) as client:
         yield client, queue

@@ -14,9 +14,10 @@ import requests
 from chalice.local import LambdaContext
 
 from chalicelib.observability import flush_metrics
+from chalicelib.runtime import Runtime
 from chalicelib.sync.mapping import suffix
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, sync_queue_names
-from chalicelib.wiring import AWS_CLIENT_CONFIG, build_bridge
+from chalicelib.wiring import AWS_CLIENT_CONFIG, Bridge
 from localworld.aws_proxy import AwsFault, AwsProxy
 from localworld.queue_worker import sqs_event
 from tests.conftest import ROKT_TOKEN, Aws, Braze, Sandbox, serving
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from chalice.test import Client
 
     from chalicelib.settings import Settings
-    from chalicelib.wiring import Bridge
 
 ROUTE = f"/rokt/webhooks/{ROKT_TOKEN}"
 
@@ -62,14 +62,14 @@ class Container:
     ) -> None:
         self.session = HookedSession()
         self.queue = queue
-        self.bridge: Bridge = build_bridge(
+        self.bridge: Bridge = Bridge(
             _sync_settings(settings, braze, queue),
             # the production client settings (2 attempts per call): a fault of count 2 is one failed call
             ssm_client=aws.session.client("ssm", endpoint_url=aws.url, config=AWS_CLIENT_CONFIG),
             dynamodb_client=aws.session.client("dynamodb", endpoint_url=aws.url, config=AWS_CLIENT_CONFIG),
             sqs_client=aws.session.client("sqs", endpoint_url=aws.url, config=AWS_CLIENT_CONFIG),
             session=self.session,
-            clock=clock,
+            runtime=Runtime(time=clock),
         )
         self.bridge.sync_consumer()  # a warm container: the invocation's time is the batch's
 
@@ -112,7 +112,7 @@ def queue(aws: Aws) -> QueuePair:
 @pytest.fixture
 def route(settings: Settings, aws: Aws, braze: Braze, queue: QueuePair) -> Iterator[Client]:
     """The webhook route (any container may answer it)."""
-    bridge = build_bridge(
+    bridge = Bridge(
         _sync_settings(settings, braze, queue),
         ssm_client=aws.ssm(),
         dynamodb_client=aws.dynamodb(),

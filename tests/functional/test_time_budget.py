@@ -17,7 +17,7 @@ from chalicelib.braze.client import BrazeClient, BrazeUnavailable
 from chalicelib.clock import Deadline
 from chalicelib.delivery.queue import delivery_queue_names
 from chalicelib.exchange import bounded, send_within
-from chalicelib.wiring import AWS_CLIENT_CONFIG, build_bridge
+from chalicelib.wiring import AWS_CLIENT_CONFIG, Bridge
 from localworld.aws_proxy import AwsFault, AwsProxy
 from tests.conftest import BRAZE_KEY, Aws, Braze, Sandbox, make_bridge, post, seed_body, serving
 from tests.queues import QueuePair
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from chalicelib.settings import Settings
-    from chalicelib.wiring import Bridge
 
 CREATE = "/v1/subscriptionevent/brazetest"
 API_GATEWAY_SECONDS = 29.0
@@ -68,7 +67,7 @@ def test_hanging_aws_calls_still_answer_before_api_gateway_cuts(
     settings: Settings, aws: Aws, proxy: AwsProxy, sandbox: Sandbox, hanging: AwsFault, expected: set[int]
 ) -> None:
     session = boto3.session.Session(region_name="us-east-1")
-    bridge = build_bridge(  # the production clients: bounded by AWS_CLIENT_CONFIG, pointed at the proxy
+    bridge = Bridge(  # the production clients: bounded by AWS_CLIENT_CONFIG, pointed at the proxy
         production_budget(settings),
         ssm_client=session.client("ssm", endpoint_url=proxy.url, config=AWS_CLIENT_CONFIG),
         dynamodb_client=session.client("dynamodb", endpoint_url=proxy.url, config=AWS_CLIENT_CONFIG),
@@ -100,7 +99,7 @@ def test_hangs_that_add_up_still_answer_before_api_gateway_cuts(
 ) -> None:
     # Given a warm container (secrets and credentials cached) whose token Rokt then revokes
     session = boto3.session.Session(region_name="us-east-1")
-    bridge = build_bridge(
+    bridge = Bridge(
         production_budget(settings),
         ssm_client=session.client("ssm", endpoint_url=proxy.url, config=AWS_CLIENT_CONFIG),
         dynamodb_client=session.client("dynamodb", endpoint_url=proxy.url, config=AWS_CLIENT_CONFIG),
@@ -153,7 +152,7 @@ def test_a_dripping_braze_cannot_hold_a_sync_call_past_its_deadline(braze: Braze
 
 def spilling_bridge(settings: Settings, aws: Aws, **clients: Any) -> Bridge:
     queue_url = QueuePair(aws.sqs(), *delivery_queue_names("test"), 1000, "deliver_queued").url
-    return build_bridge(
+    return Bridge(
         replace(settings, delivery_queue_url=queue_url),
         ssm_client=clients.get("ssm_client") or aws.ssm(),
         dynamodb_client=clients.get("dynamodb_client") or aws.dynamodb(),

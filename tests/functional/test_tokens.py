@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import EndpointConnectionError
 
-from chalicelib.wiring import build_bridge
+from chalicelib.wiring import Bridge
 from tests.conftest import CLIENT_SECRET, PREFIX, SECRET, Aws, Sandbox, make_bridge, post, seed_body, serving
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def test_ssm_outage_keeps_delivery_going_with_a_direct_token(settings: Settings,
     outage = SsmOutage()
     ssm = aws.ssm()
     ssm.meta.events.register("before-send.ssm", outage)
-    bridge = build_bridge(settings, ssm_client=ssm, dynamodb_client=aws.dynamodb())
+    bridge = Bridge(settings, ssm_client=ssm, dynamodb_client=aws.dynamodb())
     with serving(bridge) as client:
         assert post(client, CREATE, seed_body("warm_user1")).status_code == 200
         outage.active = True
@@ -108,7 +108,7 @@ def test_a_long_ssm_outage_logs_the_stale_fallback_once_per_backoff_not_per_webh
     outage = SsmOutage()
     ssm = aws.ssm()
     ssm.meta.events.register("before-send.ssm", outage)
-    with serving(build_bridge(settings, ssm_client=ssm, dynamodb_client=aws.dynamodb())) as client:
+    with serving(Bridge(settings, ssm_client=ssm, dynamodb_client=aws.dynamodb())) as client:
         assert post(client, CREATE, seed_body("warm_user1")).status_code == 200
         outage.active = True
         answers = [post(client, CREATE, seed_body(f"during_{i}_user")).status_code for i in range(20)]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from chalicelib.observability import metrics
+from chalicelib.runtime import Runtime
 from chalicelib.sync.consumer import SyncConsumer
 
 if TYPE_CHECKING:
@@ -60,7 +61,13 @@ def sqs_record(body: str, receives: int) -> dict[str, Any]:
 def consumer(records: Any) -> SyncConsumer:
     unused: Any = None  # an unreadable message reaches neither Rokt, Braze, the claims nor the ledger
     return SyncConsumer(
-        unused, unused, unused, unused, records, fallback="none", clock=lambda: 0.0, wall_clock=lambda: 1_060.0
+        unused,
+        unused,
+        unused,
+        unused,
+        records,
+        fallback="none",
+        runtime=Runtime(time=lambda: 1_060.0, monotonic=lambda: 0.0),
     )
 
 

@@ -124,6 +124,118 @@ class BrazeState:
         self.profiles[profile.braze_id] = profile
         return profile
 
+    def track(self, payload: Any) -> tuple[int, dict[str, Any]]:
+        """Apply one ``/users/track`` body as Braze would (the caller holds ``lock``): status and answer."""
+        if not isinstance(payload, dict):
+            return 400, {"message": "Invalid JSON: the body must be a JSON object"}
+        kinds = {kind: payload.get(kind, []) for kind in ("attributes", "events", "purchases")}
+        fatal = _fatal_problem(kinds)
+        if fatal is not None:
+            return 400, fatal
+        errors: list[dict[str, Any]] = []
+        processed = Counter[str]()
+        for kind, objects in kinds.items():
+            for index, item in enumerate(objects):
+                try:
+                    processed[kind] += self._apply(kind, item)
+                except _Refusal as exc:
+                    errors.append({"type": str(exc), "input_array": kind, "index": index})
+        self.counts["attributes_processed"] += processed["attributes"]
+        self.counts["events_processed"] += processed["events"]
+        answer: dict[str, Any] = {"message": "success"}
+        for kind in ("attributes", "events", "purchases"):
+            if kinds[kind]:
+                answer[f"{kind}_processed"] = processed[kind]
+        if errors:
+            answer["errors"] = errors
+        return 201, answer
+
+    def _apply(self, kind: str, item: Any) -> int:
+        """Apply one object; 1 if processed, 0 if skipped (``_update_existing_only`` and no such user)."""
+        if not isinstance(item, dict):
+            raise _Refusal("each object must be a JSON object")
+        profile = self._profile_for(item)
+        if profile is None:
+            return 0
+        apply = {"attributes": self._apply_attributes, "events": self._apply_event, "purchases": self._apply_purchase}
+        apply[kind](profile, item)
+        return 1
+
+    def _profile_for(self, item: dict[str, Any]) -> Profile | None:
+        given = [name for name in IDENTIFIERS if item.get(name) not in (None, "")]
+        if not given:
+            raise _Refusal("a valid external_id, user_alias, braze_id or email is required")
+        name = given[0]
+        value = item[name]
+        update_only = item.get("_update_existing_only")
+        state = self
+        if name == "braze_id":
+            profile = state.profiles.get(str(value))
+            if profile is None:
+                raise _Refusal(f"braze_id {value!r} is not a known user")
+            return profile
+        if name == "user_alias":
+            if not isinstance(value, dict) or not value.get("alias_name") or not value.get("alias_label"):
+                raise _Refusal("user_alias needs alias_name and alias_label")
+            profile = state.by_alias(value)
+            if profile is None and update_only is False:
+                profile = state.new_profile(
+                    aliases=[{"alias_name": value["alias_name"], "alias_label": value["alias_label"]}]
+                )
+            return profile
+        if not isinstance(value, str):
+            raise _Refusal(f"{name} must be a string")
+        profile = state.by_external_id(value) if name == "external_id" else state.by_email(value)
+        if profile is None and not update_only:
+            profile = (
+                state.new_profile(external_id=value)
+                if name == "external_id"
+                else state.new_profile(attributes={"email": value})
+            )
+        return profile
+
+    def _apply_attributes(self, profile: Profile, item: dict[str, Any]) -> None:
+        for key, value in item.items():
+            if key in _CONTROL_KEYS:
+                continue
+            if value is None:
+                profile.attributes.pop(key, None)
+            elif isinstance(value, dict) and value and set(value) <= {"add", "remove"}:
+                profile.attributes[key] = self._edit_array(profile.attributes.get(key), value)
+            elif isinstance(value, list):
+                profile.attributes[key] = list(dict.fromkeys(_scalar(v) for v in value))[: self.array_max]
+            else:
+                profile.attributes[key] = value
+
+    def _edit_array(self, current: Any, change: dict[str, Any]) -> list[Any]:
+        items = list(current) if isinstance(current, list) else []
+        for added in change.get("add") or []:
+            value = _scalar(added)
+            if value in items:
+                items.remove(value)
+            items.append(value)
+        removed = {json.dumps(_scalar(v)) for v in change.get("remove") or []}
+        items = [v for v in items if json.dumps(v) not in removed]
+        return items[-self.array_max :]
+
+    def _apply_event(self, profile: Profile, item: dict[str, Any]) -> None:
+        if not isinstance(item.get("name"), str) or not item["name"]:
+            raise _Refusal("an event needs a name")
+        if not isinstance(item.get("time"), str) or not item["time"]:
+            raise _Refusal("an event needs a time (ISO 8601)")
+        properties = item.get("properties") or {}
+        if not isinstance(properties, dict):
+            raise _Refusal("event properties must be an object")
+        profile.events.append({"name": item["name"], "time": item["time"], "properties": properties})
+
+    def _apply_purchase(self, profile: Profile, item: dict[str, Any]) -> None:
+        missing = [name for name in ("product_id", "currency", "price", "time") if item.get(name) is None]
+        if missing:
+            raise _Refusal(f"a purchase needs {', '.join(missing)}")
+        profile.purchases.append(
+            {k: item[k] for k in ("product_id", "currency", "price", "time", "properties") if k in item}
+        )
+
     def seed(self, users: list[dict[str, Any]]) -> int:
         """Create or update profiles from ``[{"external_id", "email", "time_zone", ...custom}]``."""
         for user in users:
@@ -173,7 +285,7 @@ class _Handler(JsonHandler):
             if not allowed:
                 self.send_json(429, {"message": "API rate limit exceeded"}, limits)
                 return
-            status, answer = self._track_locked(payload)
+            status, answer = self.state.track(payload)
         if fault is not None and fault.lose_answer:  # applied, but the caller never hears so
             self.close_connection = True
             self.connection.close()
@@ -184,117 +296,6 @@ class _Handler(JsonHandler):
         scheme, _, key = (self.headers.get("Authorization") or "").partition(" ")
         with self.state.lock:
             return scheme.lower() == "bearer" and key.strip() in self.state.api_keys
-
-    def _track_locked(self, payload: Any) -> tuple[int, dict[str, Any]]:
-        if not isinstance(payload, dict):
-            return 400, {"message": "Invalid JSON: the body must be a JSON object"}
-        kinds = {kind: payload.get(kind, []) for kind in ("attributes", "events", "purchases")}
-        fatal = _fatal_problem(kinds)
-        if fatal is not None:
-            return 400, fatal
-        errors: list[dict[str, Any]] = []
-        processed = Counter[str]()
-        for kind, objects in kinds.items():
-            for index, item in enumerate(objects):
-                try:
-                    processed[kind] += self._apply(kind, item)
-                except _Refusal as exc:
-                    errors.append({"type": str(exc), "input_array": kind, "index": index})
-        self.state.counts["attributes_processed"] += processed["attributes"]
-        self.state.counts["events_processed"] += processed["events"]
-        answer: dict[str, Any] = {"message": "success"}
-        for kind in ("attributes", "events", "purchases"):
-            if kinds[kind]:
-                answer[f"{kind}_processed"] = processed[kind]
-        if errors:
-            answer["errors"] = errors
-        return 201, answer
-
-    def _apply(self, kind: str, item: Any) -> int:
-        """Apply one object; 1 if processed, 0 if skipped (``_update_existing_only`` and no such user)."""
-        if not isinstance(item, dict):
-            raise _Refusal("each object must be a JSON object")
-        profile = self._profile_for(item)
-        if profile is None:
-            return 0
-        apply = {"attributes": self._apply_attributes, "events": self._apply_event, "purchases": self._apply_purchase}
-        apply[kind](profile, item)
-        return 1
-
-    def _profile_for(self, item: dict[str, Any]) -> Profile | None:
-        given = [name for name in IDENTIFIERS if item.get(name) not in (None, "")]
-        if not given:
-            raise _Refusal("a valid external_id, user_alias, braze_id or email is required")
-        name = given[0]
-        value = item[name]
-        update_only = item.get("_update_existing_only")
-        state = self.state
-        if name == "braze_id":
-            profile = state.profiles.get(str(value))
-            if profile is None:
-                raise _Refusal(f"braze_id {value!r} is not a known user")
-            return profile
-        if name == "user_alias":
-            if not isinstance(value, dict) or not value.get("alias_name") or not value.get("alias_label"):
-                raise _Refusal("user_alias needs alias_name and alias_label")
-            profile = state.by_alias(value)
-            if profile is None and update_only is False:
-                profile = state.new_profile(
-                    aliases=[{"alias_name": value["alias_name"], "alias_label": value["alias_label"]}]
-                )
-            return profile
-        if not isinstance(value, str):
-            raise _Refusal(f"{name} must be a string")
-        profile = state.by_external_id(value) if name == "external_id" else state.by_email(value)
-        if profile is None and not update_only:
-            profile = (
-                state.new_profile(external_id=value)
-                if name == "external_id"
-                else state.new_profile(attributes={"email": value})
-            )
-        return profile
-
-    def _apply_attributes(self, profile: Profile, item: dict[str, Any]) -> None:
-        for key, value in item.items():
-            if key in _CONTROL_KEYS:
-                continue
-            if value is None:
-                profile.attributes.pop(key, None)
-            elif isinstance(value, dict) and value and set(value) <= {"add", "remove"}:
-                profile.attributes[key] = self._edit_array(profile.attributes.get(key), value)
-            elif isinstance(value, list):
-                profile.attributes[key] = list(dict.fromkeys(_scalar(v) for v in value))[: self.state.array_max]
-            else:
-                profile.attributes[key] = value
-
-    def _edit_array(self, current: Any, change: dict[str, Any]) -> list[Any]:
-        items = list(current) if isinstance(current, list) else []
-        for added in change.get("add") or []:
-            value = _scalar(added)
-            if value in items:
-                items.remove(value)
-            items.append(value)
-        removed = {json.dumps(_scalar(v)) for v in change.get("remove") or []}
-        items = [v for v in items if json.dumps(v) not in removed]
-        return items[-self.state.array_max :]
-
-    def _apply_event(self, profile: Profile, item: dict[str, Any]) -> None:
-        if not isinstance(item.get("name"), str) or not item["name"]:
-            raise _Refusal("an event needs a name")
-        if not isinstance(item.get("time"), str) or not item["time"]:
-            raise _Refusal("an event needs a time (ISO 8601)")
-        properties = item.get("properties") or {}
-        if not isinstance(properties, dict):
-            raise _Refusal("event properties must be an object")
-        profile.events.append({"name": item["name"], "time": item["time"], "properties": properties})
-
-    def _apply_purchase(self, profile: Profile, item: dict[str, Any]) -> None:
-        missing = [name for name in ("product_id", "currency", "price", "time") if item.get(name) is None]
-        if missing:
-            raise _Refusal(f"a purchase needs {', '.join(missing)}")
-        profile.purchases.append(
-            {k: item[k] for k in ("product_id", "currency", "price", "time", "properties") if k in item}
-        )
 
     def _control(self, method: str, rest: list[str], body: bytes) -> None:
         """``/_sandbox/…``: inspect profiles and requests, seed users, arm faults, configure."""

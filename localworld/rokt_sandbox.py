@@ -56,13 +56,15 @@ class StoredEvent:
 
 
 class SandboxState:
-    """Everything the sandbox knows; guarded by one lock because the server is threaded."""
+    """Everything the sandbox knows, and Rokt's API as ``(status, body)`` answers: the HTTP handler
+    below and the deterministic simulator (tests/simulation) drive the same model. One lock, because
+    the server is threaded; the API methods expect the caller to hold it."""
 
-    def __init__(self, token_ttl: float, clients: dict[str, str]) -> None:
+    def __init__(self, token_ttl: float, clients: dict[str, str], webhooks: WebhookDispatcher | None = None) -> None:
         self.lock = threading.Lock()
         self.token_ttl = token_ttl
         self.clients = dict(clients)
-        self.webhooks = WebhookDispatcher()
+        self.webhooks = webhooks or WebhookDispatcher()
         self.reset()
 
     def reset(self) -> None:
@@ -77,6 +79,88 @@ class SandboxState:
     def take_fault(self, target: str) -> Fault | None:
         with self.lock:
             return take_fault(self.faults, target)
+
+    # --- Rokt's API (the caller holds the lock) ------------------------------------------------
+    def issue_token(self, form: bytes, authorization: str | None) -> tuple[int, dict[str, Any]]:
+        """``POST /oauth2/token``: the client-credentials grant, Basic auth."""
+        if parse_qs(form.decode("utf-8", "replace")).get("grant_type") != ["client_credentials"]:
+            return 400, {"error": "unsupported_grant_type"}
+        credentials = _basic_credentials(authorization)
+        if credentials is None or self.clients.get(credentials[0]) != credentials[1]:
+            return 401, {"error": "invalid_client"}
+        token = secrets.token_urlsafe(24)
+        self.tokens[token] = time.time() + self.token_ttl
+        self.counts["tokens_issued"] += 1
+        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": int(self.token_ttl)}
+
+    def authorized(self, authorization: str | None) -> bool:
+        """Is ``Authorization: Bearer <token>`` a token this sandbox issued and that has not expired?"""
+        scheme, _, token = (authorization or "").partition(" ")
+        expires_at = self.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        return expires_at is not None and expires_at >= time.time()
+
+    def subscription(self, subscription_id: str) -> tuple[int, dict[str, Any]]:
+        """``GET /v1/subscription/{id}``."""
+        found = self.subscriptions.get(subscription_id)
+        if found is None:
+            return 404, {"error": "subscription_not_found", "subscriptionId": subscription_id}
+        return 200, found.to_api()
+
+    def create(self, account: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        """``POST /v1/subscriptionevent/{accountCode}``: 202, processed (here: at once)."""
+        payload = try_json(body)
+        if not isinstance(payload, dict):
+            payload = {}
+        problems = _event_problems(payload.get("event"))
+        ids = payload.get("subscriptionIds")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+            problems.append("subscriptionIds must be a non-empty list of ids")
+        if problems:
+            return 400, {"error": "validation_error", "errors": problems}
+        event = payload["event"]
+        stored = self.events.setdefault((account, event["eventId"]), StoredEvent(account, event))
+        ids = list(ids or ())
+        earlier = set() if stored.deleted or not stored.deliveries else set(stored.subscription_ids)
+        added = set(ids) - earlier
+        stored.event, stored.deleted = event, False
+        stored.subscription_ids = sorted(set(stored.subscription_ids) | set(ids))
+        stored.deliveries += 1
+        self.counts["events_created"] += 1
+        self.subscriptions.events_added(account, event, sorted(added))
+        return 202, {"status": "accepted"}
+
+    def update(self, account: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        """``POST /v1/subscriptionevent/{accountCode}/update``: the event wrapped or flat; 404 if unknown."""
+        payload = try_json(body)
+        event: Any = payload.get("event") if isinstance(payload, dict) and "event" in payload else payload
+        problems = _event_problems(event)
+        if problems:
+            return 400, {"error": "validation_error", "errors": problems}
+        stored = self.events.get((account, event["eventId"]))
+        if stored is None or stored.deleted:
+            return 404, {"error": "event_not_found", "eventId": event["eventId"]}
+        stored.event = event
+        stored.updates += 1
+        self.counts["events_updated"] += 1
+        return 202, {"status": "accepted"}
+
+    def delete(self, account: str, event_id: str) -> tuple[int, dict[str, Any]]:
+        """``DELETE /v1/subscriptionevent/{accountCode}/{eventId}``; 404 if unknown."""
+        stored = self.events.get((account, event_id))
+        if stored is None or stored.deleted:
+            return 404, {"error": "event_not_found", "eventId": event_id}
+        stored.deleted = True
+        self.counts["events_deleted"] += 1
+        return 202, {"status": "accepted"}
+
+    def unsubscribe_event(self, account: str, subscription_id: str, event_id: str) -> tuple[int, dict[str, Any]]:
+        """``DELETE /v2/subscription/{accountCode}/{subscriptionId}/subscriptionevent/{eventId}``."""
+        stored = self.events.get((account, event_id))
+        if stored is None or subscription_id not in stored.subscription_ids:
+            return 404, {"error": "event_not_found"}
+        stored.subscription_ids.remove(subscription_id)
+        self.subscriptions.event_removed(account, subscription_id, event_id)
+        return 202, {"status": "accepted"}
 
 
 class _Handler(JsonHandler):
@@ -107,130 +191,38 @@ class _Handler(JsonHandler):
                     self.state.tokens.clear()
             if self.apply_fault(fault):
                 return
-        if target == "token" and method == "POST":
-            self._token(body)
-        elif len(segments) >= 2 and segments[0] == "v1" and segments[1] == "subscriptionevent":
-            self._events(method, segments[2:], body)
-        elif len(segments) == 3 and segments[:2] == ["v1", "subscription"] and method == "GET":
-            self._subscription(segments[2])
-        elif len(segments) == 6 and segments[0] == "v2" and segments[1] == "subscription" and method == "DELETE":
-            self._unsubscribe_event(segments[2], segments[3], segments[5])
-        else:
-            self.send_json(404, {"error": "not_found", "message": f"no route {method} {parts.path}"})
-
-    def _subscription(self, subscription_id: str) -> None:
-        if not self._authorized():
-            return
+        authorization = self.headers.get("Authorization")
         with self.state.lock:
-            found = self.state.subscriptions.get(subscription_id)
-            answer = found.to_api() if found else None
-        if answer is None:
-            self.send_json(404, {"error": "subscription_not_found", "subscriptionId": subscription_id})
-        else:
-            self.send_json(200, answer)
+            status, answer = self._api(method, segments, body, authorization, parts.path)
+        self.send_json(status, answer)
 
-    def _token(self, body: bytes) -> None:
-        form = parse_qs(body.decode("utf-8", "replace"))
-        if form.get("grant_type") != ["client_credentials"]:
-            self.send_json(400, {"error": "unsupported_grant_type"})
-            return
-        credentials = _basic_credentials(self.headers.get("Authorization"))
-        with self.state.lock:
-            known = credentials is not None and self.state.clients.get(credentials[0]) == credentials[1]
-            if not known:
-                self.send_json(401, {"error": "invalid_client"})
-                return
-            token = secrets.token_urlsafe(24)
-            self.state.tokens[token] = time.time() + self.state.token_ttl
-            self.state.counts["tokens_issued"] += 1
-        self.send_json(200, {"access_token": token, "token_type": "Bearer", "expires_in": int(self.state.token_ttl)})
-
-    def _authorized(self) -> bool:
-        header = self.headers.get("Authorization") or ""
-        scheme, _, token = header.partition(" ")
-        with self.state.lock:
-            expires_at = self.state.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
-        if expires_at is None or expires_at < time.time():
-            self.send_json(
-                401, {"error": "invalid_token", "message": "the access token is missing, unknown or expired"}
-            )
-            return False
-        return True
-
-    def _events(self, method: str, rest: list[str], body: bytes) -> None:
-        if not self._authorized():
-            return
+    def _api(
+        self, method: str, segments: list[str], body: bytes, authorization: str | None, path: str
+    ) -> tuple[int, Any]:
+        state = self.state
+        if segments == ["oauth2", "token"] and method == "POST":
+            return state.issue_token(body, authorization)
+        known = (
+            (len(segments) >= 2 and segments[:2] == ["v1", "subscriptionevent"])
+            or (len(segments) == 3 and segments[:2] == ["v1", "subscription"] and method == "GET")
+            or (len(segments) == 6 and segments[:2] == ["v2", "subscription"] and method == "DELETE")
+        )
+        if not known:
+            return 404, {"error": "not_found", "message": f"no route {method} {path}"}
+        if not state.authorized(authorization):
+            return 401, {"error": "invalid_token", "message": "the access token is missing, unknown or expired"}
+        if segments[:2] == ["v1", "subscription"]:
+            return state.subscription(segments[2])
+        if segments[0] == "v2":
+            return state.unsubscribe_event(segments[2], segments[3], segments[5])
+        rest = segments[2:]
         if method == "POST" and len(rest) == 1:
-            self._create(rest[0], body)
-        elif method == "POST" and len(rest) == 2 and rest[1] == "update":
-            self._update(rest[0], body)
-        elif method == "DELETE" and len(rest) == 2:
-            self._delete(rest[0], rest[1])
-        else:
-            self.send_json(404, {"error": "not_found"})
-
-    def _create(self, account: str, body: bytes) -> None:
-        payload = try_json(body)
-        if not isinstance(payload, dict):
-            payload = {}
-        problems = _event_problems(payload.get("event"))
-        ids = payload.get("subscriptionIds")
-        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
-            problems.append("subscriptionIds must be a non-empty list of ids")
-        if problems:
-            self.send_json(400, {"error": "validation_error", "errors": problems})
-            return
-        event = payload["event"]
-        with self.state.lock:
-            stored = self.state.events.setdefault((account, event["eventId"]), StoredEvent(account, event))
-            ids = list(ids or ())
-            earlier = set() if stored.deleted or not stored.deliveries else set(stored.subscription_ids)
-            added = set(ids) - earlier
-            stored.event, stored.deleted = event, False
-            stored.subscription_ids = sorted(set(stored.subscription_ids) | set(ids))
-            stored.deliveries += 1
-            self.state.counts["events_created"] += 1
-            self.state.subscriptions.events_added(account, event, sorted(added))
-        self.send_json(202, {"status": "accepted"})
-
-    def _update(self, account: str, body: bytes) -> None:
-        payload = try_json(body)
-        event: Any = payload.get("event") if isinstance(payload, dict) and "event" in payload else payload
-        problems = _event_problems(event)
-        if problems:
-            self.send_json(400, {"error": "validation_error", "errors": problems})
-            return
-        with self.state.lock:
-            stored = self.state.events.get((account, event["eventId"]))
-            if stored is None or stored.deleted:
-                self.send_json(404, {"error": "event_not_found", "eventId": event["eventId"]})
-                return
-            stored.event = event
-            stored.updates += 1
-            self.state.counts["events_updated"] += 1
-        self.send_json(202, {"status": "accepted"})
-
-    def _delete(self, account: str, event_id: str) -> None:
-        with self.state.lock:
-            stored = self.state.events.get((account, event_id))
-            if stored is None or stored.deleted:
-                self.send_json(404, {"error": "event_not_found", "eventId": event_id})
-                return
-            stored.deleted = True
-            self.state.counts["events_deleted"] += 1
-        self.send_json(202, {"status": "accepted"})
-
-    def _unsubscribe_event(self, account: str, subscription_id: str, event_id: str) -> None:
-        if not self._authorized():
-            return
-        with self.state.lock:
-            stored = self.state.events.get((account, event_id))
-            if stored is None or subscription_id not in stored.subscription_ids:
-                self.send_json(404, {"error": "event_not_found"})
-                return
-            stored.subscription_ids.remove(subscription_id)
-            self.state.subscriptions.event_removed(account, subscription_id, event_id)
-        self.send_json(202, {"status": "accepted"})
+            return state.create(rest[0], body)
+        if method == "POST" and len(rest) == 2 and rest[1] == "update":
+            return state.update(rest[0], body)
+        if method == "DELETE" and len(rest) == 2:
+            return state.delete(rest[0], rest[1])
+        return 404, {"error": "not_found"}
 
     def _control(self, method: str, rest: list[str], body: bytes) -> None:
         """``/_sandbox/…``: inspect what was received and arm faults (never part of Rokt's API)."""

@@ -8,7 +8,7 @@ MOTO_PORT ?= 5050
 SANDBOX_PORT ?= 8081
 BRAZE_PORT ?= 8082
 
-.PHONY: install run test lint unit e2e bench clean package soak soak-spill soak-sync
+.PHONY: install run test lint unit e2e bench clean package soak soak-spill soak-sync sim mutants
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,3 +61,14 @@ soak-spill: install
 
 soak-sync: install
 	$(BIN)/python -m tests.sync_soak
+
+# The deterministic simulator (tests/simulation): SEEDS seeds from START, one process per CPU; prints
+# seeds/second and every violation with its short history and the command that replays it.
+SEEDS ?= 200
+START ?= 1
+sim: install
+	PYTHONHASHSEED=0 $(BIN)/python -m tests.simulation --seeds $(SEEDS) --start $(START)
+
+# Break each mechanism by hand (tests/mutants/*.patch) and see whether a test fails.
+mutants: install
+	$(BIN)/python -m tests.mutants

@@ -1,0 +1,435 @@
+"""The promises, checked against one simulated history after the queues drained.
+
+Each broken promise is a :class:`Violation` naming what broke and the keys (event, subscription,
+eventId) its short history is filtered by. What the documentation says may happen is not a
+violation but is counted (``counted``), so a documented exception is never silent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.sync import mapping
+from chalicelib.sync.envelope import Account
+from tests.simulation.braze import REFUSED_MARK
+from tests.simulation.lambdas import API_GATEWAY_SECONDS
+
+if TYPE_CHECKING:
+    from tests.simulation.braze import Intent
+    from tests.simulation.world import RoktDelivery, World
+
+# Bodies the bridge must refuse (4xx), never answer 5xx.
+INVALID_INPUT = frozenset({"lone_surrogate", "email_account", "huge_number", "nan"})
+# Bodies the bridge may take or refuse, but never answer 5xx.
+NEVER_5XX = INVALID_INPUT | {"deep_nesting", "email_field"}
+LONG_OUTAGE_SECONDS = 20 * 3600.0
+_ADDRESS = re.compile(r"[^\s@\"'<>(),;:\[\]{}]+@[^\s@\"'<>(),;:\[\]{}]+\.[A-Za-z]{2,}")
+_MASK = "[email redacted]"
+CUSTOM_EVENTS = mapping.CUSTOM_EVENTS
+BRAZE_ARRAY_CAP = 25
+ANSWER_SECONDS = 0.5  # after the budget: writing the answer, as API Gateway measures it
+
+
+@dataclass
+class Violation:
+    rule: str
+    text: str
+    keys: tuple[Any, ...] = ()
+
+
+@dataclass
+class Verdict:
+    violations: list[Violation] = field(default_factory=list)
+    counted: Counter[str] = field(default_factory=Counter)
+
+    def add(self, rule: str, text: str, *keys: Any) -> None:
+        self.violations.append(Violation(rule, text, tuple(keys)))
+
+
+def check(world: World, logs: list[str], drained: bool) -> Verdict:
+    verdict = Verdict()
+    if world.stuck:
+        verdict.add("stuck", world.stuck)
+    elif not drained:
+        left = {q.name: len(q.messages) for q in (world.delivery_queue, world.sync_queue)}
+        verdict.add("not-drained", f"the queues did not drain in {world.scheduler.now / 3600:.0f} h: {left}")
+    for queue, message in world.sqs.lost:
+        verdict.add("message-lost", f"{queue.name}: message {message.id} expired on the queue (retention)")
+    _answers(world, verdict)
+    _rokt_events(world, verdict)
+    _dead_letters(world, verdict)
+    _profiles(world, verdict)
+    _custom_events(world, logs, verdict)
+    _logs(world, logs, verdict)
+    for rule, text, keys in world.observed:
+        verdict.add(rule, text, *keys)
+    _waiting_entries(world, verdict)
+    return verdict
+
+
+# --- answers ------------------------------------------------------------------------------------------
+def _answers(world: World, verdict: Verdict) -> None:
+    budget = world.settings.request_budget_seconds
+    for source, answer in world.answers:
+        hostile = source.hostile
+        keys = _source_keys(source)
+        if answer.seconds >= API_GATEWAY_SECONDS or (answer.status == 504 and "timed out" in answer.body):
+            verdict.add("answer-after-29s", f"answered {answer.status} after {answer.seconds:.2f} s", *keys)
+        elif answer.seconds > budget + ANSWER_SECONDS:
+            verdict.add(
+                "answer-over-budget",
+                f"answered {answer.status} after {answer.seconds:.2f} s, over the {budget:g} s request budget",
+                *keys,
+            )
+        if answer.status < 500:
+            continue
+        met = world.faults.met.get(answer.invocation, 0)
+        if answer.status == 500 or (answer.status == 502 and "Internal server error" in answer.body):
+            verdict.add("internal-error", f"answered {answer.status} {answer.body[:160]}", *keys)
+        elif hostile is not None and not met:
+            verdict.add("5xx-for-client-input", f"{hostile}: answered {answer.status} {answer.body[:160]}", *keys)
+        elif not met and answer.status != 504:
+            verdict.add("5xx-without-a-fault", f"answered {answer.status} {answer.body[:160]}", *keys)
+
+
+def _source_keys(source: Any) -> tuple[Any, ...]:
+    if hasattr(source, "key"):
+        return (source.key, source.key[1])
+    envelope = source.envelope if isinstance(source.envelope, dict) else {}
+    return tuple(k for k in (envelope.get("eventId"), _subscription_of(envelope)) if k)
+
+
+# --- Braze → Rokt: the last intent wins, each intent reaches Rokt once --------------------------------
+def _rokt_events(world: World, verdict: Verdict) -> None:
+    """Rokt ends in the state the intents the bridge received make, applied in the order it received
+    them — by the clocks of the containers that received them (intents closer than the clocks' skew
+    may be ordered either way: counted)."""
+    dead = _dead_lettered_intents(world)
+    by_key: dict[tuple[str, str], list[Intent]] = defaultdict(list)
+    for intent in world.intents:
+        by_key[intent.key].append(intent)
+    for key, intents in by_key.items():
+        accepted = [
+            (attempt, intent)
+            for intent in intents
+            for copy in intent.sent
+            for attempt in copy.attempts
+            if 200 <= attempt.status < 300 and (key, intent.tag, intent.op) not in dead
+        ]
+        if not accepted:
+            continue
+        by_bridge = sorted(accepted, key=lambda pair: (pair[0].perceived, pair[0].at))
+        expected = _ideal(intent for _, intent in by_bridge)
+        if _ideal(intent for _, intent in sorted(accepted, key=lambda pair: pair[0].at)) != expected:
+            verdict.counted["intents closer than the containers' clock skew, ordered by the bridge's clocks"] += 1
+        first_sent = sorted({id(i): i for _, i in accepted}.values(), key=lambda i: i.at)
+        if _ideal(first_sent) != expected:
+            verdict.counted["a retry of an older intent arrived after a newer one (the last received wins)"] += 1
+        final = world.rokt.final_event(key)
+        actual = final.get("simTag") if final is not None else None
+        if actual != expected:
+            story = ", ".join(f"{i.op} {i.tag or ''}@{a.perceived:.2f}s" for a, i in _runs(by_bridge))
+            verdict.add("rokt-state", f"Rokt holds {actual!r}; the intents received make {expected!r} ({story})", key)
+    _applied_once(world, verdict, by_key)
+
+
+def _runs(received: list[tuple[Any, Intent]]) -> list[tuple[Any, Intent]]:
+    """The first copy of each run of identical intents (same route and content), in order."""
+    runs: list[tuple[Any, Intent]] = []
+    for attempt, intent in received:
+        if not runs or (runs[-1][1].op, runs[-1][1].body) != (intent.op, intent.body):
+            runs.append((attempt, intent))
+    return runs
+
+
+def _ideal(intents: Any) -> str | None:
+    """Rokt's state after these intents, applied in this order, one each."""
+    state: str | None = None
+    for intent in intents:
+        if intent.op == "create" or (intent.op == "update" and state is not None):
+            state = intent.tag
+        elif intent.op == "delete":
+            state = None
+    return state
+
+
+def _applied_once(world: World, verdict: Verdict, by_key: dict[tuple[str, str], list[Intent]]) -> None:
+    """No intent reaches Rokt twice. What the bridge counts as one intent: a run of copies with the same
+    route and content, received one after another (answered 2xx, in the order they arrived); a copy
+    after a different intent starts a new run (the contract: "an identical re-send after a different
+    intent is not a duplicate"), a refused one does not (refusals are not remembered)."""
+    applications: Counter[tuple[tuple[str, str], str | None]] = Counter()
+    risky: Counter[tuple[tuple[str, str], str | None]] = Counter()
+    for applied in world.rokt.applied:
+        tag = applied.tag if applied.operation != "delete" else "delete"
+        applications[applied.key, tag] += 1
+        if applied.answer_at_risk or world.invocation_met_trouble(applied.invocation, applied.at):
+            risky[applied.key, tag] += 1
+    for (key, tag), count in applications.items():
+        received = sorted(
+            (attempt.perceived, i.op, str(i.body), i.tag if i.op != "delete" else "delete")
+            for i in by_key.get(key, [])
+            for copy in i.sent
+            for attempt in copy.attempts
+            if 200 <= attempt.status < 300
+        )
+        runs = [item[1:] for index, item in enumerate(received) if index == 0 or received[index - 1][1:] != item[1:]]
+        intents = sum(1 for *_, run_tag in runs if run_tag == tag)
+        allowed = intents + risky[key, tag]
+        if count > allowed:
+            verdict.add(
+                "applied-twice",
+                f"{tag}: Rokt applied it {count} times; the bridge received {intents} run(s) of copies of "
+                f"intents with this content ({risky[key, tag]} application(s) whose answer or completion "
+                "may have been lost)",
+                key,
+            )
+        elif count > allowed - risky[key, tag]:
+            verdict.counted["an intent applied again after its answer or completion was lost (at least once)"] += 1
+
+
+def _dead_lettered_intents(world: World) -> set[tuple[tuple[str, str], str | None, str]]:
+    found = set()
+    for message in world.delivery_queue.dead_letters.messages if world.delivery_queue.dead_letters else []:
+        try:
+            request = json.loads(message.body)["request"]
+            event = request["event"]
+            found.add(((request["accountCode"], event["eventId"]), event.get("simTag"), request["action"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
+# --- dead letters ----------------------------------------------------------------------------------------
+def _dead_letters(world: World, verdict: Verdict) -> None:
+    long_outage = any(f.end - f.start >= LONG_OUTAGE_SECONDS for f in world.scenario.faults)
+    small_redrive = world.scenario.redrive_limit < 1000
+    subscriptions = {s.id: s for s in world.rokt.state.subscriptions.all()}
+    for queue in (world.delivery_queue, world.sync_queue):
+        dlq = queue.dead_letters
+        for message in dlq.messages if dlq is not None else []:
+            reason = str(message.attributes.get("deadLetterReason", {}).get("StringValue") or "")
+            keys = _message_keys(message.body)
+            if not reason:
+                verdict.add("dead-letter-without-reason", f"{dlq.name if dlq else '?'}: {message.id}", *keys)
+                continue
+            if reason.startswith("gave up after") and (long_outage or small_redrive):
+                verdict.counted["dead-lettered after the retry horizon or the redrive limit"] += 1
+                continue
+            if queue is world.sync_queue and _sync_dead_letter_is_due(reason, message.body, subscriptions):
+                verdict.counted["a Rokt webhook the sync can never write, dead-lettered with its reason"] += 1
+                continue
+            verdict.add("dead-letter-without-cause", f"{dlq.name if dlq else '?'}: {reason[:200]}", *keys)
+
+
+def _sync_dead_letter_is_due(reason: str, body: str, subscriptions: dict[str, Any]) -> bool:
+    try:
+        envelope = json.loads(body)["webhook"]
+    except (ValueError, KeyError, TypeError):
+        return True  # not a message the sync route wrote
+    subscription_id = _subscription_of(envelope)
+    if "unusable webhook" in reason or "are not synced" in reason:
+        return subscription_id is None or not isinstance(envelope.get("eventDetails"), dict)
+    if "Rokt does not know subscription" in reason:
+        return subscription_id not in subscriptions
+    if "Braze refused" in reason:
+        found = subscriptions.get(subscription_id or "")
+        return found is not None and REFUSED_MARK in str(found.email)
+    return False
+
+
+def _message_keys(body: str) -> tuple[Any, ...]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ()
+    if "webhook" in data and isinstance(data["webhook"], dict):
+        envelope = data["webhook"]
+        return tuple(k for k in (envelope.get("eventId"), _subscription_of(envelope)) if k)
+    request = data.get("request") or {}
+    event = request.get("event") or {}
+    return ((request.get("accountCode"), event.get("eventId")), event.get("eventId"))
+
+
+def _subscription_of(envelope: Any) -> str | None:
+    details = envelope.get("eventDetails") if isinstance(envelope, dict) else None
+    if not isinstance(details, dict):
+        return None
+    subscription = details.get("subscription")
+    found = subscription.get("calendarSubscriptionId") if isinstance(subscription, dict) else None
+    found = found or details.get("calendarSubscriptionId")
+    return found if isinstance(found, str) else None
+
+
+# --- Rokt → Braze: profiles equal Rokt's state; one custom event per Rokt eventId ------------------------
+def _profiles(world: World, verdict: Verdict) -> None:
+    received, missed = _reached(world)
+    profiles = world.braze.profile_values()
+    for subscription in world.rokt.state.subscriptions.all():
+        if subscription.id not in received:
+            verdict.counted["a subscription none of whose webhooks reached the bridge"] += 1
+            continue
+        if subscription.id in missed:
+            verdict.counted["a subscription with a webhook Rokt gave up on (only healing can repair it)"] += 1
+            continue
+        if REFUSED_MARK in str(subscription.email):
+            continue
+        expected = _expected_profile(subscription)
+        actual = _holding(profiles, subscription.id)
+        if actual == expected:
+            continue
+        if any(len(v) >= BRAZE_ARRAY_CAP for who in expected for v in profiles.get(who, {}).values()):
+            verdict.counted["a profile past Braze's 25-element array cap (Braze drops the oldest)"] += 1
+            continue
+        verdict.add(
+            "profile-differs", f"subscription {subscription.id}: {_difference(actual, expected)}", subscription.id
+        )
+
+
+def _reached(world: World) -> tuple[set[str], set[str]]:
+    """Subscriptions with a webhook the bridge took, and with one Rokt gave up on."""
+    received: set[str] = set()
+    missed: set[str] = set()
+    for delivery in world.rokt_deliveries:
+        subscription = _subscription_of(delivery.envelope)
+        if subscription is not None and delivery.hostile is None:
+            (received if delivery.accepted else missed).add(subscription)
+    return received, missed
+
+
+def _holding(profiles: dict[str, dict[str, list[str]]], subscription_id: str) -> dict[str, dict[str, list[str]]]:
+    """Each profile's values that belong to this subscription (its suffix, or its bare id)."""
+    tail = "/" + mapping.suffix(subscription_id)
+    holding: dict[str, dict[str, list[str]]] = {}
+    for who, values in profiles.items():
+        mine = {name: sorted(v for v in vs if v.endswith(tail) or v == subscription_id) for name, vs in values.items()}
+        mine = {name: vs for name, vs in mine.items() if vs}
+        if mine:
+            holding[who] = mine
+    return holding
+
+
+def _expected_profile(subscription: Any) -> dict[str, dict[str, list[str]]]:
+    state = subscription.to_api()
+    who = mapping.identity(state, "email")
+    if who is None or not subscription.is_active:
+        return {}
+    account = Account(subscription.account_code, subscription.account_id, subscription.account_name)
+    values = mapping.subscriber(subscription.id, state, account, "email").values
+    name, value = next(iter(who.items()))
+    key = f"{name}:{value.lower() if name == 'email' else value}"
+    return {key: {k: sorted(v) for k, v in values.items()}}
+
+
+def _difference(actual: dict[str, dict[str, list[str]]], expected: dict[str, dict[str, list[str]]]) -> str:
+    """What Braze holds for a subscription that Rokt's state does not make, and what it lacks."""
+    parts = []
+    for who in sorted(set(actual) | set(expected)):
+        have, want = actual.get(who, {}), expected.get(who, {})
+        for name in sorted(set(have) | set(want)):
+            extra = sorted(set(have.get(name, [])) - set(want.get(name, [])))
+            missing = sorted(set(want.get(name, [])) - set(have.get(name, [])))
+            if extra:
+                parts.append(f"{who} has stale {name} {extra[:3]}")
+            if missing:
+                parts.append(f"{who} lacks {name} {missing[:3]}")
+    return "; ".join(parts)
+
+
+def _custom_events(world: World, logs: list[str], verdict: Verdict) -> None:
+    expected: Counter[tuple[Any, ...]] = Counter()
+    owners: dict[tuple[Any, ...], list[RoktDelivery]] = defaultdict(list)
+    for delivery in world.rokt_deliveries:
+        envelope = delivery.envelope
+        if delivery.hostile is not None or not isinstance(envelope, dict):
+            continue
+        if not delivery.accepted and envelope.get("eventId") not in world.synced_webhooks:
+            continue
+        key = _event_key(envelope)
+        if key is not None:
+            expected[key] += 1
+            owners[key].append(delivery)
+    actual: Counter[tuple[Any, ...]] = Counter()
+    for _, event in world.braze.custom_events():
+        properties = event.get("properties") or {}
+        actual[event["name"], properties.get("subscription_id"), properties.get("event_id")] += 1
+    excuse = _Excuses(world, logs)
+    for key in set(expected) | set(actual):
+        if actual[key] > expected[key]:
+            text = f"{key[0]} for {key[1]}: {actual[key]} for {expected[key]} webhook(s)"
+            verdict.add("custom-event-doubled", text, key[1])
+        elif actual[key] < expected[key]:
+            ids = [d.envelope["eventId"] for d in owners[key]]
+            reason = excuse.missing(str(key[1]), ids)
+            if reason is not None:
+                verdict.counted[reason] += 1
+            else:
+                text = f"{key[0]} for {key[1]}: {actual[key]} of {expected[key]}"
+                verdict.add("custom-event-missing", text, key[1], *ids)
+
+
+class _Excuses:
+    """Why a custom event may rightly be missing: what the documentation says may happen."""
+
+    def __init__(self, world: World, logs: list[str]) -> None:
+        self.subscriptions = {s.id: s for s in world.rokt.state.subscriptions.all()}
+        dlq = world.sync_queue.dead_letters
+        self.dead = {json.loads(m.body)["webhook"].get("eventId") for m in (dlq.messages if dlq else [])}
+        self.lost_logged = "\n".join(line for line in logs if "at most once" in line)
+        self.skipped = {json.loads(line).get("eventId") for line in logs if '"outcome":"skipped"' in line}
+
+    def missing(self, subscription_id: str, ids: list[str]) -> str | None:
+        subscription = self.subscriptions.get(subscription_id)
+        state = subscription.to_api() if subscription else {}
+        if subscription is None or mapping.identity(state, "email") is None or all(i in self.skipped for i in ids):
+            return "a custom event not written: no identity when its webhook was processed"
+        if REFUSED_MARK in str(subscription.email) or all(i in self.dead for i in ids):
+            return "a custom event not written: its webhook was dead-lettered"
+        if any(i in self.lost_logged for i in ids):
+            return "a custom event lost after Braze's answer was lost (at most once, logged)"
+        return None
+
+
+def _event_key(envelope: dict[str, Any]) -> tuple[Any, ...] | None:
+    kind = {"SubscriptionDetailsUpdate": "SubscriptionDetailsUpdated"}.get(
+        envelope.get("eventType", ""), envelope.get("eventType")
+    )
+    name = CUSTOM_EVENTS.get(str(kind))
+    if name is None:
+        return None
+    details = envelope.get("eventDetails") or {}
+    calendar_event = (
+        details.get("subscriptionEvent") if kind in ("SubscriptionEventAdded", "SubscriptionEventRemoved") else None
+    )
+    event_id = (
+        str(calendar_event.get("eventId"))
+        if isinstance(calendar_event, dict) and calendar_event.get("eventId") is not None
+        else None
+    )
+    return (name, _subscription_of(envelope), event_id)
+
+
+# --- logs -------------------------------------------------------------------------------------------------
+def _logs(world: World, logs: list[str], verdict: Verdict) -> None:
+    secrets = set(world.secrets) | set(world.rokt.state.tokens)
+    emails = {e.lower() for e in world.emails}
+    reported = 0
+    for line in logs:
+        lowered = line.lower()
+        found = [e for e in emails if e in lowered] + [m for m in _ADDRESS.findall(line) if m != _MASK]
+        leaked = [s for s in secrets if s in line]
+        if (found or leaked) and reported < 5:
+            reported += 1
+            what = f"e-mail {found[0]!r}" if found else "a secret"
+            verdict.add("log-leak", f"{what} in a log line: {line[:2000]}")
+
+
+def _waiting_entries(world: World, verdict: Verdict) -> None:
+    faults = {f.target for f in world.scenario.faults}
+    for key, entries in world.waiting_entries_left().items():
+        if entries and not faults & {"dynamodb", "sqs"}:
+            verdict.add("waiting-entry-left", f"{len(entries)} waiting entr(y/ies) left after the queue drained", key)

@@ -20,10 +20,11 @@ from botocore.config import Config
 
 from chalicelib.auth import PathTokenAuthenticator, SignatureVerifier, WebhookAuthenticator
 from chalicelib.delivery.breaker import CircuitBreaker
+from chalicelib.delivery.consumer import QueueConsumer
 from chalicelib.delivery.endpoint import WebhookEndpoint
 from chalicelib.delivery.idempotency import IdempotentDeliverer
 from chalicelib.delivery.pending import PendingIntents
-from chalicelib.delivery.queue import DeliveryQueue, QueueConsumer
+from chalicelib.delivery.queue import DeliveryQueue
 from chalicelib.delivery.service import DeliveryService
 from chalicelib.delivery.spill import SpillingDeliverer
 from chalicelib.errors import ConfigError

@@ -14,9 +14,10 @@ from chalice.local import LambdaContext
 
 import app as bridge_app
 from bridgectl import ops
+from chalicelib.delivery.consumer import UNKNOWN_EVENT_GRACE_SECONDS, backoff_seconds
 from chalicelib.delivery.pending import KEY_PREFIX as PENDING_PREFIX
 from chalicelib.delivery.pending import STALE_MARGIN_SECONDS, PendingIntents
-from chalicelib.delivery.queue import UNKNOWN_EVENT_GRACE_SECONDS, backoff_seconds, delivery_queue_names
+from chalicelib.delivery.queue import delivery_queue_names
 from chalicelib.observability import flush_metrics
 from chalicelib.runtime import Runtime
 from chalicelib.wiring import Bridge

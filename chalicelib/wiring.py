@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ssm.client import SSMClient
 
     from chalicelib.braze.client import BrazeClient
-    from chalicelib.delivery.endpoint import Deliverer
+    from chalicelib.delivery.service import Deliverer
     from chalicelib.runtime import Runtime
     from chalicelib.settings import Settings
     from chalicelib.sync.consumer import SyncConsumer

@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from mypy_boto3_sqs.client import SQSClient
 
-    from chalicelib.delivery.endpoint import Deliverer
     from chalicelib.delivery.pending import PendingIntents
+    from chalicelib.delivery.service import Deliverer
 
 BASE_BACKOFF_SECONDS = 30
 CONSUMER_BUDGET_SECONDS = 25.0

@@ -6,12 +6,11 @@ Every webhook leaves exactly one summary log line and one set of metrics, whatev
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.clock import Deadline
 from chalicelib.delivery.models import (
     Action,
-    EventRequest,
     claimed_event_id,
     decode_body,
     parse_request,
@@ -29,19 +28,9 @@ if TYPE_CHECKING:
     from chalice.app import Request, Response
 
     from chalicelib.auth import SignatureVerifier, WebhookAuthenticator
-    from chalicelib.delivery.service import DeliveryOutcome, DeliveryService
+    from chalicelib.delivery.service import Deliverer, DeliveryOutcome, DeliveryService
 
 LAMBDA_SAFETY_MARGIN_SECONDS = 1.0
-
-
-class Deliverer(Protocol):
-    def deliver(
-        self,
-        request: EventRequest,
-        deadline: Deadline,
-        lambda_context: Any = None,
-        received_at: float | None = None,
-    ) -> DeliveryOutcome: ...
 
 
 def outcome_response(outcome: DeliveryOutcome) -> Response:

@@ -26,6 +26,19 @@ class CalendarApi(Protocol):
     def send(self, plan: UpstreamRequest, deadline: Deadline) -> UpstreamResult: ...
 
 
+class Deliverer(Protocol):
+    """What takes a validated webhook from the route or the queue: delivery now (exactly once), the
+    delivery queue (queued intake), or delivery with the queue behind it (spill)."""
+
+    def deliver(
+        self,
+        request: EventRequest,
+        deadline: Deadline,
+        lambda_context: Any = None,
+        received_at: float | None = None,
+    ) -> DeliveryOutcome: ...
+
+
 @dataclass(frozen=True)
 class DeliveryOutcome:
     """The final word on one webhook; stored by idempotency and replayed for duplicates."""

@@ -29,11 +29,10 @@ from chalicelib.rokt.events import refused_as_unknown
 if TYPE_CHECKING:
     from chalicelib.clock import Deadline
     from chalicelib.delivery.breaker import CircuitBreaker
-    from chalicelib.delivery.endpoint import Deliverer
     from chalicelib.delivery.models import EventRequest
     from chalicelib.delivery.pending import PendingIntents
     from chalicelib.delivery.queue import DeliveryQueue
-    from chalicelib.delivery.service import DeliveryOutcome
+    from chalicelib.delivery.service import Deliverer, DeliveryOutcome
 
 BREAKER_OPEN = "breaker_open"
 # A spill's SQS send is one bounded AWS call (~6.5 s at worst, wiring.AWS_CLIENT_CONFIG), paid from

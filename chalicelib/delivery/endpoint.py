@@ -9,13 +9,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.clock import Deadline
-from chalicelib.delivery.models import (
-    Action,
-    claimed_event_id,
-    decode_body,
-    parse_request,
-    route_path,
-)
+from chalicelib.delivery.models import Action, route_path
+from chalicelib.delivery.validation import claimed_event_id, decode_body, parse_request
 from chalicelib.errors import BridgeError
 from chalicelib.observability import record_outcome
 from chalicelib.settings import AWS_COMPLETION_RESERVE_SECONDS

@@ -11,7 +11,8 @@ import requests
 from aws_lambda_powertools.utilities.parameters import SSMProvider
 
 from chalicelib.clock import Deadline
-from chalicelib.delivery.models import Action, EventRequest, parse_request
+from chalicelib.delivery.models import Action, EventRequest
+from chalicelib.delivery.validation import parse_request
 from chalicelib.errors import RoktRejected
 from chalicelib.rokt.events import RoktCalendarClient
 from chalicelib.rokt.tokens import TokenEndpoint, TokenProvider

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from bridgectl.braze_templates import braze_templates
 from chalicelib.auth import sign
-from chalicelib.delivery.models import KNOWN_EVENT_FIELDS
+from chalicelib.delivery.validation import KNOWN_EVENT_FIELDS
 from chalicelib.wiring import Bridge
 from localworld.campaign import Renderer, WebhookTemplate
 from tests.conftest import PREFIX, SECRET, SUBSCRIPTION, Aws, Sandbox, make_bridge, post, seed_body, serving

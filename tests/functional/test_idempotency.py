@@ -6,7 +6,8 @@ import time
 from typing import TYPE_CHECKING
 
 from chalicelib.clock import Deadline
-from chalicelib.delivery.models import Action, parse_request
+from chalicelib.delivery.models import Action
+from chalicelib.delivery.validation import parse_request
 from localworld.localstack import free_port
 from tests.conftest import Aws, Sandbox, post, seed_body, serving
 

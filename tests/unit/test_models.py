@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.delivery.models import MAX_BODY_BYTES, Action, EventRequest, decode_body, parse_request
+from chalicelib.delivery.models import Action, EventRequest
+from chalicelib.delivery.validation import MAX_BODY_BYTES, decode_body, parse_request
 from chalicelib.errors import InvalidJson, PayloadTooLarge, TemplateDefect, ValidationFailed
 from tests.conftest import SUBSCRIPTION, seed_body
 

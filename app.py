@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.logging import correlation_paths
 from chalice.app import Chalice, ConvertToMiddleware, Request, Response, SQSEvent
 
+from chalicelib import routes
 from chalicelib.delivery.models import Action
 from chalicelib.delivery.queue import BATCH_SIZE, MAX_CONCURRENCY, delivery_queue_names
 from chalicelib.observability import flush_metrics, logger
@@ -76,38 +77,38 @@ def _request() -> Request:
     return request
 
 
-@app.route("/health", methods=["GET"])
+@app.route(routes.HEALTH, methods=["GET"])
 @http_errors
 def get_health() -> Response:
     return health()
 
 
-@app.route("/v1/subscriptionevent", methods=["POST"])
+@app.route(routes.CREATE_WITHOUT_ACCOUNT, methods=["POST"])
 @http_errors
 def create_event_without_account(account_code: str = "") -> Response:
     """``/v1/subscriptionevent/``: what the template renders for a user without rokt:account_code."""
     return bridge().delivery_endpoint().handle(Action.CREATE, account_code, _request())
 
 
-@app.route("/v1/subscriptionevent/{account_code}", methods=["POST"])
+@app.route(routes.CREATE, methods=["POST"])
 @http_errors
 def create_event(account_code: str) -> Response:
     return bridge().delivery_endpoint().handle(Action.CREATE, account_code, _request())
 
 
-@app.route("/v1/subscriptionevent/{account_code}/update", methods=["POST"])
+@app.route(routes.UPDATE, methods=["POST"])
 @http_errors
 def update_event(account_code: str) -> Response:
     return bridge().delivery_endpoint().handle(Action.UPDATE, account_code, _request())
 
 
-@app.route("/v1/subscriptionevent/{account_code}/delete", methods=["POST"])
+@app.route(routes.DELETE, methods=["POST"])
 @http_errors
 def delete_event(account_code: str) -> Response:
     return bridge().delivery_endpoint().handle(Action.DELETE, account_code, _request())
 
 
-@app.route("/rokt/webhooks/{token}", methods=["POST"])
+@app.route(routes.ROKT_WEBHOOKS, methods=["POST"])
 @http_errors
 def rokt_webhook(token: str) -> Response:
     return bridge().sync_endpoint().handle(token, _request())

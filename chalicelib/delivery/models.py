@@ -7,6 +7,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from chalicelib import routes
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -23,8 +25,8 @@ class Action(enum.Enum):
 
 def route_path(action: Action, account_code: str) -> str:
     """The bridge route a webhook for ``action`` is posted to, below the API stage."""
-    suffix = "" if action is Action.CREATE else f"/{action.value}"
-    return f"/v1/subscriptionevent/{account_code}{suffix}"
+    route = {Action.CREATE: routes.CREATE, Action.UPDATE: routes.UPDATE, Action.DELETE: routes.DELETE}[action]
+    return routes.path(route, account_code=account_code)
 
 
 @dataclass(frozen=True)

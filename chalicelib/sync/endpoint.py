@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from chalicelib import routes
 from chalicelib.errors import BridgeError, DependencyUnavailable, ValidationFailed
 from chalicelib.observability import logger, record_outcome
 from chalicelib.secrets import BRAZE_API_KEY
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from chalicelib.secrets import SecretStore
     from chalicelib.sync.queue import SyncQueue
 
-ROUTE = "/rokt/webhooks/{token}"
 BRAZE_KEY_MAX_AGE_SECONDS = 300
 
 
@@ -47,7 +47,7 @@ class RoktWebhookEndpoint:
 
     def handle(self, token: str, request: Request) -> Response:
         started = self._clock()
-        summary: dict[str, Any] = {"route": "rokt_webhook", "path": ROUTE}
+        summary: dict[str, Any] = {"route": "rokt_webhook", "path": routes.ROKT_WEBHOOKS}
         try:
             response = self._process(token, request, summary)
         except BridgeError as exc:

@@ -14,7 +14,7 @@ visibility; sent but unanswered (or the ledger not committed) → the claim reme
 event was sent and the record comes back to rewrite the state only; refused for good →
 dead-lettered with the reason, never silently dropped.
 
-Retries end where the consumer decides (``sqs.RetryHorizon``): 24 h after the message was queued, or
+Retries end where the consumer decides (``chalicelib.fates``): 24 h after the message was queued, or
 on the last receive the queue's redrive policy allows, whichever comes first — then the record goes
 to the DLQ with the reason, so SQS's own redrive only ever moves a message whose invocation crashed.
 A subscription Rokt answers 404 for, that the bridge never wrote, may be one Rokt has not made
@@ -37,10 +37,11 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from chalicelib.braze.client import MAX_OBJECTS_PER_KIND, BrazeError, BrazeOutcomeUnknown, BrazeRateLimited
 from chalicelib.clock import MIN_ATTEMPT_SECONDS, Deadline, lambda_remaining_ms
 from chalicelib.errors import BridgeError, InFlight, RoktRejected, UpstreamFailed, UpstreamTimeout, ValidationFailed
+from chalicelib.fates import Fate, RecordFates
 from chalicelib.observability import count, logger, record_outcome
 from chalicelib.runtime import SYSTEM
 from chalicelib.settings import RETRY_HORIZON_SECONDS
-from chalicelib.sqs import RetryHorizon, backoff_seconds, sent_at
+from chalicelib.sqs import sent_at
 from chalicelib.sync import mapping
 from chalicelib.sync.envelope import parse, problems
 from chalicelib.sync.queue import (
@@ -156,14 +157,21 @@ class SyncConsumer:
         self._braze = braze
         self._claims = claims
         self._ledger = ledger
-        self._records = records
+        self._fates = RecordFates(
+            records,
+            horizon_seconds=horizon_seconds,
+            base_backoff_seconds=SYNC_BASE_BACKOFF_SECONDS,
+            max_backoff_seconds=SYNC_MAX_BACKOFF_SECONDS,
+            wall_clock=runtime.time,
+            what="rokt webhook",
+            metric="SyncDeadLettered",
+        )
         self._fallback = fallback
         self._budget = budget_seconds
         self._flush_reserve = flush_reserve_seconds
         self._parallel_reads = parallel_reads
         self._runtime = runtime
         self._clock = runtime.monotonic
-        self._horizon = RetryHorizon(horizon_seconds)
         self._not_found_horizon = not_found_seconds
         self._wall_clock = runtime.time
 
@@ -306,7 +314,7 @@ class SyncConsumer:
         except NotStaged:
             fate.outcome = "not_attempted"
             self._give_back(fate)
-            self._records.delay(record, 0)
+            self._fates.give_back(record)
             fate.failed = NotStaged()
         except DeadLetter as exc:
             fate.outcome, fate.error = "dead_lettered", type(exc).__name__
@@ -321,7 +329,7 @@ class SyncConsumer:
             fate.outcome, fate.error = exc.outcome, exc.code
             if not isinstance(exc, InFlight):
                 self._give_back(fate, exc)
-            if self._retry_or_give_up(record, getattr(exc, "retry_after", None), exc.message):
+            if self._fates.retry(record, exc.message, getattr(exc, "retry_after", None)) is Fate.DEAD_LETTERED:
                 fate.outcome = "dead_lettered"
             else:
                 fate.failed = exc
@@ -337,7 +345,7 @@ class SyncConsumer:
         """Dead-letter a record that can never be written (its claim given back); if the DLQ does not take
         it, retry it instead."""
         self._give_back(fate, exc)
-        if not self._dead_letter_else_retry(record, reason):
+        if self._fates.dead_letter(record, reason) is Fate.RETRIED:
             fate.outcome = "retryable_failure"
             fate.failed = exc
 
@@ -425,10 +433,10 @@ class SyncConsumer:
             elif not staged.sent_before:  # that claim remembers a custom event: keep it
                 self._claims.release(staged.webhook.event_id, exc)
             if retryable:
-                dead = self._retry_or_give_up(staged.record, retry_after, str(exc))
+                fate = self._fates.retry(staged.record, str(exc), retry_after)
             else:
-                dead = self._dead_letter_else_retry(staged.record, str(exc))
-            if dead:
+                fate = self._fates.dead_letter(staged.record, str(exc))
+            if fate is Fate.DEAD_LETTERED:
                 self._finish(staged, "dead_lettered", error=type(exc).__name__)
             else:
                 batch.failed.add(staged.record.message_id)
@@ -492,37 +500,6 @@ class SyncConsumer:
             f"{self._not_found_horizon / 60:g} min",
             upstream_status=404,
         )
-
-    def _retry_or_give_up(self, record: SQSRecord, retry_after: int | None, why: str) -> bool:
-        """Push the record's next attempt out by the backoff; or, past the horizon or on the last receive
-        the queue allows, dead-letter it with the reason. True if it was dead-lettered."""
-        receives = int(record.attributes.approximate_receive_count or 1)
-        delay = backoff_seconds(receives, retry_after, SYNC_BASE_BACKOFF_SECONDS, SYNC_MAX_BACKOFF_SECONDS)
-        sent = sent_at(record)
-        gave_up = self._horizon.give_up(
-            age=None if sent is None else self._wall_clock() - sent,
-            delay=delay,
-            receives=receives,
-            max_receives=self._records.max_receives(record),
-        )
-        if gave_up is not None and self._dead_letter(record, f"{gave_up}: {why}"):
-            return True
-        self._records.delay(record, delay)
-        return False
-
-    def _dead_letter_else_retry(self, record: SQSRecord, reason: str) -> bool:
-        """Dead-letter ``record``; if the DLQ refuses, retry it after the backoff (or, past the horizon,
-        try the DLQ once more). True if it ended dead-lettered (acknowledge it), False if it is retried."""
-        return self._dead_letter(record, reason) or self._retry_or_give_up(record, None, reason)
-
-    def _dead_letter(self, record: SQSRecord, reason: str) -> bool:
-        """Copy ``record`` to the DLQ with ``reason``; False (logged) if the DLQ did not take it."""
-        if self._records.dead_letter(record, reason):
-            count("SyncDeadLettered")
-            logger.error("rokt webhook dead-lettered", extra={"messageId": record.message_id, "reason": reason})
-            return True
-        logger.error("the sync dead-letter queue could not take the message; it is retried instead")
-        return False
 
 
 @dataclass

@@ -155,6 +155,7 @@ class Attempt:
     seconds: float
     answer: Any = None
     perceived: float = 0.0  # when it arrived by the clock of the container that received it
+    invocation: str = ""  # the API invocation that answered it
 
 
 @dataclass

@@ -113,13 +113,7 @@ def _rokt_events(world: World, verdict: Verdict) -> None:
     for intent in world.intents:
         by_key[intent.key].append(intent)
     for key, intents in by_key.items():
-        accepted = [
-            (attempt, intent)
-            for intent in intents
-            for copy in intent.sent
-            for attempt in copy.attempts
-            if 200 <= attempt.status < 300 and (key, intent.tag, intent.op) not in dead
-        ]
+        accepted = _received(world, verdict, key, intents, dead)
         if not accepted:
             continue
         by_bridge = sorted(accepted, key=lambda pair: (pair[0].perceived, pair[0].at))
@@ -135,6 +129,25 @@ def _rokt_events(world: World, verdict: Verdict) -> None:
             story = ", ".join(f"{i.op} {i.tag or ''}@{a.perceived:.2f}s" for a, i in _runs(by_bridge))
             verdict.add("rokt-state", f"Rokt holds {actual!r}; the intents received make {expected!r} ({story})", key)
     _applied_once(world, verdict, by_key)
+
+
+def _received(
+    world: World, verdict: Verdict, key: tuple[str, str], intents: list[Intent], dead: set[Any]
+) -> list[tuple[Any, Intent]]:
+    """The attempts the bridge took responsibility for (2xx), and those answered with an error that
+    still reached Rokt — their invocation applied the change, the answer was lost on the way back."""
+    reached = {a.invocation for a in world.rokt.applied if a.invocation and a.key == key}
+    accepted = []
+    for intent in intents:
+        if (key, intent.tag, intent.op) in dead:
+            continue
+        for attempt in (a for copy in intent.sent for a in copy.attempts):
+            if 200 <= attempt.status < 300:
+                accepted.append((attempt, intent))
+            elif attempt.invocation in reached:
+                accepted.append((attempt, intent))
+                verdict.counted["an attempt answered with an error reached Rokt (its answer was lost)"] += 1
+    return accepted
 
 
 def _runs(received: list[tuple[Any, Intent]]) -> list[tuple[Any, Intent]]:

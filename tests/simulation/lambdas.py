@@ -86,6 +86,7 @@ class Function:
         self.invocations = 0
         self.killed = 0
         self.skews: dict[Actor, float] = {}
+        self.began: dict[Actor, float] = {}  # when each invocation's handler started, by its container's clock
 
     def invoke(self, event: Any, label: str) -> Actor:
         """Run the handler on a warm container (or a cold one), in a new actor; Lambda kills it at its
@@ -99,6 +100,7 @@ class Function:
 
         def run() -> Any:
             bridge_app.use_bridge(container.bridge)  # read by the handler before its first IO
+            self.began[actor] = world.scheduler.now + container.skew  # the handler's first reading of its clock
             return self._handler(event, context)
 
         def done(actor: Actor) -> None:
@@ -146,6 +148,7 @@ class HttpAnswer:
     seconds: float
     invocation: str = ""
     skew: float = 0.0  # of the clock of the container that answered
+    received: float = 0.0  # when the handler received it, by that container's clock
 
     def json(self) -> Any:
         try:
@@ -210,6 +213,7 @@ class ApiGateway:
             )
         answer.invocation = actor.invocation.name if actor.invocation else ""
         answer.skew = self._function.skews.pop(actor, 0.0)
+        answer.received = self._function.began.pop(actor, started + answer.skew)
         if actor.error is not None:
             world.harness_error(actor.error, f"the API function raised ({label})")
         return answer

@@ -337,7 +337,9 @@ class World:
         for retry in range(MAX_RETRIES + 1):
             started = self.scheduler.now
             answer = self.api.call("POST", intent.path, headers, intent.body, f"braze {intent.op}")
-            copy.attempts.append(Attempt(started, answer.status, answer.seconds, answer.json(), started + answer.skew))
+            copy.attempts.append(
+                Attempt(started, answer.status, answer.seconds, answer.json(), answer.received, answer.invocation)
+            )
             self.answers.append((intent, answer))
             self.trace.add(
                 "braze",

@@ -58,7 +58,7 @@ def decode_body(raw: bytes | None) -> Any:
     except UnicodeDecodeError as exc:
         raise InvalidJson(f"the request body is not UTF-8 (invalid byte at offset {exc.start})") from exc
     try:
-        return json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=Unreadable)
+        document = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=Unreadable)
     except json.JSONDecodeError as exc:
         raise InvalidJson(
             f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}. "
@@ -67,6 +67,29 @@ def decode_body(raw: bytes | None) -> Any:
         ) from exc
     except RecursionError as exc:
         raise InvalidJson("the request body is nested too deeply to be a webhook") from exc
+    depth = nesting_depth(document)
+    if depth > MAX_NESTING:
+        raise InvalidJson(
+            f"the request body is nested {depth} levels deep; a webhook body needs a few and at most "
+            f"{MAX_NESTING} are accepted (whatever is forwarded to Rokt must be serialisable)"
+        )
+    return document
+
+
+def nesting_depth(document: Any) -> int:
+    """How deeply ``document``'s objects and arrays nest (iteratively: no recursion on hostile input)."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
 
 
 class Unreadable(str):
@@ -75,6 +98,9 @@ class Unreadable(str):
     Kept as its text so validation can name the field (a 400), instead of failing later (a 500)."""
 
 
+# A Braze webhook body nests three or four levels (body → event → subscriptions → one); anything deeper
+# than this is refused at the door, so no later step (serialising Rokt's body, logging) meets it.
+MAX_NESTING = 32
 # Python refuses to convert integers longer than this (sys.get_int_max_str_digits()).
 MAX_INT_DIGITS = 4300
 

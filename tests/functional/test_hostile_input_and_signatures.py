@@ -120,6 +120,20 @@ def test_deeply_nested_json_is_400(client, sandbox: Sandbox):
     assert sandbox.requests() == []
 
 
+@pytest.mark.parametrize("depth", [33, 915])
+def test_an_unknown_field_nested_deeper_than_json_parsing_fails_is_400_not_500(client, sandbox: Sandbox, depth: int):
+    # deep enough to break serialising Rokt's body (RecursionError at ~915), shallow enough to parse
+    body = seed_body()
+    body["event"]["extra"] = json.loads("[" * depth + "]" * depth)
+
+    response = post(client, CREATE, body)
+
+    assert response.status_code == 400
+    assert response.json_body["error"] == "invalid_json"
+    assert "nested" in response.json_body["message"]
+    assert sandbox.requests() == []
+
+
 def test_non_utf8_body_is_400(client, sandbox: Sandbox):
     response = post(client, CREATE, b'{"event": "\xff\xfe"}')
 

@@ -3,15 +3,13 @@ standard ``POWERTOOLS_*`` variables set per stage in ``.chalice/config.json``.""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.exceptions import SchemaValidationError
-
-logger = Logger()
-metrics = Metrics()
 
 # Any characters an address may hold (RFC 6531 lets both parts be any Unicode, e.g. josé@exämple.de):
 # a run of anything but whitespace and the separators around addresses in text, an '@', another run.
@@ -23,14 +21,25 @@ _CAMPAIGN = re.compile(r"[^@_]+_[0-9]+_")
 
 
 def redact_emails(value: Any) -> Any:
-    """Mask e-mail addresses inside strings, lists and dicts (Rokt error bodies may echo subscribers)."""
+    """Mask e-mail addresses inside strings, lists and dicts, keys included (Rokt error bodies may echo
+    subscribers; a field may be named like an address)."""
     if isinstance(value, str):
-        return _EMAIL.sub(MASK, value)
-    if isinstance(value, list):
+        return _EMAIL.sub(MASK, value) if "@" in value else value
+    if isinstance(value, (list, tuple)):
         return [redact_emails(item) for item in value]
     if isinstance(value, dict):
-        return {key: redact_emails(item) for key, item in value.items()}
+        return {redact_emails(key): redact_emails(item) for key, item in value.items()}
     return value
+
+
+def _log_line(record: dict[str, Any]) -> str:
+    """Every log line, as Powertools would write it, with each e-mail address masked wherever it is — an
+    accountCode, a field's name, an exception's text: the last guard, whatever a caller logs."""
+    return json.dumps(redact_emails(record), default=str, separators=(",", ":"), ensure_ascii=False)
+
+
+logger = Logger(json_serializer=_log_line)
+metrics = Metrics()
 
 
 def _redact_event_id(event_id: str) -> str:

@@ -167,6 +167,21 @@ def test_an_event_id_holding_any_email_address_is_masked_whole(
         assert leaked not in json_logs.text.replace("[email redacted]", ""), leaked
 
 
+def test_an_account_code_or_a_field_name_holding_an_email_address_is_masked_in_every_log_line(
+    client, sandbox: Sandbox, json_logs: LogCapture
+):
+    # a template that puts an address in the account code, or names a field after one
+    post(client, "/v1/subscriptionevent/jane.doe@example.com", seed_body())
+    body = seed_body()
+    body["event"]["ana.maria@example.com"] = "x"
+    post(client, CREATE, body)
+
+    first, second = json_logs.summaries()
+    assert first["accountCode"] == "[email redacted]"
+    assert second["unknownFields"] == ["[email redacted]"]
+    assert "@" not in json_logs.text
+
+
 @pytest.mark.parametrize(
     "text", ["write to josé@example.com", "ana@exämple.de said", "john_doe@example.com", "<o'brien@x.ie>"]
 )

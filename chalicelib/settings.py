@@ -32,6 +32,9 @@ BREAKER_FAILURE_THRESHOLD = 5
 BREAKER_COOLDOWN_SECONDS = 30.0
 # Queue consumer: retry for this long after a message was first queued (the longest Braze retry
 # window), each retry after at most this long.
+# With a delivery queue: the note of a queued intent and its send are two bounded AWS calls (each within
+# the reserve) after the webhook's authentication, inside the budget less the Lambda margin.
+MIN_QUEUE_BUDGET_SECONDS = 20.0
 RETRY_HORIZON_SECONDS = 86_400.0
 RETRY_MAX_BACKOFF_SECONDS = 900
 
@@ -88,15 +91,9 @@ class Settings:
         ttl = _number(environ, "IDEMPOTENCY_TTL_SECONDS", DEFAULT_TTL_SECONDS, int, problems)
         timeout = _number(environ, "ROKT_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS, float, problems)
         budget = _number(environ, "BRIDGE_REQUEST_BUDGET_SECONDS", REQUEST_BUDGET_SECONDS, float, problems)
-        if budget >= API_GATEWAY_LIMIT_SECONDS:
-            problems.append(f"BRIDGE_REQUEST_BUDGET_SECONDS must stay under {API_GATEWAY_LIMIT_SECONDS:g}")
-        if timeout + CONNECT_TIMEOUT_SECONDS > budget - AWS_COMPLETION_RESERVE_SECONDS:
-            problems.append(
-                "ROKT_TIMEOUT_SECONDS plus the connect timeout must fit the request budget "
-                f"less {AWS_COMPLETION_RESERVE_SECONDS:g} s kept for the completion write"
-            )
         mode = _choice(environ, "DELIVERY_MODE", ("direct", "queued"), problems)
         queue_url = environ.get("DELIVERY_QUEUE_URL") or None
+        problems += _budget_problems(budget, timeout, queued=bool(queue_url))
         if mode == "queued" and not queue_url:
             problems.append("DELIVERY_QUEUE_URL is required when DELIVERY_MODE=queued")
         shape = _choice(environ, "ROKT_UPDATE_BODY_SHAPE", ("wrapped", "flat"), problems)
@@ -187,3 +184,23 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _budget_problems(budget: float, timeout: float, *, queued: bool) -> list[str]:
+    """What the request budget must hold: under API Gateway's limit, Rokt's timeout before the reserve,
+    and with a delivery queue, a queued intent's note and send."""
+    problems = []
+    if budget >= API_GATEWAY_LIMIT_SECONDS:
+        problems.append(f"BRIDGE_REQUEST_BUDGET_SECONDS must stay under {API_GATEWAY_LIMIT_SECONDS:g}")
+    if timeout + CONNECT_TIMEOUT_SECONDS > budget - AWS_COMPLETION_RESERVE_SECONDS:
+        problems.append(
+            "ROKT_TIMEOUT_SECONDS plus the connect timeout must fit the request budget "
+            f"less {AWS_COMPLETION_RESERVE_SECONDS:g} s kept for the completion write"
+        )
+    if queued and budget < MIN_QUEUE_BUDGET_SECONDS:
+        problems.append(
+            f"with DELIVERY_QUEUE_URL, BRIDGE_REQUEST_BUDGET_SECONDS must be at least {MIN_QUEUE_BUDGET_SECONDS:g}: "
+            "a queued intent is noted among its event's waiting intents (one bounded AWS call) before it is "
+            "sent (another), which keeps queued intents in order"
+        )
+    return problems

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from chalicelib.clock import MIN_ATTEMPT_SECONDS
 from chalicelib.errors import DependencyUnavailable, UpstreamTimeout
 from chalicelib.exchange import bounded, send_within
 from chalicelib.observability import logger
@@ -184,6 +185,7 @@ class TokenProvider:
         )
 
     def _refresh(self, deadline: Deadline) -> AccessToken:
+        _in_time(deadline)
         shared = self._read_shared()
         if shared is not None and self._usable(shared) and not self._due(shared):
             self._token = shared
@@ -201,23 +203,27 @@ class TokenProvider:
         if self._clock() - self._forced_at < FORCED_REFRESH_INTERVAL_SECONDS:
             self._forced_token = fresh.value
         self._on_refresh("oauth")
-        self._write_shared(fresh)
+        if deadline.remaining() >= MIN_ATTEMPT_SECONDS:
+            self._write_shared(fresh)
+        else:
+            logger.warning("no time left to share the new Rokt token through SSM; other containers fetch their own")
         return fresh
 
     def _fetch(self, deadline: Deadline) -> AccessToken:
-        client_id, client_secret = self._client_credentials(force=False)
+        client_id, client_secret = self._client_credentials(deadline, force=False)
         try:
             return self._endpoint.fetch(client_id, client_secret, deadline, self._clock())
         except CredentialsRejected:
-            client_id, client_secret = self._client_credentials(force=True)
+            client_id, client_secret = self._client_credentials(deadline, force=True)
             return self._endpoint.fetch(client_id, client_secret, deadline, self._clock())
 
-    def _client_credentials(self, force: bool) -> tuple[str, str]:
+    def _client_credentials(self, deadline: Deadline, *, force: bool) -> tuple[str, str]:
         if self._credentials is None or force:
-            self._credentials = (
-                self._store.get(ROKT_CLIENT_ID, CREDENTIALS_MAX_AGE_SECONDS, force_fetch=force),
-                self._store.get(ROKT_CLIENT_SECRET, CREDENTIALS_MAX_AGE_SECONDS, force_fetch=force),
-            )
+            _in_time(deadline)
+            client_id = self._store.get(ROKT_CLIENT_ID, CREDENTIALS_MAX_AGE_SECONDS, force_fetch=force)
+            _in_time(deadline)
+            client_secret = self._store.get(ROKT_CLIENT_SECRET, CREDENTIALS_MAX_AGE_SECONDS, force_fetch=force)
+            self._credentials = (client_id, client_secret)
         return self._credentials
 
     def _read_shared(self) -> AccessToken | None:
@@ -233,3 +239,10 @@ class TokenProvider:
             self._store.put_secure(ROKT_ACCESS_TOKEN, json.dumps(token.to_json(), separators=(",", ":")))
         except SecretStoreUnavailable:
             logger.warning("SSM token cache unwritable; other containers will fetch their own token")
+
+
+def _in_time(deadline: Deadline) -> None:
+    """An SSM read on the way to a token starts only while the upstream deadline has not passed: one that
+    then hangs overruns it by one bounded AWS call at most, which the request's reserve covers."""
+    if deadline.remaining() < MIN_ATTEMPT_SECONDS:
+        raise UpstreamTimeout("not enough of the request's time was left to get a Rokt token")

@@ -104,10 +104,11 @@ def generate(seed: int, size: str = "small") -> Scenario:
                 )
             )
         )
+    mode = rng.choice(MODES)
     return Scenario(
         seed=seed,
         family=family,
-        mode=rng.choice(MODES),
+        mode=mode,
         max_skew=rng.choice((0.0, 0.05, 0.3, 1.0)),
         redrive_limit=1000 if rng.random() < 0.8 else rng.randint(2, 8),
         sqs_redelivery_rate=rng.choice((0.0, 0.0, 0.02, 0.1)),
@@ -118,7 +119,7 @@ def generate(seed: int, size: str = "small") -> Scenario:
         rokt_redelivery_rate=rng.choice((0.0, 0.05, 0.2)),
         users=users,
         # the production stage, or the tightest budget Settings accepts with a short Rokt timeout
-        budget=rng.choice(((25.0, 8.0), (25.0, 8.0), (12.0, 1.5))),
+        budget=rng.choice(((25.0, 8.0), (25.0, 8.0), (12.0 if mode == "direct" else 20.0, 1.5))),
     )
 
 

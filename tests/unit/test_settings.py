@@ -66,3 +66,11 @@ def test_settings_accepts_https_or_loopback_http(url: str):
 def test_settings_keeps_every_answer_under_api_gateway_limit():
     with pytest.raises(ConfigError, match="BRIDGE_REQUEST_BUDGET_SECONDS"):
         Settings.from_env({**MINIMAL, "BRIDGE_REQUEST_BUDGET_SECONDS": "29"})
+
+
+def test_a_delivery_queue_needs_a_budget_that_holds_a_queued_intents_note_and_send():
+    queue = {**MINIMAL, "DELIVERY_QUEUE_URL": "https://sqs/q", "ROKT_TIMEOUT_SECONDS": "1.5"}
+    with pytest.raises(ConfigError, match="at least 20"):
+        Settings.from_env({**queue, "BRIDGE_REQUEST_BUDGET_SECONDS": "16"})
+    assert Settings.from_env({**queue, "BRIDGE_REQUEST_BUDGET_SECONDS": "20"}).request_budget_seconds == 20.0
+    assert Settings.from_env({**MINIMAL, "ROKT_TIMEOUT_SECONDS": "1.5", "BRIDGE_REQUEST_BUDGET_SECONDS": "12"})

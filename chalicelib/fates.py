@@ -36,7 +36,8 @@ class Fate(enum.Enum):
 
 
 class RecordFates:
-    """The fates of one queue's records (``what`` names them in logs; ``metric`` counts dead letters)."""
+    """The fates of one queue's records (``what`` names them in logs; ``metric``, if any, counts dead
+    letters besides the consumer's own outcome metrics)."""
 
     def __init__(
         self,
@@ -47,7 +48,7 @@ class RecordFates:
         max_backoff_seconds: int,
         wall_clock: Callable[[], float],
         what: str,
-        metric: str,
+        metric: str | None = None,
     ) -> None:
         self._records = records
         self._horizon = RetryHorizon(horizon_seconds)
@@ -88,7 +89,8 @@ class RecordFates:
 
     def _copy_to_dead_letters(self, record: SQSRecord, reason: str) -> bool:
         if self._records.dead_letter(record, reason):
-            count(self._metric)
+            if self._metric is not None:
+                count(self._metric)
             logger.error(f"{self._what} dead-lettered", extra={"messageId": record.message_id, "reason": reason})
             return True
         logger.error(f"the dead-letter queue could not take a {self._what}; it is retried instead")

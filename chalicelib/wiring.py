@@ -22,11 +22,11 @@ from chalicelib.auth import PathTokenAuthenticator, SignatureVerifier, WebhookAu
 from chalicelib.delivery.breaker import CircuitBreaker
 from chalicelib.delivery.consumer import QueueConsumer
 from chalicelib.delivery.endpoint import WebhookEndpoint
-from chalicelib.delivery.idempotency import IdempotentDeliverer
-from chalicelib.delivery.pending import PendingIntents
+from chalicelib.delivery.in_order import InOrderDeliverer
 from chalicelib.delivery.queue import DeliveryQueue
 from chalicelib.delivery.service import DeliveryService
 from chalicelib.delivery.spill import SpillingDeliverer
+from chalicelib.delivery.state import EventStates
 from chalicelib.errors import ConfigError
 from chalicelib.http_session import EnvironmentOnceSession
 from chalicelib.observability import count_token_refresh
@@ -138,7 +138,7 @@ class Bridge:
         breaker = CircuitBreaker(
             settings.breaker_failure_threshold, settings.breaker_cooldown_seconds, clock=self.runtime.monotonic
         )
-        return SpillingDeliverer(self.deliverer(), queue, breaker, self.pending_intents())
+        return SpillingDeliverer(self.deliverer(), queue, breaker)
 
     @_once
     def delivery_consumer(self) -> QueueConsumer:
@@ -146,13 +146,13 @@ class Bridge:
         settings, runtime = self.settings, self.runtime
         return QueueConsumer(
             self.deliverer(),
+            self.event_states(),
             self.sqs(),
-            clock=runtime.monotonic,
             reserve_seconds=settings.completion_reserve_seconds,
             horizon_seconds=settings.retry_horizon_seconds,
             max_backoff_seconds=settings.retry_max_backoff_seconds,
+            clock=runtime.monotonic,
             wall_clock=runtime.time,
-            pending=self.pending_intents(),
             sleep=runtime.sleep,
         )
 
@@ -164,21 +164,26 @@ class Bridge:
         )
 
     @_once
-    def deliverer(self) -> IdempotentDeliverer:
-        """Delivery to Rokt, exactly once per intent (the delivery records)."""
-        return IdempotentDeliverer(
+    def deliverer(self) -> InOrderDeliverer:
+        """Delivery to Rokt, exactly once per intent and in the order received (the event states); in
+        direct mode with a queue behind it, a webhook whose event has intents waiting there goes behind
+        them."""
+        settings = self.settings
+        return InOrderDeliverer(
             self.delivery_service().deliver,
-            self._persistence(),
-            self.settings.idempotency_ttl_seconds,
-            clock=self.runtime.time,
+            self.event_states(),
+            wall_clock=self.runtime.time,
+            new_id=self.runtime.new_id,
+            queue_behind=bool(settings.delivery_queue_url) and settings.delivery_mode != "queued",
         )
 
     @_once
-    def pending_intents(self) -> PendingIntents:
-        """The intents waiting in the delivery queue, per event: what keeps them in order (see pending)."""
+    def event_states(self) -> EventStates:
+        """Each event's delivery state: what Rokt has, the delivery in flight, the intents waiting in the
+        delivery queue (one item per event in the idempotency table)."""
         settings = self.settings
-        return PendingIntents(
-            self.dynamodb(), settings.idempotency_table, settings.retry_horizon_seconds, clock=self.runtime.time
+        return EventStates(
+            self.dynamodb(), settings.idempotency_table, settings.idempotency_ttl_seconds, clock=self.runtime.time
         )
 
     @_once
@@ -191,7 +196,7 @@ class Bridge:
             self.sqs,  # built on first use: a direct-mode container that never spills never builds it
             settings.delivery_queue_url,
             clock=self.runtime.time,
-            pending=self.pending_intents(),
+            waiting=self.event_states(),
             note_reserve_seconds=settings.completion_reserve_seconds,
             new_id=self.runtime.new_id,
         )

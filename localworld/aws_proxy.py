@@ -30,7 +30,8 @@ class _ProxyServer(ThreadingHTTPServer):
 
 @dataclass
 class AwsFault:
-    """Fail the next ``count`` calls to ``service`` (and ``operation``, if given)."""
+    """Fail the next ``count`` calls to ``service`` (and ``operation``, if given), after letting the first
+    ``skip`` of them through."""
 
     service: str
     operation: str | None = None
@@ -39,6 +40,7 @@ class AwsFault:
     code: str = "ThrottlingException"
     drop: bool = False
     hang: float = 0.0  # seconds to hold the call before failing it (a sick dependency, not a dead one)
+    skip: int = 0
 
     def matches(self, service: str, operation: str) -> bool:
         return self.count > 0 and self.service == service and self.operation in (None, operation)
@@ -85,6 +87,9 @@ class AwsProxy:
             self.counts[f"{service}.{operation}"] += 1
             for fault in self.faults:
                 if fault.matches(service, operation):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
                     fault.count -= 1
                     self.failed[f"{service}.{operation}"] += 1
                     return fault

@@ -73,11 +73,11 @@ def ssm_unreachable(rig: Rig) -> None:
 
 
 def dynamodb_outage(rig: Rig) -> None:
-    rig.proxy.fail(AwsFault("dynamodb", "PutItem", count=12, status=500, code="InternalServerError"))
+    rig.proxy.fail(AwsFault("dynamodb", "UpdateItem", count=12, status=500, code="InternalServerError"))
 
 
 def dynamodb_drops_connections(rig: Rig) -> None:
-    rig.proxy.fail(AwsFault("dynamodb", "PutItem", count=9, drop=True))
+    rig.proxy.fail(AwsFault("dynamodb", "UpdateItem", count=9, drop=True))
 
 
 def ssm_hangs(rig: Rig) -> None:
@@ -108,7 +108,7 @@ FAULTS: dict[str, Callable[[Rig], None]] = {
     "rokt-hangs": lambda r: r.sandbox.fault(delay=60, count=3),
     "token-endpoint-hangs": token_endpoint_hangs,
     "ssm-hangs": ssm_hangs,
-    "dynamodb-hangs": lambda r: r.proxy.fail(AwsFault("dynamodb", "PutItem", count=3, hang=60)),
+    "dynamodb-hangs": lambda r: r.proxy.fail(AwsFault("dynamodb", "UpdateItem", count=3, hang=60)),
 }
 
 # Slow peers: alive, one byte every 0.6 s, so every socket read succeeds and only the

@@ -9,7 +9,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.delivery.service import DeliveryOutcome
-from chalicelib.errors import BridgeError
 from chalicelib.runtime import Runtime
 from chalicelib.wiring import Bridge
 
@@ -62,7 +61,7 @@ def outcome(status: Any = "delivered", duplicate: bool = False) -> DeliveryOutco
 class ScriptedDeliverer:
     """Answers each call with the next of ``answers`` (an outcome, or an error to raise)."""
 
-    def __init__(self, *answers: DeliveryOutcome | BridgeError) -> None:
+    def __init__(self, *answers: DeliveryOutcome | Exception) -> None:
         self._answers = list(answers)
         self.calls = 0
 
@@ -71,7 +70,7 @@ class ScriptedDeliverer:
     ) -> DeliveryOutcome:
         self.calls += 1
         answer = self._answers.pop(0)
-        if isinstance(answer, BridgeError):
+        if isinstance(answer, Exception):
             raise answer
         return answer
 

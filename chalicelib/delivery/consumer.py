@@ -1,22 +1,24 @@
 """The delivery queue's consumer: delivers what queued mode's intake and direct mode's spill put on the
-queue (see queue), at the rate its batch size and concurrency allow, through the same idempotency
-records as direct delivery — which is what makes Rokt see each event once, however many copies were
-queued.
+queue (see queue), at the rate its batch size and concurrency allow, through the same per-event state
+as direct delivery (:mod:`chalicelib.delivery.state`) — which is what makes Rokt see each intent once,
+however many copies were queued, and in the order the bridge received them.
 
-Retryable failures stay on the queue: the message's visibility is pushed out by Rokt's Retry-After
-or a backoff that grows with the receive count (capped), for a horizon counted from when the
-message was first queued (24 h by default, the longest Braze retry window); past it, the message
-goes to the DLQ with the reason. Refusals are logged and dropped. The queue's redrive policy
-(MAX_RECEIVES) is only a backstop for messages that crash the function.
+Each record ends in one of the fates of :mod:`chalicelib.fates`, and its intent leaves its event's
+waiting list exactly when its message leaves the queue:
 
-Order: a standard queue hands messages over in any order, so each queued intent is noted in
-``pending`` (with when it reached the bridge) before it is sent, and taken off when its message is
-done with. The consumer holds an intent back — visible again after a short, growing delay, never
-sent — while an older intent for its event is still noted there; and a 404 for an update or delete
-is retried, not dropped, while an older intent for the event (its create) is still waiting, and for
-UNKNOWN_EVENT_GRACE_SECONDS after its arrival in any case (an intent queued un-noted). Together with
-the delivery records' arrival times (an older intent taken after a newer one is ``superseded``) Rokt
-ends in the state of the last intent received, whatever order SQS hands them over.
+- delivered, a duplicate, superseded, refused by Rokt → acknowledged, off the waiting list;
+- held back behind an older intent for its event, or another delivery of the event in flight → retried
+  soon (its entry kept live), not a failure;
+- Rokt or AWS failing → retried after a backoff (Retry-After, else exponential, capped), its entry kept
+  live; past the horizon (24 h after it was queued) or on the queue's last allowed receive →
+  dead-lettered with the reason, off the waiting list;
+- Rokt's 404 for an update or delete → retried for ``UNKNOWN_EVENT_GRACE_SECONDS`` from the later of
+  its arrival and its first receive (its create may still be queued un-noted, or processed by Rokt),
+  off the waiting list meanwhile so newer intents need not wait for it; then a refusal;
+- anything else — an unreadable message, an unexpected error — dead-lettered with the reason at once:
+  nothing loops, nothing holds its event's later intents back;
+- not started because the invocation's time ran out → given back at once (dead-lettered with that
+  reason on the last allowed receive).
 """
 
 from __future__ import annotations
@@ -24,16 +26,26 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.clock import Deadline
-from chalicelib.delivery.models import EventRequest
-from chalicelib.errors import BridgeError, DependencyUnavailable, EventNotKnownYet, OlderIntentPending
+from chalicelib.delivery.in_order import fingerprint
+from chalicelib.delivery.models import Action, EventRequest
+from chalicelib.delivery.state import Intent
+from chalicelib.errors import (
+    BridgeError,
+    DependencyUnavailable,
+    EventNotKnownYet,
+    InFlight,
+    OlderIntentPending,
+    RateLimited,
+    RoktRejected,
+)
+from chalicelib.fates import Fate, RecordFates
 from chalicelib.observability import logger, record_outcome
 from chalicelib.rokt.events import refused_as_unknown
 from chalicelib.settings import RETRY_HORIZON_SECONDS, RETRY_MAX_BACKOFF_SECONDS
-from chalicelib.sqs import QueueRecords, RetryHorizon
-from chalicelib.sqs import backoff_seconds as sqs_backoff
+from chalicelib.sqs import QueueRecords
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,8 +53,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from mypy_boto3_sqs.client import SQSClient
 
-    from chalicelib.delivery.pending import PendingIntents
-    from chalicelib.delivery.service import Deliverer
+    from chalicelib.delivery.service import DeliveryOutcome
 
 BASE_BACKOFF_SECONDS = 30
 CONSUMER_BUDGET_SECONDS = 25.0
@@ -50,23 +61,40 @@ CONSUMER_BUDGET_SECONDS = 25.0
 # and the batch's own bookkeeping; and the least time worth starting a record with.
 CONSUMER_RESERVE_SECONDS = 7.0
 MIN_RECORD_SECONDS = 2.0
-# An intent held back behind an older one for its event is looked at again after this, doubling with
-# each receive (capped by the retry backoff cap): soon after the older one is done, in few receives.
+# An intent waiting its turn (held back, or its event in flight) is looked at again after this, doubling
+# with each receive (capped by the retry backoff cap): soon after the older one is done, in few receives.
 HOLD_BACK_BASE_SECONDS = 5
-# How long after its arrival a queued update or delete that Rokt answers 404 (no such event) is still
-# retried: its create may be on the queue un-noted (DynamoDB was down, or the request's time was up
-# when it spilled), or still being processed by Rokt ("202, processed in the background"). Newer
-# intents do not wait for these retries.
+# How long a queued update or delete that Rokt answers 404 (no such event) is still retried, from the
+# later of its arrival and its first receive: its create may be on the queue un-noted (DynamoDB was
+# down, or the request's time was up when it spilled), or still processed by Rokt ("202, processed in
+# the background"). Newer intents do not wait for these retries.
 UNKNOWN_EVENT_GRACE_SECONDS = 3_600.0
 
 
-def backoff_seconds(receive_count: int, retry_after: int | None, cap: int = RETRY_MAX_BACKOFF_SECONDS) -> int:
-    """Visibility delay before the next attempt: Retry-After if Rokt gave one, else exponential."""
-    return sqs_backoff(receive_count, retry_after, min(BASE_BACKOFF_SECONDS, cap), cap)
+class QueuedDeliverer(Protocol):
+    def deliver(
+        self,
+        request: EventRequest,
+        deadline: Deadline,
+        lambda_context: Any = None,
+        received_at: float | None = None,
+        *,
+        intent_id: str = "",
+    ) -> DeliveryOutcome: ...
+
+
+class WaitingList(Protocol):
+    def seen(self, intent: Intent) -> None: ...
+
+    def leave(self, intent: Intent) -> None: ...
 
 
 class NotAttempted(Exception):
     """The batch ran out of time before this record; it goes back to the queue untouched."""
+
+
+class Unprocessable(Exception):
+    """Delivering this record failed in a way another attempt would repeat: dead-letter it."""
 
 
 class QueueConsumer:
@@ -74,28 +102,37 @@ class QueueConsumer:
 
     def __init__(
         self,
-        deliverer: Deliverer,
+        deliverer: QueuedDeliverer,
+        waiting: WaitingList,
         sqs: SQSClient,
-        budget_seconds: float = CONSUMER_BUDGET_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-        reserve_seconds: float = CONSUMER_RESERVE_SECONDS,
         *,
+        budget_seconds: float = CONSUMER_BUDGET_SECONDS,
+        reserve_seconds: float = CONSUMER_RESERVE_SECONDS,
         horizon_seconds: float = RETRY_HORIZON_SECONDS,
         max_backoff_seconds: int = RETRY_MAX_BACKOFF_SECONDS,
+        unknown_event_grace_seconds: float = UNKNOWN_EVENT_GRACE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        pending: PendingIntents | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._deliverer = deliverer
-        self._sleep = sleep
-        self._pending = pending
-        self._horizon = RetryHorizon(horizon_seconds)
-        self._max_backoff = max_backoff_seconds
-        self._wall_clock = wall_clock
+        self._waiting = waiting
         self._records = QueueRecords(sqs)
+        self._fates = RecordFates(
+            self._records,
+            horizon_seconds=horizon_seconds,
+            base_backoff_seconds=min(BASE_BACKOFF_SECONDS, max_backoff_seconds),
+            max_backoff_seconds=max_backoff_seconds,
+            wall_clock=wall_clock,
+            what="queued delivery",  # counted by its outcome (DeadLettered, route "queue")
+        )
+        self._max_backoff = max_backoff_seconds
+        self._grace = unknown_event_grace_seconds
         self._budget = budget_seconds
-        self._clock = clock
         self._reserve = reserve_seconds
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._sleep = sleep
         self._context: Any = None
         self._deadline = Deadline(0, clock=clock, sleep=sleep)
 
@@ -115,113 +152,134 @@ class QueueConsumer:
         # raised: the records go back the same way and this invocation's metrics still get out.
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         result: dict[str, Any] = dict(
-            process_partial_response(event=event, record_handler=self._deliver, processor=processor, context=context)
+            process_partial_response(event=event, record_handler=self._handle, processor=processor, context=context)
         )
         return result
 
-    def _deliver(self, record: SQSRecord) -> None:
+    def _handle(self, record: SQSRecord) -> None:
+        """One record's fate; raises (the record is reported failed) when it stays on the queue."""
         started = self._clock()
         receives = int(record.attributes.approximate_receive_count or 1)
         summary: dict[str, Any] = {"route": "queue", "messageId": record.message_id, "receiveCount": receives}
-        message: dict[str, Any] = {}
-        intent: _Intent | None = None
         try:
-            message = json.loads(record.body)
-            request = EventRequest.from_dict(message["request"])
-            summary.update(accountCode=request.account_code, eventId=request.event_id, action=request.action.value)
-            intent = _Intent.of(request, message, self._wall_clock)
-            if self._deadline.remaining() < MIN_RECORD_SECONDS:
-                summary.update(outcome="not_attempted", error="no_time_left")
-                self._records.delay(record, 0)  # visible again now: it never reached Rokt
-                raise NotAttempted("not enough of the invocation left to deliver this record")
-            self._hold_back_behind_older(intent, receives)
-            outcome = self._deliverer.deliver(request, self._deadline, self._context, intent.received_at)
-            summary.update(
-                outcome="duplicate" if outcome.duplicate else outcome.status, upstreamStatus=outcome.upstream_status
-            )
-            self._done(intent)
-        except BridgeError as exc:
-            summary.update(outcome=exc.outcome, error=exc.code)
-            if exc.outcome != "retryable_failure" and intent is not None:
-                exc = self._refusal_or_wait(exc, intent, receives)
-                summary.update(outcome=exc.outcome, error=exc.code)
-            if exc.outcome != "retryable_failure":
-                return  # definitive (Rokt refused): another attempt would get the same answer
-            if isinstance(exc, OlderIntentPending):
-                summary["outcome"] = "held_back"  # waiting its turn, not a failure
-            self._retry_or_give_up(record, message, receives, exc, summary)
-            self._gone(intent)  # reached only when it was dead-lettered
-        except (ValueError, KeyError, TypeError) as exc:
-            summary.update(outcome="invalid", error="unreadable_message")
-            if self._records.dead_letter(record, "unreadable_message: not a delivery this bridge wrote"):
-                summary["outcome"] = "dead_lettered"
-                return
-            raise ValueError("queue message is not a delivery this bridge wrote") from exc
+            stays = self._fate(record, receives, summary)
         finally:
             summary["latencyMs"] = round((self._clock() - started) * 1000, 1)
             record_outcome("queued webhook handled", summary)
+        if stays is not None:
+            raise stays
 
-    def _hold_back_behind_older(self, intent: _Intent, receives: int) -> None:
-        """OlderIntentPending while an intent for the same event that reached the bridge earlier is
-        still waiting in the queue: this one must not overtake it."""
-        if self._pending is not None and self._pending.waiting_before(
-            intent.request.account_code, intent.request.event_id, intent.received_at, intent.intent_id
-        ):
-            raise OlderIntentPending(
-                "an older intent for this event is still waiting in the queue; this one goes after it",
-                retry_after=min(HOLD_BACK_BASE_SECONDS * 2 ** max(receives - 1, 0), self._max_backoff),
+    def _fate(self, record: SQSRecord, receives: int, summary: dict[str, Any]) -> Exception | None:
+        """Deliver the record and decide its fate; the exception to report it failed with, if it stays."""
+        try:
+            intent = _QueuedIntent.read(record, self._wall_clock)
+        except Exception as exc:  # whatever the message holds, it is dead-lettered, never looped
+            summary.update(outcome="invalid", error="unreadable_message")
+            reason = f"unreadable_message: not a delivery this bridge wrote ({type(exc).__name__})"
+            return self._dead_letter(record, reason, summary, _QueuedIntent.named_by(record))
+        request = intent.request
+        summary.update(accountCode=request.account_code, eventId=request.event_id, action=request.action.value)
+        if self._deadline.remaining() < MIN_RECORD_SECONDS:
+            summary.update(outcome="not_attempted", error="no_time_left")
+            if self._fates.give_back(record) is Fate.DEAD_LETTERED:
+                self._leave(intent)
+                summary["outcome"] = "dead_lettered"
+                return None
+            return NotAttempted("not enough of the invocation left to deliver this record")
+        try:
+            outcome = self._deliverer.deliver(
+                request, self._deadline, self._context, intent.received_at, intent_id=intent.intent_id
             )
+        except (OlderIntentPending, InFlight) as exc:
+            summary.update(outcome="held_back", error=exc.code)  # waiting its turn, not a failure
+            return self._retry(record, intent, exc, summary, retry_after=self._hold_back(receives))
+        except RoktRejected as exc:
+            summary.update(outcome=exc.outcome, error=exc.code, upstreamStatus=exc.upstream_status)
+            if refused_as_unknown(request.operation, exc) and self._within_grace(record, intent):
+                # Off the waiting list, so newer intents do not wait for this retry: if one reaches Rokt
+                # first, this one is superseded when it comes back; an older create goes first.
+                self._leave(intent)
+                unknown = EventNotKnownYet("Rokt does not know this event yet; retried for a while before it counts")
+                summary.update(outcome=unknown.outcome, error=unknown.code)
+                return self._retry(record, None, unknown, summary)
+            self._leave(intent)  # definitive: another attempt would get the same answer
+            return None
+        except BridgeError as exc:
+            summary.update(outcome=exc.outcome, error=exc.code)
+            if exc.outcome != "retryable_failure":
+                return self._dead_letter(record, f"{exc.code}: {exc.message}", summary, intent)
+            retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+            return self._retry(record, intent, exc, summary, retry_after=retry_after)
+        except Exception as exc:  # a bug must not loop on the queue nor hold its event's later intents back
+            logger.exception("queued delivery failed unexpectedly", extra={"messageId": record.message_id})
+            summary.update(outcome="error", error="unexpected_error")
+            return self._dead_letter(record, f"unexpected_error: {type(exc).__name__}", summary, intent)
+        summary.update(
+            outcome="duplicate" if outcome.duplicate else outcome.status, upstreamStatus=outcome.upstream_status
+        )
+        return None
 
-    def _refusal_or_wait(self, exc: BridgeError, intent: _Intent, receives: int) -> BridgeError:
-        """A refusal is final — except Rokt's 404 for an update or delete: while an older intent for the
-        event (its create) still waits, this one waits for it; and within UNKNOWN_EVENT_GRACE_SECONDS of
-        its arrival it is retried anyway. Final ones leave ``pending``."""
-        if refused_as_unknown(intent.request.operation, exc):
-            try:
-                self._hold_back_behind_older(intent, receives)
-            except OlderIntentPending as waiting:
-                return waiting
-            if self._wall_clock() - intent.received_at < UNKNOWN_EVENT_GRACE_SECONDS:
-                # Off the waiting list, so newer intents do not wait for this retry: if one reaches
-                # Rokt first, this one is superseded when it comes back; an older create goes first.
-                self._done(intent)
-                return EventNotKnownYet("Rokt does not know this event yet; retried for a while before it counts")
-        self._done(intent)
+    # --- fates ---------------------------------------------------------------------------------------
+    def _retry(
+        self,
+        record: SQSRecord,
+        intent: _QueuedIntent | None,
+        exc: BridgeError,
+        summary: dict[str, Any],
+        retry_after: int | None = None,
+    ) -> Exception | None:
+        """Back on the queue after a backoff, the intent's entry kept live (None: it has left the list);
+        past the horizon or on the last allowed receive, dead-lettered and off the list."""
+        if self._fates.retry(record, exc.code, retry_after) is Fate.DEAD_LETTERED:
+            summary["outcome"] = "dead_lettered"
+            self._leave(intent)
+            return None
+        if intent is not None:
+            self._seen(intent)
         return exc
 
-    def _done(self, intent: _Intent | None) -> None:
-        """The intent's message leaves the queue: intents behind it may go. If this cannot be noted,
-        the message is retried (its delivery record answers it again, Rokt is not called twice)."""
-        if self._pending is not None and intent is not None and intent.intent_id:
-            self._pending.remove(intent.request.account_code, intent.request.event_id, intent.intent_id)
+    def _dead_letter(
+        self, record: SQSRecord, reason: str, summary: dict[str, Any], intent: _QueuedIntent | None = None
+    ) -> Exception | None:
+        if self._fates.dead_letter(record, reason) is Fate.RETRIED:
+            return Unprocessable(reason)  # the DLQ refused: it comes back and is dead-lettered then
+        summary["outcome"] = "dead_lettered"
+        self._leave(intent)
+        return None
 
-    def _gone(self, intent: _Intent | None) -> None:
-        """Best effort for a dead-lettered intent (already in the DLQ: it must not fail again); an
-        entry left behind stops holding intents back once it is stale (see pending)."""
+    def _hold_back(self, receives: int) -> int:
+        delay: int = HOLD_BACK_BASE_SECONDS * 2 ** max(receives - 1, 0)
+        return min(delay, self._max_backoff)
+
+    def _within_grace(self, record: SQSRecord, intent: _QueuedIntent) -> bool:
+        """Within the grace of a 404, counted from the later of its arrival and its first receive (a
+        backlog may hand a message over hours after it arrived)."""
         try:
-            self._done(intent)
-        except DependencyUnavailable:
-            logger.warning("a dead-lettered intent is still noted as waiting; intents behind it wait until it is stale")
+            first = int(record.attributes.approximate_first_receive_timestamp) / 1000
+        except (TypeError, ValueError, KeyError):
+            first = 0.0
+        return self._wall_clock() - max(intent.received_at, first) < self._grace
 
-    def _retry_or_give_up(
-        self, record: SQSRecord, message: dict[str, Any], receives: int, exc: BridgeError, summary: dict[str, Any]
-    ) -> None:
-        """Try again after a backoff (raises) while the message is within the horizon; past it,
-        dead-letter it with the reason and return (or, if even that fails, leave it to the redrive policy)."""
-        delay = backoff_seconds(receives, getattr(exc, "retry_after", None), self._max_backoff)
-        age = self._wall_clock() - float(message.get("queuedAt") or self._wall_clock())
-        summary["ageSeconds"] = round(age, 1)
-        # The age alone decides here: the redrive limit (MAX_RECEIVES) stays the crash backstop.
-        gave_up = self._horizon.give_up(age=age, delay=delay, receives=receives, max_receives=None)
-        if gave_up is not None and self._records.dead_letter(record, f"{gave_up}: {exc.code}"):
-            summary["outcome"] = "dead_lettered"
+    # --- the waiting list (best effort: an entry left behind stops holding others back once stale) ----
+    def _leave(self, intent: _QueuedIntent | None) -> None:
+        if intent is None or not intent.intent_id:
             return
-        self._records.delay(record, delay)
-        raise exc
+        try:
+            self._waiting.leave(intent.key)
+        except DependencyUnavailable:
+            logger.warning("an intent done with is still noted as waiting; intents behind it wait until it is stale")
+
+    def _seen(self, intent: _QueuedIntent) -> None:
+        if not intent.intent_id:
+            return
+        try:
+            self._waiting.seen(intent.key)
+        except DependencyUnavailable:
+            logger.warning("a waiting intent's entry was not refreshed")
 
 
 @dataclass(frozen=True)
-class _Intent:
+class _QueuedIntent:
     """A queued request with what orders it among its event's intents."""
 
     request: EventRequest
@@ -229,6 +287,31 @@ class _Intent:
     intent_id: str  # empty for messages queued before intents were noted
 
     @classmethod
-    def of(cls, request: EventRequest, message: dict[str, Any], now: Callable[[], float]) -> _Intent:
+    def read(cls, record: SQSRecord, now: Callable[[], float]) -> _QueuedIntent:
+        message = json.loads(record.body)
+        request = EventRequest.from_dict(message["request"])
         received = message.get("receivedAt", message.get("queuedAt"))
         return cls(request, now() if received is None else float(received), str(message.get("intentId") or ""))
+
+    @classmethod
+    def named_by(cls, record: SQSRecord) -> _QueuedIntent | None:
+        """The intent a message whose body cannot be read is for, from its attributes (the producer
+        writes the account, the event and the intent id there too); None if they do not say."""
+        try:
+            attributes = record.message_attributes
+        except (KeyError, TypeError):
+            return None
+        names = []
+        for name in ("accountCode", "eventId", "intentId"):
+            attribute = attributes[name]
+            value = attribute.string_value if attribute is not None else None
+            if not value:
+                return None
+            names.append(value)
+        account_code, event_id, intent_id = names
+        return cls(EventRequest(Action.DELETE, account_code, event_id, {"eventId": event_id}), 0.0, intent_id)
+
+    @property
+    def key(self) -> Intent:
+        request = self.request
+        return Intent(request.account_code, request.event_id, fingerprint(request), self.received_at, self.intent_id)

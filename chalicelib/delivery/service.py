@@ -41,7 +41,7 @@ class Deliverer(Protocol):
 
 @dataclass(frozen=True)
 class DeliveryOutcome:
-    """The final word on one webhook; stored by idempotency and replayed for duplicates."""
+    """The final word on one webhook; stored in its event's state and replayed for duplicates."""
 
     status: Status
     action: str
@@ -52,7 +52,6 @@ class DeliveryOutcome:
     upstream_body: Any = None
     upstream_ms: float = 0.0
     duplicate: bool = False
-    fingerprint: str | None = None  # of the intent this outcome answered (see idempotency)
     reason: str | None = None  # why a direct-mode webhook was queued instead (see spill)
     received_at: float | None = None  # when the intent this outcome answered reached the bridge
 
@@ -87,7 +86,6 @@ class DeliveryOutcome:
             upstream_body=data.get("upstreamBody"),
             upstream_ms=float(data.get("upstreamMs", 0.0)),
             duplicate=bool(data.get("duplicate", False)),
-            fingerprint=data.get("fingerprint"),
             received_at=data.get("receivedAt"),
         )
 

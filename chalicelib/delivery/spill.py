@@ -7,9 +7,10 @@ queue consumer delivers it later through the same idempotency records, so Rokt s
 While the circuit breaker is open the route does not try Rokt at all: it spills in milliseconds.
 Only when SQS refuses too does Braze get the original retryable error.
 
-Order: while any intent for the event waits in the queue (``pending``), a webhook for it does not
-overtake it: it goes to the queue behind it (``202 queued``, reason ``behind_queued_intent``). The
-same for Rokt's 404 to an update or delete whose create was spilled meanwhile.
+Order: while any intent for the event waits in the queue, a webhook for it does not overtake it: the
+deliverer says so (``BehindQueuedIntents``) and it goes to the queue behind them (``202 queued``,
+reason ``behind_queued_intent``). The same for Rokt's 404 to an update or delete whose create was
+spilled meanwhile.
 
 The breaker hears only Rokt: a delivery or a refusal closes it; a duplicate or ``superseded`` answer
 (from DynamoDB), a webhook sent behind queued intents, or an in-flight one tells nothing about Rokt,
@@ -19,18 +20,16 @@ and a half-open breaker leaves its probe to the next request.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.delivery.in_order import BehindQueuedIntents
 from chalicelib.errors import BridgeError, DependencyUnavailable, InFlight, RateLimited, RoktRejected
 from chalicelib.observability import logger
-from chalicelib.rokt.events import refused_as_unknown
 
 if TYPE_CHECKING:
     from chalicelib.clock import Deadline
     from chalicelib.delivery.breaker import CircuitBreaker
     from chalicelib.delivery.models import EventRequest
-    from chalicelib.delivery.pending import PendingIntents
     from chalicelib.delivery.queue import DeliveryQueue
     from chalicelib.delivery.service import Deliverer, DeliveryOutcome
 
@@ -49,12 +48,10 @@ class SpillingDeliverer:
         deliverer: Deliverer,
         queue: DeliveryQueue,
         breaker: CircuitBreaker,
-        pending: PendingIntents | None = None,
     ) -> None:
         self._deliverer = deliverer
         self._queue = queue
         self._breaker = breaker
-        self._pending = pending
 
     def deliver(
         self,
@@ -66,15 +63,18 @@ class SpillingDeliverer:
         if not self._breaker.allow():
             return self._spill(request, deadline, received_at, BREAKER_OPEN, None)
         try:
-            behind = self._behind_queued(request)
-            outcome = None if behind else self._deliverer.deliver(request, deadline, lambda_context, received_at)
+            outcome = self._deliverer.deliver(request, deadline, lambda_context, received_at)
+        except BehindQueuedIntents as behind:
+            if behind.after_rokt:
+                self._breaker.succeeded()  # Rokt answered, with a 404 for an event whose create is queued
+            else:
+                self._breaker.abandoned()  # not sent: no word on Rokt's health
+            return self._spill(request, deadline, received_at, BEHIND_QUEUED_INTENT, None)
         except InFlight:
             self._breaker.abandoned()  # another copy is being delivered: its answer comes on retry
             raise
-        except RoktRejected as exc:
+        except RoktRejected:
             self._breaker.succeeded()  # Rokt answered, with a refusal
-            if self._unknown_yet(request, exc):
-                return self._spill(request, deadline, received_at, BEHIND_QUEUED_INTENT, exc)
             raise
         except BridgeError as exc:
             if exc.outcome != "retryable_failure":
@@ -85,31 +85,11 @@ class SpillingDeliverer:
         except BaseException:
             self._breaker.abandoned()
             raise
-        if outcome is None:  # sent behind queued intents, outside the try: SQS refusing it is not Rokt failing
-            self._breaker.abandoned()
-            return self._spill(request, deadline, received_at, BEHIND_QUEUED_INTENT, None)
         if outcome.reached_rokt and not outcome.duplicate:
             self._breaker.succeeded()
         else:
             self._breaker.abandoned()  # answered from DynamoDB: no word on Rokt's health
         return outcome
-
-    def _behind_queued(self, request: EventRequest) -> bool:
-        """Does any intent for this event wait in the queue? (Any: one noted as arriving after this
-        webhook — clocks of two containers apart — is then simply delivered after it.)"""
-        if self._pending is None:
-            return False
-        return self._pending.waiting_before(request.account_code, request.event_id, math.inf)
-
-    def _unknown_yet(self, request: EventRequest, exc: RoktRejected) -> bool:
-        """Rokt does not know the event an update or delete is for — because its create waits in the
-        queue (spilled between our look at the queue and Rokt's answer)?"""
-        if not refused_as_unknown(request.operation, exc):
-            return False
-        try:
-            return self._behind_queued(request)
-        except DependencyUnavailable:
-            return False  # cannot tell: Rokt's refusal stands
 
     def _spill(
         self,

@@ -1,8 +1,11 @@
-"""Exactly once per eventId: Powertools idempotency on DynamoDB (moto server) in front of Rokt."""
+"""Exactly once per intent, in order: each event's state machine on DynamoDB (moto server) in front of
+Rokt — duplicates answered from the state, a new intent for the event delivered, copies racing take
+turns, a refusal changes nothing."""
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from chalicelib.clock import Deadline
@@ -171,3 +174,47 @@ def test_a_later_copy_moves_the_arrival_so_an_intent_received_between_the_copies
     assert (first.status, retry.duplicate, between.status) == ("delivered", True, "superseded")
     [stored] = sandbox.events()
     assert (stored["event"]["title"], stored["updates"]) == ("A", 1)
+
+
+def test_copies_of_an_update_racing_once_the_event_has_a_state_reach_rokt_once(client, sandbox: Sandbox):
+    # Given an event Rokt has (v1), and Rokt answering slowly enough for copies to overlap
+    post(client, CREATE, seed_body())
+    v2 = {"event": {**seed_body()["event"], "title": "v2"}}
+    sandbox.fault(delay=0.3, count=12)
+
+    # When Braze sends twelve copies of an update at once (retries and duplicates), each retried while
+    # another copy is in flight, as Braze does
+    def copy(_: int) -> int:
+        for _attempt in range(20):
+            answer = post(client, UPDATE, v2)
+            if answer.status_code != 429:
+                return int(answer.status_code)
+            time.sleep(0.1)
+        return 429
+
+    with ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(copy, range(12)))
+
+    # Then every copy got the one answer, and Rokt saw the update once
+    assert statuses == [200] * 12
+    assert sandbox.count("events_updated") == 1
+    [stored] = sandbox.events()
+    assert stored["event"]["title"] == "v2"
+
+
+def test_a_refused_intent_changes_nothing_so_a_later_copy_of_the_applied_one_is_still_a_duplicate(
+    client, sandbox: Sandbox
+):
+    # Given v1 delivered, then an update Rokt refuses
+    post(client, CREATE, seed_body())
+    sandbox.fault(status=400, body={"error": "validation_error"})
+    refused = post(client, UPDATE, {"event": {**seed_body()["event"], "title": "v2"}})
+
+    # When Braze retries the create (a copy of what Rokt has)
+    again = post(client, CREATE, seed_body())
+
+    # Then it is answered from the state, not sent again
+    assert (refused.status_code, again.status_code) == (422, 200)
+    assert again.json_body.get("duplicate") is True
+    [stored] = sandbox.events()
+    assert stored["deliveries"] == 1

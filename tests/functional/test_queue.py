@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import random
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +15,9 @@ from chalice.local import LambdaContext
 
 import app as bridge_app
 from bridgectl import ops
-from chalicelib.delivery.consumer import UNKNOWN_EVENT_GRACE_SECONDS, backoff_seconds
-from chalicelib.delivery.pending import KEY_PREFIX as PENDING_PREFIX
-from chalicelib.delivery.pending import STALE_MARGIN_SECONDS, PendingIntents
+from chalicelib.delivery.consumer import UNKNOWN_EVENT_GRACE_SECONDS
 from chalicelib.delivery.queue import delivery_queue_names
+from chalicelib.delivery.state import KEY_PREFIX, WAITING, WAITING_STALE_SECONDS, EventStates, Intent, Step, decide
 from chalicelib.observability import flush_metrics
 from chalicelib.runtime import Runtime
 from chalicelib.wiring import Bridge
@@ -56,13 +56,12 @@ def test_intake_is_one_sqs_send_and_the_consumer_delivers_each_event_once(
     # Given Braze sending the same webhook three times (a retry, a duplicate)
     answers = [post(queued, CREATE, seed_body()) for _ in range(3)]
 
-    # Then each is queued at once — no dedupe, so no delivery record, at intake (only the note that
-    # the event has intents waiting in the queue)
+    # Then each is queued at once — no dedupe at intake, only the event's waiting list: three intents
     assert [a.status_code for a in answers] == [202, 202, 202]
     assert answers[0].json_body == {"status": "queued", "eventId": "Event_0001_user42", "accountCode": "brazetest"}
-    [note] = aws.dynamodb().scan(TableName=TABLE)["Items"]
-    assert note["id"]["S"].startswith(PENDING_PREFIX)
-    assert len([name for name in note if name.startswith("i_")]) == 3
+    [state] = aws.dynamodb().scan(TableName=TABLE)["Items"]
+    assert state["id"]["S"].startswith(KEY_PREFIX)
+    assert len([name for name in state if name.startswith(WAITING)]) == 3
     messages = queues.receive()
     assert len(messages) == 3
     assert json.loads(messages[0]["Body"])["request"]["event"]["notifyBefore"] == 15
@@ -141,15 +140,20 @@ def test_an_unreadable_message_goes_to_the_dlq_at_once_and_the_batch_goes_on(
     assert dead["MessageAttributes"]["deadLetterReason"]["StringValue"].startswith("unreadable_message")
 
 
+def failed(messages: list[Any], answer: dict[str, Any]) -> list[Any]:
+    """The messages a consumer reported failed (the others it acknowledged: deleted)."""
+    ids = {item["itemIdentifier"] for item in answer["batchItemFailures"]}
+    return [m for m in messages if m["MessageId"] in ids]
+
+
 def test_poison_reaches_the_dlq_and_replay_delivers_it(queued, queues: QueuePair, sandbox: Sandbox):
     # Given a delivery Rokt keeps failing until the queue gives up on it
     post(queued, CREATE, seed_body())
     sandbox.fault(status=500, count=100)
     for _ in range(MAX_RECEIVES):
         messages = queues.receive()
-        queues.consume(queued, messages)
-        queues.release(messages)
-    assert queues.receive() == []
+        queues.release(failed(messages, queues.consume(queued, messages)))
+    assert queues.receive() == []  # dead-lettered by the consumer, with the reason, on its last receive
     listed: list[str] = []
 
     # When an operator lists, filters, then replays the dead letters after Rokt recovers
@@ -178,9 +182,8 @@ def test_replay_refuses_a_delivery_older_than_the_delivery_records_unless_forced
     for _ in range(MAX_RECEIVES):
         messages = queues.receive()
         received = json.loads(messages[0]["Body"])["receivedAt"]
-        queues.consume(queued, messages)
-        queues.release(messages)
-    assert queues.receive() == []  # moved to the DLQ by the redrive policy
+        queues.release(failed(messages, queues.consume(queued, messages)))
+    assert queues.receive() == []  # dead-lettered on the last receive the redrive policy allows
     sandbox.clear_faults()
     later = lambda: received + STAGE_NAMES.idempotency_ttl_seconds + 60  # noqa: E731
     lines: list[str] = []
@@ -208,13 +211,6 @@ def test_queued_and_direct_share_delivery_records(settings: Settings, aws: Aws, 
         queues.consume(client, queues.receive())
 
     assert sandbox.count("events_created") == 1
-
-
-@pytest.mark.parametrize(
-    ("receives", "retry_after", "expected"), [(1, None, 30), (3, None, 120), (10, None, 900), (1, 45, 45), (5, 5, 5)]
-)
-def test_backoff_honours_retry_after_and_grows_with_receives(receives, retry_after, expected):
-    assert backoff_seconds(receives, retry_after) == expected
 
 
 def test_definitive_refusal_in_the_consumer_is_dropped_not_retried(
@@ -389,24 +385,40 @@ def test_queued_intents_in_any_order_leave_rokt_in_the_last_received(
     assert rokt_state(sandbox) == ("" if last == "delete:" else last.split(":")[1])
 
 
-def test_pending_intents_order_by_arrival_ignore_stale_entries_and_removing_creates_nothing(aws: Aws):
-    now = [1_700_000_000.0]
-    pending = PendingIntents(aws.dynamodb(), TABLE, horizon_seconds=3600.0, clock=lambda: now[0])
-    pending.remove("brazetest", "never_queued", "x")  # an intent queued while DynamoDB was down
+def intent(intent_id: str, received_at: float, event_id: str = "Event_1", account: str = "brazetest") -> Intent:
+    return Intent(account, event_id, "fingerprint", received_at, intent_id)
+
+
+def test_waiting_lists_order_by_arrival_per_account_and_event_forget_stale_entries_and_leaving_creates_nothing(
+    aws: Aws,
+):
+    t0 = 1_700_000_000.0
+    now = [t0]
+    states = EventStates(aws.dynamodb(), TABLE, ttl_seconds=3600, clock=lambda: now[0])
+    states.leave(intent("x", now[0], "never_queued"))  # an intent queued while DynamoDB was down
     assert aws.dynamodb().scan(TableName=TABLE)["Count"] == 0
 
-    pending.add("brazetest", "Event_1", "b", now[0])
-    pending.add("brazetest", "Event_1", "a", now[0])  # same arrival: the intent id breaks the tie
+    def step(mine: Intent) -> Step:
+        state = states.read(mine.account_code, mine.event_id)
+        return decide(state, mine, now[0], queued=True, queue_behind=False)
 
-    assert pending.waiting_before("brazetest", "Event_1", now[0] + 1, "c")
-    assert pending.waiting_before("brazetest", "Event_1", now[0], "b")  # "a" is ahead of it
-    assert not pending.waiting_before("brazetest", "Event_1", now[0], "a")  # and never behind "b"
-    assert not pending.waiting_before("brazetest", "Event_2", now[0] + 1, "c")
-    pending.remove("brazetest", "Event_1", "a")
-    assert not pending.waiting_before("brazetest", "Event_1", now[0], "b")
-    # an entry whose message cannot still be on the queue (lost without being dead-lettered) is stale
-    now[0] += 3600.0 + STALE_MARGIN_SECONDS + 1
-    assert not pending.waiting_before("brazetest", "Event_1", now[0], "c")
+    states.wait(intent("b", now[0]))
+    states.wait(intent("a", now[0]))  # same arrival: the intent id breaks the tie
+
+    assert step(intent("c", now[0] + 1)) is Step.HOLD_BACK
+    assert step(intent("b", now[0])) is Step.HOLD_BACK  # "a" is ahead of it
+    assert step(intent("a", now[0])) is Step.DELIVER  # and never behind "b"
+    assert step(intent("c", now[0] + 1, "Event_2")) is Step.DELIVER
+    assert step(intent("c", now[0] + 1, account="other-account")) is Step.DELIVER  # one eventId, two accounts
+    states.leave(intent("a", now[0]))
+    assert step(intent("b", now[0])) is Step.DELIVER
+    # an entry whose message has not been seen for longer than any retry's backoff belongs to a lost one
+    now[0] += WAITING_STALE_SECONDS - 1
+    states.seen(intent("b", t0))
+    now[0] += 2
+    assert step(intent("c", now[0])) is Step.HOLD_BACK  # "b" was seen again: still live
+    now[0] += WAITING_STALE_SECONDS
+    assert step(intent("c", now[0])) is Step.DELIVER
 
 
 def consume_as_one_container(settings: Settings, aws: Aws, queues: QueuePair, seed: int) -> None:
@@ -485,7 +497,7 @@ def test_a_404_for_a_delete_whose_create_was_queued_un_noted_is_retried_not_drop
 def test_a_404_for_an_update_of_an_event_rokt_never_knew_is_dropped_after_the_grace(
     settings: Settings, aws: Aws, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
 ):
-    wall = [1_700_000_000.0]
+    wall = [time.time()]  # SQS's first-receive time is real: the grace counts from it too
     bridge = Bridge(
         replace(settings, delivery_mode="queued", delivery_queue_url=patient_queues.url),
         ssm_client=aws.ssm(),
@@ -511,3 +523,32 @@ def test_a_404_for_an_update_of_an_event_rokt_never_knew_is_dropped_after_the_gr
         ("rejected", "rejected_by_rokt"),
     ]
     assert patient_queues.receive_count() == 0
+
+
+def test_a_queued_intent_the_consumer_cannot_process_is_dead_lettered_at_once_and_never_holds_its_event_back(
+    patient, patient_queues: QueuePair, sandbox: Sandbox
+):
+    # Given a create queued before intake refused deep nesting (it breaks serialising Rokt's body), then
+    # a newer update for the same event
+    assert post(patient, *INTENTS["create:v1"]).status_code == 202
+    [queued] = patient_queues.receive()
+    message = json.loads(queued["Body"])
+    message["request"]["event"]["extra"] = "DEEP"  # spliced in as text: json.dumps itself would recurse
+    body = json.dumps(message).replace('"DEEP"', "[" * 950 + "]" * 950)
+    patient_queues.sqs.delete_message(QueueUrl=patient_queues.url, ReceiptHandle=queued["ReceiptHandle"])
+    patient_queues.sqs.send_message(
+        QueueUrl=patient_queues.url, MessageBody=body, MessageAttributes=queued["MessageAttributes"]
+    )
+    assert post(patient, *INTENTS["update:v2"]).status_code == 202
+
+    # When the consumer meets the poison first, in one batch with the update
+    poison_first = lambda messages: sorted(messages, key=lambda m: -len(m["Body"]))  # noqa: E731
+    patient_queues.consume(patient, poison_first(patient_queues.receive()))
+
+    # Then it is dead-lettered with the reason on its first receive, off the event's waiting list, and
+    # the update behind it is not held back: it reaches Rokt (404, no such event: retried for a while)
+    [dead] = patient_queues.dead_letters()
+    assert "RecursionError" in dead["MessageAttributes"]["deadLetterReason"]["StringValue"]
+    assert [r["path"] for r in sandbox.requests() if "/v1/subscriptionevent/" in r["path"]] == [
+        "/v1/subscriptionevent/brazetest/update"
+    ]

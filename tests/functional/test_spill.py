@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -112,14 +113,14 @@ def test_a_refusal_by_rokt_is_answered_not_spilled(spilling, queues: QueuePair, 
 def test_the_consumer_retries_within_the_horizon_then_dead_letters_with_the_reason(
     settings: Settings, aws: Aws, queues: QueuePair, sandbox: Sandbox
 ):
-    wall = FakeClock(1_700_000_000.0)
+    wall = FakeClock(time.time())  # the horizon counts from SQS's SentTimestamp: real time
     horizon = replace(settings, delivery_queue_url=queues.url, retry_horizon_seconds=3600.0)
     bridge = Bridge(
         horizon, ssm_client=aws.ssm(), dynamodb_client=aws.dynamodb(), sqs_client=aws.sqs(), runtime=Runtime(time=wall)
     )
     sandbox.fault(status=503, count=1000)
     with serving(bridge) as client:
-        assert post(client, CREATE, seed_body()).status_code == 202  # spilled, queuedAt = wall.now
+        assert post(client, CREATE, seed_body()).status_code == 202  # spilled
         # within the horizon: reported failed and kept on the queue
         wall.now += 600
         first = queues.receive()

@@ -59,8 +59,9 @@ def timed(client, body) -> tuple[int, float]:
     ("hanging", "expected"),
     [
         (AwsFault("ssm", count=20, hang=HANG), {503}),  # cold container: secrets, token cache, credentials
-        (AwsFault("dynamodb", "PutItem", count=20, hang=HANG), {503}),
-        (AwsFault("dynamodb", "UpdateItem", count=20, hang=HANG), {200, 503}),  # the completion write
+        # the event state's reads and writes (each write is an UpdateItem: the flight, then what Rokt has)
+        (AwsFault("dynamodb", "GetItem", count=20, hang=HANG), {200, 503}),
+        (AwsFault("dynamodb", "UpdateItem", count=20, hang=HANG), {200, 503}),
     ],
 )
 def test_hanging_aws_calls_still_answer_before_api_gateway_cuts(
@@ -173,8 +174,9 @@ def test_the_spill_path_answers_within_the_budget_when_dynamodb_and_sqs_hang_tog
         sqs_client=session.client("sqs", endpoint_url=proxy.url, config=AWS_CLIENT_CONFIG),
     )
     sandbox.fault(target="events", drip=DRIP, count=1)
-    # When the idempotency record's delete and the spill's SQS send both hang (each ~5-6.5 s of retries)
-    proxy.fail(AwsFault("dynamodb", "DeleteItem", count=5, hang=HANG))
+    # When the end of the delivery's flight (the event state's second write) and the spill's SQS send
+    # both hang (each ~5-6.5 s of retries)
+    proxy.fail(AwsFault("dynamodb", "UpdateItem", count=5, hang=HANG, skip=1))
     proxy.fail(AwsFault("sqs", "SendMessage", count=5, hang=HANG))
     with serving(bridge) as client:
         status, seconds = timed(client, seed_body("spill_hang_user"))
@@ -182,7 +184,7 @@ def test_the_spill_path_answers_within_the_budget_when_dynamodb_and_sqs_hang_tog
     # Then Braze is told to retry within the 25 s budget (18 + 6.5 + 6.5 = 31 s at worst before)
     assert status in (503, 504)
     assert seconds < 25.0 < API_GATEWAY_SECONDS, seconds
-    assert proxy.failed["dynamodb.DeleteItem"] >= 1
+    assert proxy.failed["dynamodb.UpdateItem"] >= 1
 
 
 def test_rokt_held_to_the_deadline_still_spills_when_aws_is_healthy(

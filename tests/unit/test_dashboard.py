@@ -19,7 +19,7 @@ def emitted_by_the_code() -> tuple[set[str], set[str]]:
     """Metric names and route values found in chalicelib's source: what record_outcome, count() and
     add_metric are given, and the routes summaries carry."""
     source = "\n".join(p.read_text() for p in CODE.rglob("*.py"))
-    names = set(re.findall(r'name="([A-Z]\w+)"', source))
+    names = set(re.findall(r'(?:name|metric)="([A-Z]\w+)"', source))
     for call in re.findall(r"count\(([^)]*)\)", source):
         names |= set(re.findall(r'"([A-Z]\w+)"', call))
     names |= set(re.findall(r'"[a-z_]+": "([A-Z]\w+)",', source))  # OUTCOME_METRICS values

@@ -1,7 +1,7 @@
-"""The spilling route keeps intents for one event in order: it sends a webhook behind the intents that
-wait in the queue, and does not turn Rokt's 404 for an update or delete whose create was spilled
-meanwhile into a refusal; a spill notes its intent only while the request has time for it.
-In-memory fakes; the functional tests run the real thing."""
+"""Intents for one event in order, without IO: the state machine's transition table (``decide``), the
+spilling route sending a webhook behind the intents that wait in the queue (and what that tells its
+breaker), and a spill noting its intent only while the request has time for it. The functional tests
+(test_queue, test_spill, test_idempotency) run the real thing on moto."""
 
 from __future__ import annotations
 
@@ -11,64 +11,88 @@ import pytest
 
 from chalicelib.clock import Deadline
 from chalicelib.delivery.breaker import CircuitBreaker
+from chalicelib.delivery.in_order import BehindQueuedIntents
 from chalicelib.delivery.models import Action, EventRequest
 from chalicelib.delivery.queue import DeliveryQueue
 from chalicelib.delivery.spill import BEHIND_QUEUED_INTENT, SpillingDeliverer
-from chalicelib.errors import DependencyUnavailable, RoktRejected
-from tests.spilling import RecordingQueue, ScriptedDeliverer, outcome
+from chalicelib.delivery.state import WAITING_STALE_SECONDS, Applied, EventState, Flight, Intent, Step, Waiting, decide
+from chalicelib.errors import DependencyUnavailable
+from tests.spilling import RecordingQueue, ScriptedDeliverer
 
 if TYPE_CHECKING:
     from chalicelib.delivery.service import DeliveryOutcome
 
+NOW = 10_000.0
+A, B = "fingerprint-a", "fingerprint-b"
 
-class FakePending:
-    """Answers ``waiting_before`` from a script: whether an older intent waits, call after call."""
 
-    def __init__(self, *waiting: bool) -> None:
-        self._waiting = list(waiting)
+def intent(fingerprint: str = A, received_at: float = NOW, intent_id: str = "") -> Intent:
+    return Intent("brazetest", "Event_1", fingerprint, received_at, intent_id)
 
-    def waiting_before(self, account_code: str, event_id: str, received_at: float, intent_id: str = "") -> bool:
-        return self._waiting.pop(0)
+
+def state(
+    applied: tuple[str, float] | None = None,
+    flight_until: float | None = None,
+    waiting: tuple[tuple[str, float, float], ...] = (),
+) -> EventState:
+    return EventState(
+        version=1,
+        exists=True,
+        applied=Applied(applied[0], applied[1], {}) if applied else None,
+        flight=Flight(B, NOW - 1, "other", flight_until) if flight_until is not None else None,
+        waiting=tuple(Waiting(*entry) for entry in waiting),
+    )
+
+
+@pytest.mark.parametrize(
+    ("current", "mine", "queued", "queue_behind", "step"),
+    [
+        (EventState(), intent(), False, True, Step.DELIVER),  # an event never seen
+        (state(applied=(A, NOW - 5)), intent(A, NOW - 9), False, False, Step.DUPLICATE),  # an older copy
+        (state(applied=(A, NOW - 5)), intent(A), False, False, Step.LATER_DUPLICATE),  # a later copy
+        (state(applied=(B, NOW - 5)), intent(A), False, False, Step.DELIVER),  # a newer intent
+        (state(applied=(B, NOW - 5)), intent(A, NOW - 9), False, False, Step.SUPERSEDED),  # an older one
+        (state(flight_until=NOW + 1), intent(), False, False, Step.IN_FLIGHT),
+        (state(flight_until=NOW - 1), intent(), False, False, Step.DELIVER),  # a flight that ended
+        # through the queue: after every older intent still waiting, never behind a newer one
+        (state(waiting=(("w1", NOW - 9, NOW),)), intent(received_at=NOW, intent_id="w2"), True, False, Step.HOLD_BACK),
+        (state(waiting=(("w1", NOW, NOW),)), intent(received_at=NOW, intent_id="w0"), True, False, Step.DELIVER),
+        (state(waiting=(("w1", NOW + 1, NOW),)), intent(received_at=NOW, intent_id="w2"), True, False, Step.DELIVER),
+        # an entry not seen for longer than any backoff belongs to a message that is gone
+        (
+            state(waiting=(("w1", NOW - 9, NOW - WAITING_STALE_SECONDS),)),
+            intent(intent_id="w2"),
+            True,
+            False,
+            Step.DELIVER,
+        ),
+        # direct, with a queue behind: behind any waiting intent, even one noted as newer
+        (state(waiting=(("w1", NOW + 1, NOW),)), intent(), False, True, Step.QUEUE_BEHIND),
+        (state(waiting=(("w1", NOW + 1, NOW),)), intent(), False, False, Step.DELIVER),
+    ],
+)
+def test_the_transition_table(current: EventState, mine: Intent, queued: bool, queue_behind: bool, step: Step):
+    assert decide(current, mine, NOW, queued=queued, queue_behind=queue_behind) is step
 
 
 def request(action: Action) -> EventRequest:
     return EventRequest(action, "brazetest", "Event_0001_user42", {"eventId": "Event_0001_user42"})
 
 
-def route(pending: FakePending, *answers: DeliveryOutcome | Exception) -> tuple[SpillingDeliverer, ScriptedDeliverer]:
-    deliverer = ScriptedDeliverer(*answers)  # type: ignore[arg-type]
-    breaker = CircuitBreaker(3, 30.0, clock=lambda: 0.0)
-    return SpillingDeliverer(deliverer, RecordingQueue(), breaker, pending), deliverer  # type: ignore[arg-type]
+def route(*answers: DeliveryOutcome | Exception, threshold: int = 3) -> tuple[SpillingDeliverer, CircuitBreaker]:
+    breaker = CircuitBreaker(threshold, 30.0, clock=lambda: 0.0)
+    deliverer = ScriptedDeliverer(*answers)
+    return SpillingDeliverer(deliverer, RecordingQueue(), breaker), breaker  # type: ignore[arg-type]
 
 
-def test_a_webhook_for_an_event_with_intents_waiting_in_the_queue_goes_behind_them():
-    spilling, deliverer = route(FakePending(True), outcome())
+@pytest.mark.parametrize("after_rokt", [False, True], ids=["before-rokt", "rokt-404"])
+def test_a_webhook_whose_event_has_intents_waiting_in_the_queue_is_queued_behind_them(after_rokt: bool):
+    spilling, breaker = route(BehindQueuedIntents("intents wait", after_rokt=after_rokt), threshold=1)
 
     answer = spilling.deliver(request(Action.UPDATE), Deadline(5.0), None, 1_000.0)
 
-    assert (answer.status, answer.reason, deliverer.calls) == ("queued", BEHIND_QUEUED_INTENT, 0)
-
-
-@pytest.mark.parametrize("action", [Action.UPDATE, Action.DELETE])
-def test_a_404_for_an_update_or_delete_whose_create_was_spilled_meanwhile_is_queued_behind_it(action: Action):
-    # nothing waited when it looked; by Rokt's 404, the create had been spilled
-    spilling, _ = route(FakePending(False, True), RoktRejected(404, {"error": "event_not_found"}))
-
-    answer = spilling.deliver(request(action), Deadline(5.0), None, 1_000.0)
-
     assert (answer.status, answer.reason) == ("queued", BEHIND_QUEUED_INTENT)
-
-
-@pytest.mark.parametrize(
-    ("action", "status", "waiting"),
-    [(Action.UPDATE, 404, False), (Action.CREATE, 404, True), (Action.UPDATE, 400, True)],
-    ids=["nothing-waits", "create", "not-404"],
-)
-def test_other_refusals_stand(action: Action, status: int, waiting: bool):
-    spilling, _ = route(FakePending(False, waiting), RoktRejected(status, {"error": "x"}))
-
-    with pytest.raises(RoktRejected):
-        spilling.deliver(request(action), Deadline(5.0), None, 1_000.0)
+    assert breaker.allow()  # neither case is a Rokt failure
 
 
 class RecordingSqs:
@@ -80,26 +104,28 @@ class RecordingSqs:
         return {"MessageId": str(len(self.sent))}
 
 
-class RecordingPending:
+class RecordingWaitingList:
     def __init__(self) -> None:
-        self.noted: list[str] = []
+        self.noted: list[Intent] = []
 
-    def add(self, account_code: str, event_id: str, intent_id: str, received_at: float) -> None:
-        self.noted.append(intent_id)
+    def wait(self, intent: Intent) -> None:
+        self.noted.append(intent)
 
 
-# noting costs up to two bounded AWS calls (the note, and its removal should the send fail) on top of
-# the send's own reserve: with 1.5 s left and 1 s per call, a note could push the answer past its budget
-@pytest.mark.parametrize(("left", "noted"), [(5.0, True), (1.5, False), (0.5, False)])
+# noting costs one bounded AWS call before the send (its removal, should the send fail, runs only while
+# the request still has time): with less than that call's reserve left, the intent is queued unnoted
+@pytest.mark.parametrize(("left", "noted"), [(5.0, True), (1.5, True), (0.5, False)])
 def test_a_spill_notes_its_intent_only_while_the_request_has_time_for_it(left: float, noted: bool):
-    sqs, pending = RecordingSqs(), RecordingPending()
-    queue = DeliveryQueue(lambda: sqs, "q", pending=pending, note_reserve_seconds=1.0)  # type: ignore[arg-type,return-value]
+    sqs, waiting = RecordingSqs(), RecordingWaitingList()
+    queue = DeliveryQueue(lambda: sqs, "q", waiting=waiting, note_reserve_seconds=1.0)  # type: ignore[arg-type,return-value]
 
     answer = queue.deliver(request(Action.CREATE), Deadline(left), None, 1_000.0)
 
     assert answer.status == "queued"
     assert len(sqs.sent) == 1  # queued either way: the webhook is never lost
-    assert bool(pending.noted) is noted
+    assert bool(waiting.noted) is noted
+    if noted:  # noted with when it reached the bridge, not when it was noted
+        assert waiting.noted[0].received_at == 1_000.0
 
 
 class RefusingQueue:
@@ -116,7 +142,8 @@ class RefusingQueue:
 def test_sqs_refusing_a_webhook_sent_behind_queued_intents_is_not_a_rokt_failure():
     queue = RefusingQueue()
     breaker = CircuitBreaker(1, 30.0, clock=lambda: 0.0)  # one Rokt failure would open it
-    spilling = SpillingDeliverer(ScriptedDeliverer(), queue, breaker, FakePending(True))  # type: ignore[arg-type]
+    deliverer = ScriptedDeliverer(BehindQueuedIntents("intents wait"))
+    spilling = SpillingDeliverer(deliverer, queue, breaker)  # type: ignore[arg-type]
 
     with pytest.raises(DependencyUnavailable):
         spilling.deliver(request(Action.UPDATE), Deadline(5.0), None, 1_000.0)

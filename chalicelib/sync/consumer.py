@@ -33,9 +33,9 @@ from chalicelib.observability import count, logger
 from chalicelib.runtime import SYSTEM
 from chalicelib.settings import RETRY_HORIZON_SECONDS
 from chalicelib.sqs import sent_at
-from chalicelib.sync import plan
+from chalicelib.sync import mapping, plan
 from chalicelib.sync.envelope import parse
-from chalicelib.sync.outcomes import DeadLetter, Outcome, Unstaged
+from chalicelib.sync.outcomes import DeadLetter, NotAttempted, Outcome, Unstaged
 from chalicelib.sync.queue import SYNC_BASE_BACKOFF_SECONDS, SYNC_MAX_BACKOFF_SECONDS, SYNC_NOT_FOUND_HORIZON_SECONDS
 from chalicelib.sync.reads import FLUSH_RESERVE_SECONDS, MAX_PARALLEL_READS, Leases, Reads
 from chalicelib.sync.writer import Writer
@@ -47,22 +47,26 @@ if TYPE_CHECKING:
 
     from chalicelib.runtime import Runtime
     from chalicelib.sqs import QueueRecords
-    from chalicelib.sync import mapping
     from chalicelib.sync.reads import SubscriptionReader
     from chalicelib.sync.records import EventClaims, SyncLedger
     from chalicelib.sync.writer import BrazeWriter
 
 CONSUMER_BUDGET_SECONDS = 25.0
 LAMBDA_SAFETY_MARGIN_SECONDS = 2.0
+# After the deadline, the writes that only tidy up (ledger commits, claim completions and releases,
+# lease releases) may still start for this long: half of Lambda's margin, so each has time to end.
+CLEANUP_SECONDS = LAMBDA_SAFETY_MARGIN_SECONDS / 2
 IN_FLIGHT_DELAY_SECONDS = 30
 
 
 @dataclass
 class _Batch:
     remaining_ms: int | None
+    cleanup: Deadline
     leases: Leases
     reads: Reads
     writer: Writer
+    unstaged: Unstaged
     claimed: list[plan.Claimed] = field(default_factory=list)
     staged: list[plan.Staged] = field(default_factory=list)
     failed: set[str] = field(default_factory=set)
@@ -98,7 +102,6 @@ class SyncConsumer:
             what="rokt webhook",
             metric="SyncDeadLettered",
         )
-        self._unstaged = Unstaged(claims, self._fates, runtime.monotonic)
         self._fallback = fallback
         self._budget = budget_seconds
         self._flush_reserve = flush_reserve_seconds
@@ -121,7 +124,7 @@ class SyncConsumer:
                 batch.writer.flush(batch.staged)
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)  # every read is bounded by the reads' deadline
-                batch.leases.release()
+                batch.leases.release(batch.cleanup)
         failed |= batch.failed | batch.writer.failed
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(failed)]}
 
@@ -129,6 +132,7 @@ class SyncConsumer:
         clock, sleep = self._clock, self._runtime.sleep
         deadline = Deadline.within(self._budget, context, LAMBDA_SAFETY_MARGIN_SECONDS, clock, sleep)
         reading = Deadline(deadline.remaining() - self._flush_reserve, clock=clock, sleep=sleep)
+        cleanup = Deadline(deadline.remaining() + CLEANUP_SECONDS, clock=clock, sleep=sleep)
         leases = Leases(self._ledger, self._runtime.new_id())
         reads = Reads(self._rokt, leases, pool, deadline=deadline, reading=reading, clock=clock)
         writer = Writer(
@@ -139,17 +143,21 @@ class SyncConsumer:
             leases=leases,
             pool=pool,
             deadline=deadline,
+            cleanup=cleanup,
             clock=clock,
         )
-        return _Batch(lambda_remaining_ms(context), leases, reads, writer)
+        unstaged = Unstaged(self._claims, self._fates, clock, cleanup)
+        return _Batch(lambda_remaining_ms(context), cleanup, leases, reads, writer, unstaged)
 
     def _claim(self, record: SQSRecord, batch: _Batch) -> None:
         """The claim pass: read the webhook, claim its eventId, start reading its subscription."""
         started = self._clock()
-        with self._unstaged.around(record, started) as fate:
+        with batch.unstaged.around(record, started) as fate:
             fate.webhook = webhook = parse(json.loads(record.body)["webhook"])
             if not webhook.used or webhook.subscription_id is None or webhook.account is None:
                 raise DeadLetter(f"{webhook.event_type} webhooks are not synced")
+            if batch.reads.closed():
+                raise NotAttempted("no time left to read the subscription")
             claim = self._claims.claim(webhook.event_id, batch.remaining_ms)
             if claim == "done":
                 fate.outcome = Outcome.DUPLICATE
@@ -168,7 +176,7 @@ class SyncConsumer:
     def _settle(self, claimed: plan.Claimed, batch: _Batch) -> None:
         """The read pass: wait for the record's subscription read, then stage its writes."""
         record, webhook = claimed.record, claimed.webhook
-        with self._unstaged.around(record, claimed.started) as fate:
+        with batch.unstaged.around(record, claimed.started) as fate:
             fate.webhook, fate.claim = webhook, claimed.claim
             read = batch.reads.result(claimed.subscription_id)
             if read.state is None and read.previous is None:
@@ -180,6 +188,12 @@ class SyncConsumer:
                 self._claims.complete(webhook.event_id, {"skipped": "no_identity"})
                 fate.outcome = Outcome.SKIPPED
                 return
+            if staged.sent_before and webhook.event_type in mapping.CUSTOM_EVENTS:
+                count("SyncCustomEventsAtMostOnce")
+                logger.warning(
+                    "custom event not sent again: Braze may already have it (at most once)",
+                    extra={"eventId": webhook.event_id, "eventType": webhook.event_type},
+                )
             batch.staged.append(staged)
             fate.outcome = Outcome.STAGED
         if fate.failed:

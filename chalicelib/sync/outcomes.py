@@ -8,6 +8,7 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.clock import MIN_ATTEMPT_SECONDS
 from chalicelib.errors import BridgeError, InFlight, ValidationFailed
 from chalicelib.fates import Fate
 from chalicelib.observability import record_outcome
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+    from chalicelib.clock import Deadline
     from chalicelib.fates import RecordFates
     from chalicelib.sync.envelope import RoktWebhook
     from chalicelib.sync.records import Claim, EventClaims
@@ -40,8 +42,9 @@ class DeadLetter(Exception):
     """This record can never be written as it is: park it in the DLQ with the reason."""
 
 
-class NotStaged(Exception):
-    """The batch's reading time ran out before this record's subscription was read: not a failure."""
+class NotAttempted(Exception):
+    """The invocation's time ran out before this record was read or written: it goes back at once, not
+    a failure."""
 
 
 def summary(record: SQSRecord, webhook: RoktWebhook | None = None) -> dict[str, Any]:
@@ -73,13 +76,15 @@ class Staging:
 
 
 class Unstaged:
-    """The fates of records whose staging raised: dead-lettered with the reason, retried later, or
-    (NotStaged) given back at once — each claim they took released, each logged once."""
+    """The fates of one batch's records whose staging raised: dead-lettered with the reason, retried
+    later, or (NotAttempted) given back at once — each claim they took released while ``cleanup`` has
+    time (else it expires), each logged once."""
 
-    def __init__(self, claims: EventClaims, fates: RecordFates, clock: Callable[[], float]) -> None:
+    def __init__(self, claims: EventClaims, fates: RecordFates, clock: Callable[[], float], cleanup: Deadline) -> None:
         self._claims = claims
         self._fates = fates
         self._clock = clock
+        self._cleanup = cleanup
 
     @contextlib.contextmanager
     def around(self, record: SQSRecord, started: float) -> Iterator[Staging]:
@@ -88,11 +93,11 @@ class Unstaged:
         fate = Staging()
         try:
             yield fate
-        except NotStaged:
+        except NotAttempted:
             fate.outcome = Outcome.NOT_ATTEMPTED
             self._release(fate)
             self._fates.give_back(record)
-            fate.failed = NotStaged()
+            fate.failed = NotAttempted()
         except DeadLetter as exc:
             fate.outcome, fate.error = Outcome.DEAD_LETTERED, type(exc).__name__
             self._dead_letter(record, str(exc), fate, exc)
@@ -124,6 +129,7 @@ class Unstaged:
             fate.failed = exc
 
     def _release(self, fate: Staging, reason: Exception | None = None) -> None:
-        """Release a claim this record took (a ``sent`` claim stays: it remembers the event)."""
-        if fate.webhook is not None and fate.claim == "new":
-            self._claims.release(fate.webhook.event_id, reason or NotStaged())
+        """Release a claim this record took (a ``sent`` claim stays: it remembers the event); with no time
+        left, an in-progress claim expires by itself when the invocation would end."""
+        if fate.webhook is not None and fate.claim == "new" and self._cleanup.remaining() >= MIN_ATTEMPT_SECONDS:
+            self._claims.release(fate.webhook.event_id, reason or NotAttempted())

@@ -4,7 +4,7 @@ bounded thread pool, until the reading deadline.
 The lease comes first (it returns what the ledger says Braze may hold), so the state read is at least
 as new as whatever the previous lease holder wrote. Reading stops while the time left still covers
 the flush (``FLUSH_RESERVE_SECONDS``): a record whose subscription was not read by then is
-``NotStaged`` — it goes back to the queue at once, not counted as a failure.
+``NotAttempted`` — it goes back to the queue at once, not counted as a failure.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.clock import MIN_ATTEMPT_SECONDS
 from chalicelib.errors import RoktRejected, UpstreamTimeout
-from chalicelib.sync.outcomes import DeadLetter, NotStaged
+from chalicelib.sync.outcomes import DeadLetter, NotAttempted
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -71,8 +71,11 @@ class Leases:
     def keep(self, subscription_ids: set[str]) -> None:
         self._kept |= subscription_ids
 
-    def release(self) -> None:
+    def release(self, cleanup: Deadline) -> None:
+        """Give back the rest while ``cleanup`` has time; a lease not given back expires by itself."""
         for subscription_id in self._held - self._kept:
+            if cleanup.remaining() < MIN_ATTEMPT_SECONDS:
+                return
             self._ledger.release(subscription_id, self.owner)
 
 
@@ -97,23 +100,27 @@ class Reads:
         self._clock = clock
         self._started: dict[str, Future[Read]] = {}
 
+    def closed(self) -> bool:
+        """No time left to read another subscription."""
+        return self._reading.remaining() < MIN_ATTEMPT_SECONDS
+
     def start(self, subscription_id: str) -> None:
         if subscription_id not in self._started:
             self._started[subscription_id] = self._pool.submit(self._read, subscription_id)
 
     def result(self, subscription_id: str) -> Read:
-        """The subscription's read; NotStaged if it did not finish in the reading time."""
+        """The subscription's read; NotAttempted if it did not finish in the reading time."""
         try:
             # reads end by the reads' deadline; a little slack for the thread to hand its answer back
             return self._started[subscription_id].result(timeout=max(self._reading.remaining(), 0.0) + 1.0)
         except FutureTimeout as exc:
-            raise NotStaged("the subscription read did not finish in time") from exc
+            raise NotAttempted("the subscription read did not finish in time") from exc
 
     def _read(self, subscription_id: str) -> Read:
         """In a pool thread: lease the subscription, then read Rokt (after the lease, so the state is
         at least as new as whatever the previous lease holder wrote)."""
-        if self._reading.remaining() < MIN_ATTEMPT_SECONDS:
-            raise NotStaged("no time left to read the subscription")
+        if self.closed():
+            raise NotAttempted("no time left to read the subscription")
         previous = self._leases.acquire(subscription_id, self._deadline.remaining() + LEASE_MARGIN_SECONDS)
         started = self._clock()
         try:
@@ -122,7 +129,7 @@ class Reads:
             # cut short by the reading time (what is left is no more than the read took), not a Rokt
             # that is slow with time to spare: back to the queue at once, not a failure
             if self._reading.remaining() <= self._clock() - started + MIN_ATTEMPT_SECONDS:
-                raise NotStaged("the reading time ran out during the read") from exc
+                raise NotAttempted("the reading time ran out during the read") from exc
             raise
         except RoktRejected as exc:
             status = exc.upstream_status

@@ -1,24 +1,32 @@
-"""A batch's flush: for each chunk of the plan, the ledger written ahead of Braze, one /users/track
-call, the ledger committed (giving the lease back), each record's claim completed — and what becomes
+"""A batch's flush: for each chunk of the plan, the ledger written ahead of Braze and the claims of
+records with a custom event marked "sent" (one parallel round), one /users/track call, then the
+ledger committed (giving the lease back) and the claims completed (another round) — and what becomes
 of each record when a step fails.
 
 Each record's fate follows its call: written → claim completed and acknowledged; 429/5xx → claim
 released, retried later through the queue's visibility; sent but unanswered (or the ledger not
-committed) → the claim remembers the custom event was sent and the record comes back to rewrite the
+committed) → the claim still says its custom event was sent and the record comes back to rewrite the
 state only; refused for good → dead-lettered with the reason, never silently dropped.
+
+Lambda may end the invocation at any moment after the claims were marked: nothing it sent is sent
+again, because a claim says "sent" before Braze can have the event. A custom event whose claim says
+"sent" but which Braze never applied (its answer lost, or the invocation ended before the call) is
+lost: the redelivered record says so in one log line ("at most once"). The pre-call round stops
+``BRAZE_CALL_RESERVE_SECONDS`` before the deadline, so the call has time; the commits, completions
+and releases after it run until the batch's ``cleanup`` deadline, a little inside Lambda's own end.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.braze.client import BrazeError, BrazeOutcomeUnknown, BrazeRateLimited
+from chalicelib.clock import MIN_ATTEMPT_SECONDS
 from chalicelib.errors import BridgeError
 from chalicelib.fates import Fate
 from chalicelib.observability import count, logger
 from chalicelib.sync import plan
-from chalicelib.sync.outcomes import Outcome, log_outcome
+from chalicelib.sync.outcomes import NotAttempted, Outcome, log_outcome
 from chalicelib.sync.records import EVENT_SENT
 
 if TYPE_CHECKING:
@@ -30,6 +38,10 @@ if TYPE_CHECKING:
     from chalicelib.fates import RecordFates
     from chalicelib.sync.reads import Leases
     from chalicelib.sync.records import EventClaims, SyncLedger
+
+# The pre-call round (write-ahead, "sent" marks) stops this long before the deadline: what a
+# /users/track call at Braze's usual pace needs, so the marks it made are worth the call.
+BRAZE_CALL_RESERVE_SECONDS = 2.0
 
 
 class BrazeWriter(Protocol):
@@ -51,6 +63,7 @@ class Writer:
         leases: Leases,
         pool: Executor,
         deadline: Deadline,
+        cleanup: Deadline,
         clock: Callable[[], float],
     ) -> None:
         self._braze = braze
@@ -60,6 +73,7 @@ class Writer:
         self._leases = leases
         self._pool = pool
         self._deadline = deadline
+        self._cleanup = cleanup
         self._clock = clock
         self.failed: set[str] = set()
 
@@ -68,26 +82,22 @@ class Writer:
             self._write(chunk)
 
     def _write(self, chunk: list[plan.Group]) -> None:
-        """Ledger written ahead (per subscription, in parallel), one /users/track call, ledger committed."""
-        owner = self._leases.owner
-        ahead = self._ledger_writes(
-            [
-                (g, functools.partial(self._ledger.put, g.subscription_id, g.ahead, owner))
-                for g in chunk
-                if g.ahead is not None
-            ],
-        )
-        for group, error in ahead:
+        """The pre-call round, one /users/track call, the post-call round."""
+        prepared = self._round(chunk, self._before_call)
+        for group, error in prepared:
             if error is not None:  # Braze is not told what the ledger could not record first
                 self._write_failed(group.records, error)
-        chunk = [group for group in chunk if all(error is None for g, error in ahead if g is group)]
+        chunk = [group for group, error in prepared if error is None]
         if not chunk:
+            return
+        records = [s for group in chunk for s in group.records]
+        if self._deadline.remaining() < MIN_ATTEMPT_SECONDS:
+            self._write_failed(records, NotAttempted("no time left to write to Braze"))
             return
         attributes = [obj for group in chunk for obj in group.attributes]
         owners = [group.records[0] for group in chunk for _ in group.attributes]
         with_events = [s for group in chunk for s in group.records if s.event is not None]
         events = [s.event for s in with_events if s.event is not None]
-        records = [s for group in chunk for s in group.records]
         try:
             result = self._braze.track(attributes, events, self._deadline)
         except (BrazeError, BridgeError) as exc:
@@ -97,10 +107,7 @@ class Writer:
             return
         count("BrazeCalls")
         self._log_object_errors(result, owners, with_events)
-        commits = self._ledger_writes(
-            [(g, functools.partial(self._ledger.commit, g.subscription_id, g.ledger, owner)) for g in chunk],
-        )
-        for group, error in commits:
+        for group, error in self._round(chunk, self._after_call):
             if error is not None:
                 logger.warning("sync ledger not committed; the records come back and recompute")
                 self._write_failed(group.records, error, sent=True)
@@ -109,36 +116,63 @@ class Writer:
             for staged in group.records:
                 self._finish(staged, Outcome.SYNCED, status=result.status)
 
-    def _ledger_writes(
-        self, writes: list[tuple[plan.Group, Callable[[], None]]]
-    ) -> list[tuple[plan.Group, BridgeError | None]]:
-        """Run one ledger write per subscription in the batch's pool (DynamoDB calls, a few ms each,
-        that would otherwise add up across 75 subscriptions); each group with its error, if any."""
+    def _before_call(self, group: plan.Group) -> None:
+        """The ledger lists the values before Braze is told them, and each claim says its custom event
+        may be in Braze before it can be (a Lambda that ends the invocation later sends nothing twice)."""
+        if group.ahead is not None:
+            self._in_time(self._deadline, BRAZE_CALL_RESERVE_SECONDS)
+            self._ledger.put(group.subscription_id, group.ahead, self._leases.owner)
+        for staged in group.records:
+            if staged.event is not None:
+                self._in_time(self._deadline, BRAZE_CALL_RESERVE_SECONDS)
+                self._claims.complete(staged.webhook.event_id, EVENT_SENT)
 
-        def attempt(write: Callable[[], None]) -> BridgeError | None:
+    def _after_call(self, group: plan.Group) -> None:
+        """The ledger says what Braze now holds (giving the lease back), then each claim is completed."""
+        self._in_time(self._cleanup, MIN_ATTEMPT_SECONDS)
+        self._ledger.commit(group.subscription_id, group.ledger, self._leases.owner)
+        for staged in group.records:
+            if not self._complete(staged.webhook.event_id, {"status": "synced"}):
+                logger.error("written to Braze, claim not completed", extra={"eventId": staged.webhook.event_id})
+
+    @staticmethod
+    def _in_time(deadline: Deadline, reserve: float) -> None:
+        if deadline.remaining() < reserve:
+            raise NotAttempted("no time left to write to Braze")
+
+    def _round(
+        self, groups: list[plan.Group], step: Callable[[plan.Group], None]
+    ) -> list[tuple[plan.Group, Exception | None]]:
+        """Run ``step`` for each subscription in the batch's pool (DynamoDB calls that would otherwise add
+        up across 75 subscriptions); each group with its error, if any."""
+
+        def attempt(group: plan.Group) -> Exception | None:
             try:
-                write()
-            except BridgeError as exc:
+                step(group)
+            except (BridgeError, NotAttempted) as exc:
                 return exc
             return None
 
-        errors = self._pool.map(attempt, [write for _, write in writes])
-        return [(group, error) for (group, _), error in zip(writes, errors, strict=True)]
+        return list(zip(groups, self._pool.map(attempt, groups), strict=True))
 
     def _write_failed(self, chunk: list[plan.Staged], exc: Exception, *, sent: bool = False) -> None:
-        """``sent``: Braze took (or may have taken) the call, so each claim remembers its custom event
-        was sent and the record comes back to rewrite the state only."""
+        """``sent``: Braze took (or may have taken) the call, so each claim that says its custom event was
+        sent stays so, and the record comes back to rewrite the state only."""
         sent = sent or isinstance(exc, BrazeOutcomeUnknown)
         transient = isinstance(exc, BridgeError) and exc.outcome == "retryable_failure"
         retryable = sent or getattr(exc, "retryable", transient)
         retry_after = exc.retry_after if isinstance(exc, BrazeRateLimited) else None
-        logger.warning("Braze write failed", extra={"error": str(exc), "records": len(chunk), "retryable": retryable})
+        if isinstance(exc, NotAttempted):
+            logger.info("no time left to write to Braze; the records go back", extra={"records": len(chunk)})
+        else:
+            extra = {"error": str(exc), "records": len(chunk), "retryable": retryable}
+            logger.warning("Braze write failed", extra=extra)
+        released = [s for s in chunk if not (sent and s.event is not None) and not s.sent_before]
+        self._release(released, exc)
         for staged in chunk:
-            if sent and staged.event is not None:
-                self._remember_sent(staged)
-            elif not staged.sent_before:  # that claim remembers a custom event: keep it
-                self._claims.release(staged.webhook.event_id, exc)
-            if retryable:
+            if isinstance(exc, NotAttempted):
+                fate = self._fates.give_back(staged.record)
+            elif retryable:
                 fate = self._fates.retry(staged.record, str(exc), retry_after)
             else:
                 fate = self._fates.dead_letter(staged.record, str(exc))
@@ -146,16 +180,25 @@ class Writer:
                 self._finish(staged, Outcome.DEAD_LETTERED, error=type(exc).__name__)
             else:
                 self.failed.add(staged.record.message_id)
-                self._finish(staged, Outcome.RETRYABLE_FAILURE, error=type(exc).__name__)
+                outcome = Outcome.NOT_ATTEMPTED if fate is Fate.GIVEN_BACK else Outcome.RETRYABLE_FAILURE
+                self._finish(staged, outcome, error=type(exc).__name__)
 
-    def _remember_sent(self, staged: plan.Staged) -> None:
-        if not self._complete(staged.webhook.event_id, EVENT_SENT):
-            logger.error("custom event possibly written, claim not updated", extra={"eventId": staged.webhook.event_id})
+    def _release(self, chunk: list[plan.Staged], reason: Exception) -> None:
+        """Release these records' claims (in the pool, while the cleanup deadline allows: an in-progress
+        claim also expires by itself; a "sent" mark left behind makes its event at most once)."""
+
+        def release(staged: plan.Staged) -> None:
+            if self._cleanup.remaining() >= MIN_ATTEMPT_SECONDS:
+                self._claims.release(staged.webhook.event_id, reason)
+
+        list(self._pool.map(release, chunk))
 
     def _complete(self, event_id: str, result: dict[str, Any]) -> bool:
-        """Complete a claim whose custom event Braze has (or may have): tried twice, because a claim
-        left in progress expires and a redelivery would then send the event again."""
+        """Complete a claim whose custom event Braze has: tried twice, because a claim left in progress
+        expires and a redelivery would then write the state again (its "sent" mark keeps the event once)."""
         for _ in range(2):
+            if self._cleanup.remaining() < MIN_ATTEMPT_SECONDS:
+                return False
             try:
                 self._claims.complete(event_id, result)
             except BridgeError:
@@ -164,8 +207,6 @@ class Writer:
         return False
 
     def _finish(self, staged: plan.Staged, outcome: Outcome, **extra: Any) -> None:
-        if outcome is Outcome.SYNCED and not self._complete(staged.webhook.event_id, {"status": "synced"}):
-            logger.error("written to Braze, claim not completed", extra={"eventId": staged.webhook.event_id})
         log_outcome(staged.record, staged.webhook, outcome, self._clock() - staged.started, **extra)
 
     def _log_object_errors(

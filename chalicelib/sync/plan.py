@@ -100,10 +100,10 @@ def groups(staged: list[Staged]) -> list[Group]:
             continue
         add, remove = mapping.changes(previous.values if previous else {}, current)
         objects = []
-        if previous is not None and previous.identity != who:
-            # the subscriber id changed: take everything off the old profile too
-            old = mapping.attribute_object(previous.identity, {}, previous.values)
-            objects += [old] if old is not None else []
+        for old in previous.holders() if previous is not None else ():
+            if old != who:  # the subscriber id changed: take everything off every profile it was on
+                removal = mapping.attribute_object(old, {}, previous.values if previous else {})
+                objects += [removal] if removal is not None else []
         new = mapping.attribute_object(who, add, remove)
         objects += [new] if new is not None else []
         ledger = LedgerEntry(who, current.values) if current.active else None
@@ -112,18 +112,19 @@ def groups(staged: list[Staged]) -> list[Group]:
 
 
 def ahead(previous: LedgerEntry | None, who: dict[str, str], current: mapping.Subscriber) -> LedgerEntry | None:
-    """The ledger to write before Braze: what it holds plus the values about to be added (kept under
-    the identity it already names, whose values the next write removes from the new profile too)."""
+    """The ledger to write before Braze: what it holds plus the values about to be added, on the
+    identity about to get them, with every other identity that may hold them as a former one (the
+    next write removes the values from each, should this one not land or not be known to)."""
     if not current.active:
-        return None  # nothing is added
+        return None  # nothing is added: the ledger as it is names every identity to remove from
     known = previous.values if previous else {}
     merged = {name: list(values) for name, values in known.items()}
     for name, values in current.values.items():
         merged.setdefault(name, [])
         merged[name] += [v for v in values if v not in merged[name]]
-    if previous is not None and merged == previous.values:
-        return None
-    return LedgerEntry(previous.identity if previous else who, merged)
+    former = tuple(old for old in previous.holders() if old != who) if previous else ()
+    entry = LedgerEntry(who, merged, former)
+    return None if entry == previous else entry
 
 
 def chunks(groups: list[Group]) -> list[list[Group]]:

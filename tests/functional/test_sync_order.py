@@ -335,3 +335,43 @@ def test_a_failed_dead_letter_send_does_not_stop_the_rest_of_the_batch(
     assert len(queue.dead_letters()) == 2
     x.drain()  # the retried one is refused by Braze no more: it is written
     assert len(braze.users()) == 1
+
+
+def move(sandbox: Sandbox, subscription_id: str, subscriber_id: str) -> None:
+    """Rokt moves the subscription to another subscriber id (Rokt sends SubscriptionDetailsUpdated)."""
+    state = sandbox.server.state
+    with state.lock:
+        found = state.subscriptions.get(subscription_id)
+        assert found is not None
+        found.subscriber_id = subscriber_id
+        state.subscriptions.update({"subscriptionId": subscription_id})
+
+
+def test_a_subscriber_moved_twice_around_a_lost_braze_answer_keeps_values_on_no_former_profile(
+    settings: Settings, aws: Aws, route: Client, sandbox: Sandbox, braze: Braze, queue: QueuePair
+) -> None:
+    clock = SteppedClock()
+    x = Container(settings, aws, queue, braze, clock=clock)
+    subscription = sandbox.subscribe(subscriberId="ann")
+    accept(route, sandbox.sent_webhooks())
+    x.drain()
+    move(sandbox, subscription, "bob")
+    accept(route, sandbox.sent_webhooks()[1:])
+    braze.fault(loseAnswer=True, count=1)  # Braze moves the values from ann to bob; the answer never comes
+
+    x.consume(queue.receive(SYNC_BATCH_SIZE))
+    move(sandbox, subscription, "cy")  # before the retry
+    accept(route, sandbox.sent_webhooks()[2:])
+    for _ in range(10):  # the lease outlives the lost call; then the retries run
+        clock.offset += 60
+        messages = queue.receive(SYNC_BATCH_SIZE)
+        if not messages:
+            break
+        x.consume(messages)
+
+    assert queue.receive(SYNC_BATCH_SIZE) == []
+    tail = suffix(subscription)
+    for former in ("ann", "bob"):
+        attributes = braze.user(former)["attributes"]
+        assert all(not v.endswith(tail) and v != subscription for vs in attributes.values() for v in vs), former
+    assert braze.user("cy")["attributes"]["rokt:subscription_id"] == [subscription]

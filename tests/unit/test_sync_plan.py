@@ -96,7 +96,27 @@ def test_a_moved_subscription_is_taken_off_the_old_profile_in_the_same_call():
     assert old == {"external_id": "old", "rokt:subscription_id": {"remove": [SUBSCRIPTION]}}
     assert new["external_id"] == "new"
     assert group.ahead is not None
-    assert group.ahead.identity == {"external_id": "old"}  # the values the next write must remove are on "old"
+    assert group.ahead.identity == {"external_id": "new"}
+    assert group.ahead.former == ({"external_id": "old"},)  # until a write known to have landed removes them
+
+
+def test_every_former_profile_is_cleared_until_a_write_is_known_to_have_landed():
+    """Moved to "b", the answer lost (the ledger names "a" as former), then moved to "c"."""
+    uncertain = LedgerEntry(
+        {"external_id": "b"}, {"rokt:subscription_id": [SUBSCRIPTION]}, former=({"external_id": "a"},)
+    )
+    staged = plan.stage(claimed(), rokt(subscriber_id="c"), uncertain, "email", NOW)
+    assert staged is not None
+
+    [group] = plan.groups([staged])
+
+    removed = [o["external_id"] for o in group.attributes if "remove" in o.get("rokt:subscription_id", {})]
+    assert removed == ["b", "a"]
+    assert group.attributes[-1]["external_id"] == "c"
+    assert group.ahead is not None
+    assert group.ahead.former == ({"external_id": "b"}, {"external_id": "a"})
+    assert group.ledger is not None
+    assert (group.ledger.identity, group.ledger.former) == ({"external_id": "c"}, ())  # after the call: "c" only
 
 
 def test_records_of_one_subscription_share_one_attribute_object_and_keep_their_events():

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.clock import MIN_ATTEMPT_SECONDS
-from chalicelib.errors import RoktRejected, UpstreamTimeout
+from chalicelib.errors import RoktRejected, UpstreamFailed, UpstreamTimeout
 from chalicelib.sync.outcomes import DeadLetter, NotAttempted
 
 if TYPE_CHECKING:
@@ -33,6 +33,10 @@ MAX_PARALLEL_READS = 8
 FLUSH_RESERVE_SECONDS = 5.0
 # A lease outlives the consumer's own deadline by this much (a Braze call sent just before it).
 LEASE_MARGIN_SECONDS = 10.0
+# Rokt's answers to a subscription read that no retry changes (the request itself is wrong, or the
+# subscription is gone for good); any other 4xx (408, 403, 409, 425…) may pass and is retried. A 404
+# is not an error here: it reads as "Rokt does not know it" (the consumer's not-found horizon).
+FINAL_READ_REFUSALS = frozenset({400, 410, 422})
 
 
 class SubscriptionReader(Protocol):
@@ -133,5 +137,10 @@ class Reads:
             raise
         except RoktRejected as exc:
             status = exc.upstream_status
-            raise DeadLetter(f"Rokt refused to read subscription {subscription_id} (HTTP {status})") from exc
+            if status in FINAL_READ_REFUSALS:
+                raise DeadLetter(f"Rokt refused to read subscription {subscription_id} (HTTP {status})") from exc
+            raise UpstreamFailed(
+                f"Rokt answered the read of subscription {subscription_id} with HTTP {status}; retried",
+                upstream_status=status,
+            ) from exc
         return Read(state, previous)

@@ -69,6 +69,14 @@ def rokt_read_failing(braze: Braze, sandbox: Sandbox, proxy: AwsProxy) -> None:
     sandbox.fault(target="subscriptions", status=503, count=8)
 
 
+def rokt_read_408_once(braze: Braze, sandbox: Sandbox, proxy: AwsProxy) -> None:
+    sandbox.fault(target="subscriptions", status=408, count=1)
+
+
+def rokt_read_403_twice(braze: Braze, sandbox: Sandbox, proxy: AwsProxy) -> None:
+    sandbox.fault(target="subscriptions", status=403, body={"message": "Forbidden"}, count=2)
+
+
 def ssm_failing(braze: Braze, sandbox: Sandbox, proxy: AwsProxy) -> None:
     proxy.fail(AwsFault("ssm", "GetParameter", count=4, status=500, code="InternalServerError"))
 
@@ -78,7 +86,16 @@ def dynamodb_failing(braze: Braze, sandbox: Sandbox, proxy: AwsProxy) -> None:
 
 
 FAULTS: dict[str, Callable[[Braze, Sandbox, AwsProxy], None]] = {
-    f.__name__: f for f in (braze_429_storm, braze_5xx, rokt_read_failing, ssm_failing, dynamodb_failing)
+    f.__name__: f
+    for f in (
+        braze_429_storm,
+        braze_5xx,
+        rokt_read_failing,
+        rokt_read_408_once,
+        rokt_read_403_twice,
+        ssm_failing,
+        dynamodb_failing,
+    )
 }
 
 
@@ -250,4 +267,20 @@ def test_a_subscription_rokt_never_knows_is_dead_lettered_after_the_not_found_ho
     [reason] = reasons(queue)
     assert "Rokt does not know subscription nope" in reason
     assert "nothing was written for it" in reason
+    assert braze.track_calls() == 0
+
+
+@pytest.mark.parametrize("status", [400, 410, 422])
+def test_a_subscription_read_rokt_refuses_for_good_is_dead_lettered_at_once_with_the_status(
+    timed: tuple[Client, QueuePair], sandbox: Sandbox, braze: Braze, status: int
+) -> None:
+    client, queue = timed
+    sandbox.fault(target="subscriptions", status=status, body={"message": "no"}, count=SUBSCRIBERS)
+    accept_subscribers(client, sandbox, copies=1)
+
+    assert consume_once(client, queue)["batchItemFailures"] == []
+
+    found = reasons(queue)
+    assert len(found) == SUBSCRIBERS
+    assert all(r.startswith("Rokt refused to read subscription") and f"(HTTP {status})" in r for r in found), found
     assert braze.track_calls() == 0

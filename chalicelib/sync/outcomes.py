@@ -93,11 +93,13 @@ class Unstaged:
         fate = Staging()
         try:
             yield fate
-        except NotAttempted:
+        except NotAttempted as exc:
             fate.outcome = Outcome.NOT_ATTEMPTED
             self._release(fate)
-            self._fates.give_back(record)
-            fate.failed = NotAttempted()
+            if self._fates.give_back(record, str(exc)) is Fate.DEAD_LETTERED:
+                fate.outcome, fate.error = Outcome.DEAD_LETTERED, type(exc).__name__
+            else:
+                fate.failed = exc
         except DeadLetter as exc:
             fate.outcome, fate.error = Outcome.DEAD_LETTERED, type(exc).__name__
             self._dead_letter(record, str(exc), fate, exc)

@@ -171,7 +171,7 @@ class Writer:
         self._release(released, exc)
         for staged in chunk:
             if isinstance(exc, NotAttempted):
-                fate = self._fates.give_back(staged.record)
+                fate = self._fates.give_back(staged.record, str(exc))
             elif retryable:
                 fate = self._fates.retry(staged.record, str(exc), retry_after)
             else:

@@ -375,3 +375,22 @@ def test_a_subscriber_moved_twice_around_a_lost_braze_answer_keeps_values_on_no_
         attributes = braze.user(former)["attributes"]
         assert all(not v.endswith(tail) and v != subscription for vs in attributes.values() for v in vs), former
     assert braze.user("cy")["attributes"]["rokt:subscription_id"] == [subscription]
+
+
+def test_a_record_never_attempted_on_its_last_allowed_receive_is_dead_lettered_with_the_reason(
+    settings: Settings, aws: Aws, route: Client, sandbox: Sandbox, braze: Braze
+) -> None:
+    """Invocations with too little time left to read anything: each gives the record back at once —
+    until the receive the redrive policy would move it on, where the consumer dead-letters it itself."""
+    queue = QueuePair(aws.sqs(), *sync_queue_names("test"), 3, "sync_subscribers")
+    x = Container(settings, aws, queue, braze)
+    sandbox.subscribe()
+    accept(route, sandbox.sent_webhooks())
+
+    answers = [x.consume(queue.receive(SYNC_BATCH_SIZE), remaining_ms=7_000) for _ in range(3)]
+
+    assert [len(a["batchItemFailures"]) for a in answers] == [1, 1, 0]
+    [dead] = queue.dead_letters()
+    reason = dead["MessageAttributes"]["deadLetterReason"]["StringValue"]
+    assert reason == "gave up after 3 receives (the queue's redrive limit): no time left to read the subscription"
+    assert braze.track_calls() == 0

@@ -113,7 +113,7 @@ class Unstaged:
             fate.outcome, fate.error = Outcome.RETRYABLE_FAILURE, exc.code
             if not isinstance(exc, InFlight):
                 self._release(fate, exc)
-            if self._fates.retry(record, exc.message, getattr(exc, "retry_after", None)) is Fate.DEAD_LETTERED:
+            if self._fates.retry(record, exc.message, exc.retry_after) is Fate.DEAD_LETTERED:
                 fate.outcome = Outcome.DEAD_LETTERED
             else:
                 fate.failed = exc

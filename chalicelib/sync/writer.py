@@ -20,9 +20,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib.braze.client import BrazeError, BrazeOutcomeUnknown, BrazeRateLimited
 from chalicelib.clock import MIN_ATTEMPT_SECONDS
-from chalicelib.errors import BridgeError
+from chalicelib.errors import BrazeOutcomeUnknown, BridgeError
 from chalicelib.fates import Fate
 from chalicelib.observability import count, logger
 from chalicelib.sync import plan
@@ -100,7 +99,7 @@ class Writer:
         events = [s.event for s in with_events if s.event is not None]
         try:
             result = self._braze.track(attributes, events, self._deadline)
-        except (BrazeError, BridgeError) as exc:
+        except BridgeError as exc:
             if isinstance(exc, BrazeOutcomeUnknown):  # Braze may still apply it: keep the lease until it expires
                 self._leases.keep({group.subscription_id for group in chunk})
             self._write_failed(records, exc)
@@ -142,11 +141,11 @@ class Writer:
 
     def _round(
         self, groups: list[plan.Group], step: Callable[[plan.Group], None]
-    ) -> list[tuple[plan.Group, Exception | None]]:
+    ) -> list[tuple[plan.Group, BridgeError | NotAttempted | None]]:
         """Run ``step`` for each subscription in the batch's pool (DynamoDB calls that would otherwise add
         up across 75 subscriptions); each group with its error, if any."""
 
-        def attempt(group: plan.Group) -> Exception | None:
+        def attempt(group: plan.Group) -> BridgeError | NotAttempted | None:
             try:
                 step(group)
             except (BridgeError, NotAttempted) as exc:
@@ -155,13 +154,12 @@ class Writer:
 
         return list(zip(groups, self._pool.map(attempt, groups), strict=True))
 
-    def _write_failed(self, chunk: list[plan.Staged], exc: Exception, *, sent: bool = False) -> None:
+    def _write_failed(self, chunk: list[plan.Staged], exc: BridgeError | NotAttempted, *, sent: bool = False) -> None:
         """``sent``: Braze took (or may have taken) the call, so each claim that says its custom event was
         sent stays so, and the record comes back to rewrite the state only."""
         sent = sent or isinstance(exc, BrazeOutcomeUnknown)
-        transient = isinstance(exc, BridgeError) and exc.outcome == "retryable_failure"
-        retryable = sent or getattr(exc, "retryable", transient)
-        retry_after = exc.retry_after if isinstance(exc, BrazeRateLimited) else None
+        retryable = sent or (isinstance(exc, BridgeError) and exc.retryable)
+        retry_after = exc.retry_after if isinstance(exc, BridgeError) else None
         if isinstance(exc, NotAttempted):
             logger.info("no time left to write to Braze; the records go back", extra={"records": len(chunk)})
         else:
@@ -183,7 +181,7 @@ class Writer:
                 outcome = Outcome.NOT_ATTEMPTED if fate is Fate.GIVEN_BACK else Outcome.RETRYABLE_FAILURE
                 self._finish(staged, outcome, error=type(exc).__name__)
 
-    def _release(self, chunk: list[plan.Staged], reason: Exception) -> None:
+    def _release(self, chunk: list[plan.Staged], reason: BridgeError | NotAttempted) -> None:
         """Release these records' claims (in the pool, while the cleanup deadline allows: an in-progress
         claim also expires by itself; a "sent" mark left behind makes its event at most once)."""
 

@@ -239,6 +239,17 @@ class BrazeOutcomeUnknown(BrazeUnavailable):
     code = "braze_outcome_unknown"
 
 
+class BrazeKeyRefused(BrazeError):
+    """401/403 even with the REST key read fresh: revoked, or mid-rotation. Retried — the key is an
+    operator's to fix, every record waits for it — and counted (``BrazeKeyRefused``) for an alarm."""
+
+    code = "braze_key_refused"
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"Braze refused the REST key with HTTP {status} (revoked, or mid-rotation)")
+        self.status = status
+
+
 class BrazeRejected(BrazeError):
     """A 4xx other than 429 that a fresh key did not cure: this request can never succeed as it is."""
 

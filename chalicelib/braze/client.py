@@ -2,8 +2,9 @@
 
 Braze takes up to 75 attribute, 75 event and 75 purchase objects per call; answers 2xx with per-object
 problems in ``errors``; 429 past the rate limit with ``X-RateLimit-Reset`` (epoch seconds); 5xx when it
-is unwell. Those become a result or a typed error here (``chalicelib.errors``' Braze errors, under
-BridgeError); deciding what to retry is the caller's.
+is unwell; 401/403 when the REST key is refused (after one retry with the key read fresh). Those become
+a result or a typed error here (the Braze errors of ``chalicelib.errors``, under BridgeError); deciding
+what to retry is the caller's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from chalicelib.errors import BrazeError, BrazeOutcomeUnknown, BrazeRateLimited, BrazeRejected, BrazeUnavailable
+from chalicelib.errors import (
+    BrazeError,
+    BrazeKeyRefused,
+    BrazeOutcomeUnknown,
+    BrazeRateLimited,
+    BrazeRejected,
+    BrazeUnavailable,
+)
 from chalicelib.exchange import bounded, send_within
 from chalicelib.observability import redact_emails
 
@@ -29,6 +37,7 @@ __all__ = [
     "MAX_OBJECTS_PER_KIND",
     "BrazeClient",
     "BrazeError",
+    "BrazeKeyRefused",
     "BrazeOutcomeUnknown",
     "BrazeRateLimited",
     "BrazeRejected",
@@ -127,6 +136,8 @@ class BrazeClient:
             raise BrazeRateLimited(self._until_reset(response))
         if status >= 500:
             raise BrazeUnavailable(f"Braze answered HTTP {status}")
+        if status in (401, 403):
+            raise BrazeKeyRefused(status)
         detail = str(redact_emails(_json(response).get("message") or response.text))[:MAX_ERROR_CHARS]
         raise BrazeRejected(status, detail)
 

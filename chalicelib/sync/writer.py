@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.clock import MIN_ATTEMPT_SECONDS
-from chalicelib.errors import BrazeOutcomeUnknown, BridgeError
+from chalicelib.errors import BrazeKeyRefused, BrazeOutcomeUnknown, BridgeError
 from chalicelib.fates import Fate
 from chalicelib.observability import count, logger
 from chalicelib.sync import plan
@@ -160,7 +160,10 @@ class Writer:
         sent = sent or isinstance(exc, BrazeOutcomeUnknown)
         retryable = sent or (isinstance(exc, BridgeError) and exc.retryable)
         retry_after = exc.retry_after if isinstance(exc, BridgeError) else None
-        if isinstance(exc, NotAttempted):
+        if isinstance(exc, BrazeKeyRefused):
+            count("BrazeKeyRefused")  # an operator must fix the key: alarm on it
+            logger.error(str(exc), extra={"records": len(chunk)})
+        elif isinstance(exc, NotAttempted):
             logger.info("no time left to write to Braze; the records go back", extra={"records": len(chunk)})
         else:
             extra = {"error": str(exc), "records": len(chunk), "retryable": retryable}

@@ -32,15 +32,21 @@ class ConfigError(Exception):
 
 
 class BridgeError(Exception):
-    """Base for every failure that maps to an HTTP answer."""
+    """Base for every failure that maps to an HTTP answer (or, in a queue consumer, to a record's fate)."""
 
     status_code: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     outcome: ClassVar[str] = "error"
+    retry_after: int | None = None  # seconds the upstream asked us to wait, when it said
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def retryable(self) -> bool:
+        """Worth trying again later (the same request may succeed)."""
+        return self.outcome == "retryable_failure"
 
     def body(self) -> dict[str, Any]:
         return {"error": self.code, "message": self.message}
@@ -200,3 +206,56 @@ class RoktRejected(BridgeError):
 
     def body(self) -> dict[str, Any]:
         return {**super().body(), "upstreamStatus": self.upstream_status, "upstreamBody": self.upstream_body}
+
+
+class BrazeError(BridgeError):
+    """Braze's /users/track failed (the sync flow's upstream; never an HTTP answer of ours)."""
+
+    status_code = 502
+    code = "braze_error"
+    outcome = "retryable_failure"
+
+
+class BrazeRateLimited(BrazeError):
+    """429: wait until the rate-limit window resets."""
+
+    code = "braze_rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Braze is rate-limiting the bridge; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class BrazeUnavailable(BrazeError):
+    """5xx, a timeout or a failed connection: worth retrying later with backoff."""
+
+    code = "braze_unavailable"
+
+
+class BrazeOutcomeUnknown(BrazeUnavailable):
+    """The request was sent but no answer came (read timeout, dropped connection): Braze may have
+    applied it. Custom events have no dedupe key, so a caller must not send them again."""
+
+    code = "braze_outcome_unknown"
+
+
+class BrazeKeyRefused(BrazeError):
+    """401/403 even with the REST key read fresh: revoked, or mid-rotation. Retried — the key is an
+    operator's to fix, every record waits for it — and counted (``BrazeKeyRefused``) for an alarm."""
+
+    code = "braze_key_refused"
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"Braze refused the REST key with HTTP {status} (revoked, or mid-rotation)")
+        self.status = status
+
+
+class BrazeRejected(BrazeError):
+    """A 4xx other than 429 that a fresh key did not cure: this request can never succeed as it is."""
+
+    code = "rejected_by_braze"
+    outcome = "rejected"
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"Braze refused the request with HTTP {status}: {detail}")
+        self.status = status

@@ -5,7 +5,9 @@
   the queue's redrive policy allows; then dead-lettered with the reason;
 - **dead-letter**: copied to the queue's DLQ with the reason (a ``deadLetterReason`` attribute); if the
   DLQ does not take it, retried instead, so nothing is dropped;
-- **give back**: visible again now — the record was never attempted (the invocation's time ran out).
+- **give back**: visible again now — the record was never attempted (the invocation's time ran out);
+  on the last receive the queue's redrive policy allows (or past the horizon), dead-lettered with the
+  reason instead, so SQS never moves it without one.
 
 Deciding dead letters here, before SQS's redrive policy would, is what gives every dead letter a
 reason: SQS's own redrive only ever moves a message whose invocation crashed.
@@ -63,14 +65,7 @@ class RecordFates:
         allows, dead-letter it with ``why`` instead (retried if the DLQ refuses)."""
         receives = int(record.attributes.approximate_receive_count or 1)
         delay = backoff_seconds(receives, retry_after, self._base, self._cap)
-        sent = sent_at(record)
-        gave_up = self._horizon.give_up(
-            age=None if sent is None else self._clock() - sent,
-            delay=delay,
-            receives=receives,
-            max_receives=self._records.max_receives(record),
-        )
-        if gave_up is not None and self._copy_to_dead_letters(record, f"{gave_up}: {why}"):
+        if self._gave_up(record, why, delay):
             return Fate.DEAD_LETTERED
         self._records.delay(record, delay)
         return Fate.RETRIED
@@ -82,10 +77,24 @@ class RecordFates:
             return Fate.DEAD_LETTERED
         return self.retry(record, reason)
 
-    def give_back(self, record: SQSRecord) -> Fate:
-        """``record`` was never attempted: visible again now."""
+    def give_back(self, record: SQSRecord, why: str) -> Fate:
+        """``record`` was never attempted (``why``): visible again now — unless this is the last receive
+        the queue allows (or the horizon is past): then dead-lettered with ``why``, as a retry would be."""
+        if self._gave_up(record, why, 0):
+            return Fate.DEAD_LETTERED
         self._records.delay(record, 0)
         return Fate.GIVEN_BACK
+
+    def _gave_up(self, record: SQSRecord, why: str, delay: int) -> bool:
+        """Past the horizon, or on the last receive: dead-lettered with the reason (False if the DLQ refused)."""
+        sent = sent_at(record)
+        gave_up = self._horizon.give_up(
+            age=None if sent is None else self._clock() - sent,
+            delay=delay,
+            receives=int(record.attributes.approximate_receive_count or 1),
+            max_receives=self._records.max_receives(record),
+        )
+        return gave_up is not None and self._copy_to_dead_letters(record, f"{gave_up}: {why}")
 
     def _copy_to_dead_letters(self, record: SQSRecord, reason: str) -> bool:
         if self._records.dead_letter(record, reason):

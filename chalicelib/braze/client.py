@@ -2,7 +2,9 @@
 
 Braze takes up to 75 attribute, 75 event and 75 purchase objects per call; answers 2xx with per-object
 problems in ``errors``; 429 past the rate limit with ``X-RateLimit-Reset`` (epoch seconds); 5xx when it
-is unwell. Those become a result or a typed error here; deciding what to retry is the caller's.
+is unwell; 401/403 when the REST key is refused (after one retry with the key read fresh). Those become
+a result or a typed error here (the Braze errors of ``chalicelib.errors``, under BridgeError); deciding
+what to retry is the caller's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,14 @@ from typing import TYPE_CHECKING, Any
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from chalicelib.errors import (
+    BrazeError,
+    BrazeKeyRefused,
+    BrazeOutcomeUnknown,
+    BrazeRateLimited,
+    BrazeRejected,
+    BrazeUnavailable,
+)
 from chalicelib.exchange import bounded, send_within
 from chalicelib.observability import redact_emails
 
@@ -22,42 +32,22 @@ if TYPE_CHECKING:
 
     from chalicelib.clock import Deadline
 
+# The adapter's face: its client and result, and the errors it raises (typed in chalicelib.errors).
+__all__ = [
+    "MAX_OBJECTS_PER_KIND",
+    "BrazeClient",
+    "BrazeError",
+    "BrazeKeyRefused",
+    "BrazeOutcomeUnknown",
+    "BrazeRateLimited",
+    "BrazeRejected",
+    "BrazeUnavailable",
+    "TrackResult",
+]
+
 MAX_OBJECTS_PER_KIND = 75
 DEFAULT_RATE_LIMIT_WAIT_SECONDS = 60
 MAX_ERROR_CHARS = 500
-
-
-class BrazeError(Exception):
-    """Base of what can go wrong talking to Braze."""
-
-    retryable = True
-
-
-class BrazeRateLimited(BrazeError):
-    """429: wait until the rate-limit window resets."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"Braze is rate-limiting the bridge; retry in {retry_after} s")
-        self.retry_after = retry_after
-
-
-class BrazeUnavailable(BrazeError):
-    """5xx, a timeout or a failed connection: worth retrying later with backoff."""
-
-
-class BrazeOutcomeUnknown(BrazeUnavailable):
-    """The request was sent but no answer came (read timeout, dropped connection): Braze may have
-    applied it. Custom events have no dedupe key, so a caller must not send them again."""
-
-
-class BrazeRejected(BrazeError):
-    """A 4xx other than 429 that a fresh key did not cure: this request can never succeed as it is."""
-
-    retryable = False
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"Braze refused the request with HTTP {status}: {detail}")
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -146,6 +136,8 @@ class BrazeClient:
             raise BrazeRateLimited(self._until_reset(response))
         if status >= 500:
             raise BrazeUnavailable(f"Braze answered HTTP {status}")
+        if status in (401, 403):
+            raise BrazeKeyRefused(status)
         detail = str(redact_emails(_json(response).get("message") or response.text))[:MAX_ERROR_CHARS]
         raise BrazeRejected(status, detail)
 

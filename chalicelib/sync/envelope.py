@@ -20,6 +20,10 @@ from chalicelib.errors import FieldError, InvalidJson, PayloadTooLarge, Validati
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_ID_LENGTH = 256
+_NOT_STORABLE = (
+    "must be text: it holds a lone surrogate (an unpaired \\ud800-\\udfff escape) or a character Unicode "
+    "reserves (U+FFFE, U+FFFF), which cannot be encoded or queued"
+)
 SUBSCRIPTION_TYPES = frozenset({"Subscribe", "Unsubscribe", "SubscriptionDetailsUpdated"})
 CALENDAR_EVENT_TYPES = frozenset({"SubscriptionEventAdded", "SubscriptionEventRemoved"})
 USED_TYPES = SUBSCRIPTION_TYPES | CALENDAR_EVENT_TYPES
@@ -79,6 +83,8 @@ def header(body: Any) -> tuple[str, str]:
     raw_type = body.get("eventType")
     if not isinstance(raw_type, str) or not raw_type.strip():
         errors.append(FieldError("eventType", "required, a string"))
+    elif not _storable(raw_type):
+        errors.append(FieldError("eventType", _NOT_STORABLE))
     if errors or event_id is None:
         raise ValidationFailed("the webhook envelope is incomplete", errors)
     event_type = _ALIASES.get(str(raw_type).strip(), str(raw_type).strip())
@@ -149,7 +155,16 @@ def _identifier(value: Any, field: str, errors: list[FieldError]) -> str | None:
     if len(value) > MAX_ID_LENGTH or any(ord(c) < 32 for c in value):
         errors.append(FieldError(field, f"at most {MAX_ID_LENGTH} printable characters"))
         return None
+    if not _storable(value):
+        errors.append(FieldError(field, _NOT_STORABLE))
+        return None
     return value.strip()
+
+
+def _storable(text: str) -> bool:
+    """Text SQS takes as a String message attribute (and UTF-8 can encode): no surrogates, no U+FFFE/FFFF
+    (the control characters below U+0020 are refused with the length)."""
+    return not any(0xD800 <= ord(c) <= 0xDFFF or ord(c) in (0xFFFE, 0xFFFF) for c in text)
 
 
 def _first_identifier(

@@ -6,7 +6,8 @@
   failure) instead of wrapping one function per record.
 - **Ledger**: per subscription, the identity and the attribute values Braze may hold (a superset of
   what it was last told), so a later change or an unsubscribe can remove exactly what was written,
-  even values Rokt no longer reports.
+  even values Rokt no longer reports — and every former identity that may still hold them (the
+  subscriber id changed and the removal from the old profile is not known to have landed).
 - **Lease**: on the ledger item, one consumer at a time per subscription (a conditional write with an
   expiry). A consumer reads Rokt, writes Braze and updates the ledger only while it holds the lease,
   so writes to one subscription happen one after another, each from a Rokt read made after the
@@ -50,7 +51,7 @@ EVENT_SENT = {"status": "event_sent"}
 MAX_BUSY_WAIT_SECONDS = 900
 _AWS_ERRORS = (BotoCoreError, ClientError)
 _CONDITION_FAILED = "ConditionalCheckFailedException"
-_SET_ENTRY = "SET #identity = :identity, #values = :values, expiration = :expiration"
+_SET_ENTRY = "SET #identity = :identity, #values = :values, #former = :former, expiration = :expiration"
 
 
 class LeaseLost(DependencyUnavailable):
@@ -105,8 +106,16 @@ class EventClaims:
 
 @dataclass(frozen=True)
 class LedgerEntry:
+    """What Braze may hold for one subscription: ``values`` on ``identity``, and on each ``former``
+    identity until a write that removed them from it is known to have landed."""
+
     identity: dict[str, str]
     values: dict[str, list[str]] = field(default_factory=dict)
+    former: tuple[dict[str, str], ...] = ()
+
+    def holders(self) -> tuple[dict[str, str], ...]:
+        """Every identity that may hold the values, the current one first."""
+        return (self.identity, *(f for f in self.former if f != self.identity))
 
 
 class SyncLedger:
@@ -193,11 +202,12 @@ class SyncLedger:
                 Key=self._key(subscription_id),
                 UpdateExpression=expression,
                 ConditionExpression="lease_owner = :owner",
-                ExpressionAttributeNames={"#identity": "identity", "#values": "values"},
+                ExpressionAttributeNames={"#identity": "identity", "#values": "values", "#former": "former"},
                 ExpressionAttributeValues={
                     ":owner": {"S": owner},
                     ":identity": {"S": json.dumps(entry.identity, sort_keys=True)},
                     ":values": {"S": json.dumps(entry.values, sort_keys=True)},
+                    ":former": {"S": json.dumps(list(entry.former), sort_keys=True)},
                     ":expiration": {"N": str(int(self._clock() + LEDGER_TTL_SECONDS))},
                 },
             )
@@ -215,8 +225,9 @@ def _entry(item: dict[str, Any]) -> LedgerEntry | None:
     if "identity" not in item:
         return None
     try:
-        return LedgerEntry(json.loads(item["identity"]["S"]), json.loads(item["values"]["S"]))
-    except (KeyError, ValueError):
+        former = json.loads(item.get("former", {}).get("S", "[]"))
+        return LedgerEntry(json.loads(item["identity"]["S"]), json.loads(item["values"]["S"]), tuple(former))
+    except (KeyError, ValueError, TypeError):
         return None
 
 

@@ -236,6 +236,10 @@ def test_wrong_token_is_401_and_no_token_reaches_a_log(synced: Client, sandbox: 
         ("", 400, "invalid_json"),
         ({"eventType": "Subscribe"}, 400, "validation_failed"),
         ({"eventId": 7, "eventType": "Subscribe"}, 400, "validation_failed"),
+        # text that is not encodable (a lone surrogate) or not allowed in an SQS attribute (U+FFFF)
+        ('{"eventId": "a\\ud800b", "eventType": "Subscribe", "eventDetails": {}}', 400, "validation_failed"),
+        ('{"eventId": "e-1", "eventType": "Subscribe\\udfff", "eventDetails": {}}', 400, "validation_failed"),
+        ('{"eventId": "e-1\\uffff", "eventType": "Test"}', 400, "validation_failed"),
         ("[" * 100_000, 400, "invalid_json"),
         ('{"eventId": "x", "eventType": "Test", "n": ' + "9" * 5000 + "}", 400, "invalid_json"),
         ("x" * (300 * 1024), 413, "payload_too_large"),

@@ -17,7 +17,7 @@ from chalicelib.sync.mapping import suffix
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_MAX_RECEIVES, SYNC_NOT_FOUND_HORIZON_SECONDS, sync_queue_names
 from chalicelib.wiring import Bridge
 from localworld.aws_proxy import AwsFault, AwsProxy
-from tests.conftest import ROKT_TOKEN, Aws, Braze, Sandbox, make_bridge, serving
+from tests.conftest import BRAZE_KEY, ROKT_TOKEN, Aws, Braze, Sandbox, make_bridge, serving
 from tests.queues import QueuePair
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from chalice.test import Client
 
     from chalicelib.settings import Settings
+    from tests.conftest import LogCapture
 
 SUBSCRIBERS = 6
 
@@ -69,6 +70,14 @@ def rokt_read_failing(braze: Braze, sandbox: Sandbox, proxy: AwsProxy) -> None:
     sandbox.fault(target="subscriptions", status=503, count=8)
 
 
+def rokt_read_408_once(braze: Braze, sandbox: Sandbox, proxy: AwsProxy) -> None:
+    sandbox.fault(target="subscriptions", status=408, count=1)
+
+
+def rokt_read_403_twice(braze: Braze, sandbox: Sandbox, proxy: AwsProxy) -> None:
+    sandbox.fault(target="subscriptions", status=403, body={"message": "Forbidden"}, count=2)
+
+
 def ssm_failing(braze: Braze, sandbox: Sandbox, proxy: AwsProxy) -> None:
     proxy.fail(AwsFault("ssm", "GetParameter", count=4, status=500, code="InternalServerError"))
 
@@ -78,7 +87,16 @@ def dynamodb_failing(braze: Braze, sandbox: Sandbox, proxy: AwsProxy) -> None:
 
 
 FAULTS: dict[str, Callable[[Braze, Sandbox, AwsProxy], None]] = {
-    f.__name__: f for f in (braze_429_storm, braze_5xx, rokt_read_failing, ssm_failing, dynamodb_failing)
+    f.__name__: f
+    for f in (
+        braze_429_storm,
+        braze_5xx,
+        rokt_read_failing,
+        rokt_read_408_once,
+        rokt_read_403_twice,
+        ssm_failing,
+        dynamodb_failing,
+    )
 }
 
 
@@ -251,3 +269,47 @@ def test_a_subscription_rokt_never_knows_is_dead_lettered_after_the_not_found_ho
     assert "Rokt does not know subscription nope" in reason
     assert "nothing was written for it" in reason
     assert braze.track_calls() == 0
+
+
+@pytest.mark.parametrize("status", [400, 410, 422])
+def test_a_subscription_read_rokt_refuses_for_good_is_dead_lettered_at_once_with_the_status(
+    timed: tuple[Client, QueuePair], sandbox: Sandbox, braze: Braze, status: int
+) -> None:
+    client, queue = timed
+    sandbox.fault(target="subscriptions", status=status, body={"message": "no"}, count=SUBSCRIBERS)
+    accept_subscribers(client, sandbox, copies=1)
+
+    assert consume_once(client, queue)["batchItemFailures"] == []
+
+    found = reasons(queue)
+    assert len(found) == SUBSCRIBERS
+    assert all(r.startswith("Rokt refused to read subscription") and f"(HTTP {status})" in r for r in found), found
+    assert braze.track_calls() == 0
+
+
+def test_a_braze_key_refused_is_retried_with_an_alarm_not_dead_lettered(
+    timed: tuple[Client, QueuePair],
+    sandbox: Sandbox,
+    braze: Braze,
+    later: Later,
+    json_logs: LogCapture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A revoked or mid-rotation REST key (401/403 even read fresh) is the operator's to fix: the records
+    wait on the queue (counted for an alarm) and are written once the key works again."""
+    client, queue = timed
+    ids = accept_subscribers(client, sandbox, copies=1)
+    braze.control("POST", "config", {"apiKeys": ["a-key-the-bridge-does-not-have"]})
+
+    assert len(consume_once(client, queue)["batchItemFailures"]) == SUBSCRIBERS
+    assert queue.dead_letters() == []
+    assert "Braze refused the REST key with HTTP 401" in json_logs.text
+    assert '"BrazeKeyRefused":[1.0]' in capsys.readouterr().out  # the metric an alarm watches
+
+    braze.control("POST", "config", {"apiKeys": [BRAZE_KEY]})
+    later.offset = 3600
+    consume_once(client, queue)
+    for i, subscription in enumerate(ids):
+        assert braze.user(f"user{i}")["attributes"]["rokt:subscription_id"] == [subscription]
+        assert [e["name"] for e in braze.user(f"user{i}")["custom_events"]] == ["subscribe"]
+    assert queue.dead_letters() == []

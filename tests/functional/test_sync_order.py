@@ -335,3 +335,62 @@ def test_a_failed_dead_letter_send_does_not_stop_the_rest_of_the_batch(
     assert len(queue.dead_letters()) == 2
     x.drain()  # the retried one is refused by Braze no more: it is written
     assert len(braze.users()) == 1
+
+
+def move(sandbox: Sandbox, subscription_id: str, subscriber_id: str) -> None:
+    """Rokt moves the subscription to another subscriber id (Rokt sends SubscriptionDetailsUpdated)."""
+    state = sandbox.server.state
+    with state.lock:
+        found = state.subscriptions.get(subscription_id)
+        assert found is not None
+        found.subscriber_id = subscriber_id
+        state.subscriptions.update({"subscriptionId": subscription_id})
+
+
+def test_a_subscriber_moved_twice_around_a_lost_braze_answer_keeps_values_on_no_former_profile(
+    settings: Settings, aws: Aws, route: Client, sandbox: Sandbox, braze: Braze, queue: QueuePair
+) -> None:
+    clock = SteppedClock()
+    x = Container(settings, aws, queue, braze, clock=clock)
+    subscription = sandbox.subscribe(subscriberId="ann")
+    accept(route, sandbox.sent_webhooks())
+    x.drain()
+    move(sandbox, subscription, "bob")
+    accept(route, sandbox.sent_webhooks()[1:])
+    braze.fault(loseAnswer=True, count=1)  # Braze moves the values from ann to bob; the answer never comes
+
+    x.consume(queue.receive(SYNC_BATCH_SIZE))
+    move(sandbox, subscription, "cy")  # before the retry
+    accept(route, sandbox.sent_webhooks()[2:])
+    for _ in range(10):  # the lease outlives the lost call; then the retries run
+        clock.offset += 60
+        messages = queue.receive(SYNC_BATCH_SIZE)
+        if not messages:
+            break
+        x.consume(messages)
+
+    assert queue.receive(SYNC_BATCH_SIZE) == []
+    tail = suffix(subscription)
+    for former in ("ann", "bob"):
+        attributes = braze.user(former)["attributes"]
+        assert all(not v.endswith(tail) and v != subscription for vs in attributes.values() for v in vs), former
+    assert braze.user("cy")["attributes"]["rokt:subscription_id"] == [subscription]
+
+
+def test_a_record_never_attempted_on_its_last_allowed_receive_is_dead_lettered_with_the_reason(
+    settings: Settings, aws: Aws, route: Client, sandbox: Sandbox, braze: Braze
+) -> None:
+    """Invocations with too little time left to read anything: each gives the record back at once —
+    until the receive the redrive policy would move it on, where the consumer dead-letters it itself."""
+    queue = QueuePair(aws.sqs(), *sync_queue_names("test"), 3, "sync_subscribers")
+    x = Container(settings, aws, queue, braze)
+    sandbox.subscribe()
+    accept(route, sandbox.sent_webhooks())
+
+    answers = [x.consume(queue.receive(SYNC_BATCH_SIZE), remaining_ms=7_000) for _ in range(3)]
+
+    assert [len(a["batchItemFailures"]) for a in answers] == [1, 1, 0]
+    [dead] = queue.dead_letters()
+    reason = dead["MessageAttributes"]["deadLetterReason"]["StringValue"]
+    assert reason == "gave up after 3 receives (the queue's redrive limit): no time left to read the subscription"
+    assert braze.track_calls() == 0

@@ -281,6 +281,7 @@ def _subscription_of(envelope: Any) -> str | None:
 # --- Rokt → Braze: profiles equal Rokt's state; one custom event per Rokt eventId ------------------------
 def _profiles(world: World, verdict: Verdict) -> None:
     received, missed = _reached(world)
+    last_dead = _latest_webhook_dead_lettered(world)
     profiles = world.braze.profile_values()
     for subscription in world.rokt.state.subscriptions.all():
         if subscription.id not in received:
@@ -288,6 +289,9 @@ def _profiles(world: World, verdict: Verdict) -> None:
             continue
         if subscription.id in missed:
             verdict.counted["a subscription with a webhook Rokt gave up on (only healing can repair it)"] += 1
+            continue
+        if subscription.id in last_dead:
+            verdict.counted["a subscription whose latest webhook was dead-lettered with its reason (replay heals)"] += 1
             continue
         if REFUSED_MARK in str(subscription.email):
             continue
@@ -312,6 +316,25 @@ def _reached(world: World) -> tuple[set[str], set[str]]:
         if subscription is not None and delivery.hostile is None:
             (received if delivery.accepted else missed).add(subscription)
     return received, missed
+
+
+def _latest_webhook_dead_lettered(world: World) -> set[str]:
+    """Subscriptions whose latest webhook the bridge took is in the sync DLQ with a reason: the change it
+    carried waits there for an operator's replay (the documented fate of what cannot be written)."""
+    dlq = world.sync_queue.dead_letters
+    dead: set[str] = set()
+    for message in dlq.messages if dlq is not None else []:
+        if message.attributes.get("deadLetterReason", {}).get("StringValue"):
+            try:
+                dead.add(str(json.loads(message.body)["webhook"]["eventId"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+    latest: dict[str, str] = {}
+    for delivery in world.rokt_deliveries:
+        subscription = _subscription_of(delivery.envelope)
+        if subscription is not None and delivery.hostile is None and delivery.accepted:
+            latest[subscription] = str(delivery.envelope.get("eventId"))
+    return {subscription for subscription, event_id in latest.items() if event_id in dead}
 
 
 def _holding(profiles: dict[str, dict[str, list[str]]], subscription_id: str) -> dict[str, dict[str, list[str]]]:

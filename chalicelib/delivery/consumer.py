@@ -181,7 +181,10 @@ class QueueConsumer:
         summary.update(accountCode=request.account_code, eventId=request.event_id, action=request.action.value)
         if self._deadline.remaining() < MIN_RECORD_SECONDS:
             summary.update(outcome="not_attempted", error="no_time_left")
-            if self._fates.give_back(record) is Fate.DEAD_LETTERED:
+            if (
+                self._fates.give_back(record, "no_time_left: the invocation ended before it could be delivered")
+                is Fate.DEAD_LETTERED
+            ):
                 self._leave(intent)
                 summary["outcome"] = "dead_lettered"
                 return None

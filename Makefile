@@ -54,13 +54,13 @@ package: install
 	@ls -l build/$(STAGE)/deployment.zip
 
 soak: install
-	$(BIN)/python -m tests.soak
+	$(BIN)/python -m bench.soak
 
 soak-spill: install
-	SOAK_MODE=spill $(BIN)/python -m tests.soak
+	SOAK_MODE=spill $(BIN)/python -m bench.soak
 
 soak-sync: install
-	$(BIN)/python -m tests.sync_soak
+	$(BIN)/python -m bench.sync_soak
 
 # The deterministic simulator (tests/simulation): SEEDS seeds from START, one process per CPU; prints
 # seeds/second and every violation with its short history and the command that replays it.

@@ -13,8 +13,8 @@ from chalicelib.observability import redact_emails
 from chalicelib.settings import APP_NAME
 from stage import resources as stage_resources
 from stage.project import PROJECT_DIR
-from tests import insights
 from tests.conftest import Sandbox, make_bridge, post, seed_body, serving
+from tests.support import insights
 
 if TYPE_CHECKING:
     from tests.conftest import LogCapture

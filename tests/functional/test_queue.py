@@ -23,7 +23,7 @@ from chalicelib.wiring import Bridge
 from localworld.queue_worker import sqs_event
 from stage.names import StageNames
 from tests.conftest import TABLE, Aws, Sandbox, make_bridge, post, seed_body, serving
-from tests.queues import QueuePair
+from tests.support.queues import QueuePair
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

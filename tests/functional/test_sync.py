@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from chalicelib.sync.mapping import suffix
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, sync_queue_names
 from tests.conftest import ROKT_TOKEN, Aws, Braze, Sandbox, make_bridge, serving
-from tests.queues import QueuePair
+from tests.support.queues import QueuePair
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

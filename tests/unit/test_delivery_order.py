@@ -15,7 +15,7 @@ from chalicelib.delivery.models import Action, EventRequest
 from chalicelib.delivery.queue import DeliveryQueue
 from chalicelib.delivery.spill import BEHIND_QUEUED_INTENT, SpillingDeliverer
 from chalicelib.errors import DependencyUnavailable, RoktRejected
-from tests.spilling import RecordingQueue, ScriptedDeliverer, outcome
+from tests.support.spilling import RecordingQueue, ScriptedDeliverer, outcome
 
 if TYPE_CHECKING:
     from chalicelib.delivery.service import DeliveryOutcome

@@ -29,7 +29,7 @@ lint: install
 	$(BIN)/lint-imports --no-cache
 
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=20
 
 unit: install
 	$(BIN)/python -m pytest -m "not e2e"

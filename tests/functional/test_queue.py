@@ -13,7 +13,7 @@ import pytest
 from chalice.local import LambdaContext
 
 import app as bridge_app
-from bridgectl import ops
+from bridgectl import dead_letters
 from chalicelib.delivery.pending import KEY_PREFIX as PENDING_PREFIX
 from chalicelib.delivery.pending import STALE_MARGIN_SECONDS, PendingIntents
 from chalicelib.delivery.queue import UNKNOWN_EVENT_GRACE_SECONDS, backoff_seconds, delivery_queue_names
@@ -152,9 +152,9 @@ def test_poison_reaches_the_dlq_and_replay_delivers_it(queued, queues: QueuePair
     listed: list[str] = []
 
     # When an operator lists, filters, then replays the dead letters after Rokt recovers
-    dry = ops.replay_dlq(queues.sqs, STAGE_NAMES, dry_run=True, progress=listed.append)
-    other = ops.replay_dlq(queues.sqs, STAGE_NAMES, account_code="someone-else", progress=lambda _: None)
-    replayed = ops.replay_dlq(queues.sqs, STAGE_NAMES, event_id="Event_0001_user42", progress=lambda _: None)
+    dry = dead_letters.replay_dlq(queues.sqs, STAGE_NAMES, dry_run=True, progress=listed.append)
+    other = dead_letters.replay_dlq(queues.sqs, STAGE_NAMES, account_code="someone-else", progress=lambda _: None)
+    replayed = dead_letters.replay_dlq(queues.sqs, STAGE_NAMES, event_id="Event_0001_user42", progress=lambda _: None)
     sandbox.clear_faults()
     queues.consume(queued, queues.receive())
 
@@ -185,7 +185,7 @@ def test_replay_refuses_a_delivery_older_than_the_delivery_records_unless_forced
     lines: list[str] = []
 
     # When an operator replays the dead letters
-    replayed = ops.replay_dlq(queues.sqs, STAGE_NAMES, progress=lines.append, clock=later)
+    replayed = dead_letters.replay_dlq(queues.sqs, STAGE_NAMES, progress=lines.append, clock=later)
 
     # Then it stays in the DLQ, and the operator is told why and how to override
     assert replayed == 0
@@ -193,7 +193,7 @@ def test_replay_refuses_a_delivery_older_than_the_delivery_records_unless_forced
     assert "1 too old to replay without --force" in lines[-1]
     assert queues.receive() == []
     # and --force replays it
-    forced = ops.replay_dlq(queues.sqs, STAGE_NAMES, force=True, progress=lambda _: None, clock=later)
+    forced = dead_letters.replay_dlq(queues.sqs, STAGE_NAMES, force=True, progress=lambda _: None, clock=later)
     queues.consume(queued, queues.receive())
     assert forced == 1
     assert [e["deliveries"] for e in sandbox.events()] == [1]

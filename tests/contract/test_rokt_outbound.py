@@ -1,4 +1,5 @@
-"""The Rokt sandbox's subscriptions and outbound webhooks behave as Rokt documents (rokt_webhooks.md)."""
+"""The Rokt sandbox's subscriptions and outbound webhooks behave as Rokt documents (docs/design.md,
+"The Rokt sandbox")."""
 
 from __future__ import annotations
 

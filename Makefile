@@ -29,7 +29,7 @@ lint: install
 	$(BIN)/lint-imports --no-cache
 
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=20
 
 unit: install
 	$(BIN)/python -m pytest -m "not e2e"
@@ -54,13 +54,13 @@ package: install
 	@ls -l build/$(STAGE)/deployment.zip
 
 soak: install
-	$(BIN)/python -m tests.soak
+	$(BIN)/python -m bench.soak
 
 soak-spill: install
-	SOAK_MODE=spill $(BIN)/python -m tests.soak
+	SOAK_MODE=spill $(BIN)/python -m bench.soak
 
 soak-sync: install
-	$(BIN)/python -m tests.sync_soak
+	$(BIN)/python -m bench.sync_soak
 
 # The deterministic simulator (tests/simulation): SEEDS seeds from START, one process per CPU; prints
 # seeds/second and every violation with its short history and the command that replays it.

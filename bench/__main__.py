@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from bridgectl import ops
 from localworld.localstack import LocalStack
 from localworld.seed import LOCAL_ROKT_CLIENT, LOCAL_ROKT_WEBHOOK_TOKEN, LOCAL_WEBHOOK_SECRET
+from stage.bootstrap import bootstrap
 from stage.names import StageNames
 from stage.project import PROJECT_DIR
 from stage.resources import merge_template
@@ -140,7 +140,7 @@ def measure_cold(env: dict[str, str], runs: int) -> dict[str, Any]:
 def measure_queued(stack: LocalStack, env: dict[str, str], webhooks: int) -> dict[str, Any]:
     say(f"[4/6] queued mode: intake answer time vs direct (Rokt answering in {ROKT_LATENCY_SECONDS * 1000:.0f} ms), "
         f"then {webhooks} queued webhooks drained while 10% of Rokt calls get 429…")  # fmt: skip
-    queues = ops.bootstrap(
+    queues = bootstrap(
         StageNames.from_environment("local", stack.env), stack.dynamodb(), stack.sqs(), progress=lambda _: None
     )
     assert queues is not None

@@ -18,18 +18,19 @@ import click
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bridgectl import backfill, capacity, ops, report
-from bridgectl.braze_templates import braze_templates
+from bridgectl import backfill, capacity, dead_letters, deployment, doctor, report
 from chalicelib.sync.envelope import Account
-from stage import resources
-from stage.names import QUEUES, StageError, StageNames
+from stage import resources, secrets
+from stage.bootstrap import bootstrap
+from stage.braze_templates import braze_templates
+from stage.names import QUEUES, OpsError, StageError, StageNames
 from stage.project import stage_environment
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 PROG = "bridgectl"
-SECRET_LISTS = {"webhook-secret": ops.WEBHOOK_SECRET_LIST, "rokt-webhook-token": ops.ROKT_TOKEN_LIST}
+SECRET_LISTS = {"webhook-secret": secrets.WEBHOOK_SECRET_LIST, "rokt-webhook-token": secrets.ROKT_TOKEN_LIST}
 UNDEPLOYED_URL = "https://<api-id>.execute-api.<region>.amazonaws.com/api"
 
 
@@ -65,7 +66,7 @@ def _seconds(text: str) -> float:
 
 
 def _api_url(target: Target, given: str | None) -> str | None:
-    return given or (ops.deployed_api_url(target.stage) if target.stage else None)
+    return given or (deployment.deployed_api_url(target.stage) if target.stage else None)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,7 +89,7 @@ def stage_group() -> None:
 @pass_target
 def stage_bootstrap(target: Target) -> int:
     """Create the stage's table, queues and dead-letter queues (idempotent)."""
-    ops.bootstrap(target.names(), boto3.client("dynamodb"), boto3.client("sqs"))
+    bootstrap(target.names(), boto3.client("dynamodb"), boto3.client("sqs"))
     click.echo(
         f"next: set the Rokt credentials and a webhook secret for stage {target.stage}; for Rokt → Braze also "
         "the Braze key and a Rokt webhook token (see `secrets --help`)"
@@ -103,7 +104,7 @@ def stage_doctor(target: Target, api_url: str | None) -> int:
     """Check the stage's parameters, table, Rokt token, Braze key, queue consumers and API."""
     names = target.names()
     click.echo(f"checking stage {names.stage} (parameters under {names.prefix}, table {names.table})")
-    checks = ops.doctor(
+    checks = doctor.doctor(
         names,
         boto3.client("ssm"),
         boto3.client("dynamodb"),
@@ -121,7 +122,7 @@ def stage_doctor(target: Target, api_url: str | None) -> int:
 @pass_target
 def stage_enable_partial_batch(target: Target) -> int:
     """After `chalice deploy`: set ReportBatchItemFailures on both queue consumers (delivery and sync)."""
-    ops.enable_partial_batch(boto3.client("lambda"), target.names().stage)
+    deployment.enable_partial_batch(boto3.client("lambda"), target.names().stage)
     return 0
 
 
@@ -131,7 +132,7 @@ def stage_put_dashboard(target: Target) -> int:
     """After `chalice deploy`: put the stage's CloudWatch dashboard (the template path has it)."""
     names = target.names()
     cloudwatch = boto3.client("cloudwatch")
-    ops.put_dashboard(cloudwatch, names.stage, cloudwatch.meta.region_name)
+    deployment.put_dashboard(cloudwatch, names.stage, cloudwatch.meta.region_name)
     return 0
 
 
@@ -174,7 +175,7 @@ def set_rokt_credentials(target: Target) -> int:
     names = target.names()
     client_id = _read_secret("Rokt client id: ")
     client_secret = _read_secret("Rokt client secret: ")
-    ops.set_rokt_credentials(names, boto3.client("ssm"), client_id, client_secret)
+    secrets.set_rokt_credentials(names, boto3.client("ssm"), client_id, client_secret)
     return 0
 
 
@@ -183,7 +184,7 @@ def set_rokt_credentials(target: Target) -> int:
 def set_braze_key(target: Target) -> int:
     """The Braze REST API key with the users.track permission (Rokt → Braze)."""
     names = target.names()
-    ops.set_braze_key(names, boto3.client("ssm"), _read_secret("Braze REST API key (users.track): "))
+    secrets.set_braze_key(names, boto3.client("ssm"), _read_secret("Braze REST API key (users.track): "))
     return 0
 
 
@@ -196,7 +197,9 @@ def _announce(target: Target, kind: str, value: str, api_url: str | None) -> Non
         click.echo(f"Put this in Braze's Authorization header: Bearer {value}")
         return
     url = _api_url(target, api_url) or UNDEPLOYED_URL
-    click.echo(f"Paste this URL in Rokt's dashboard (Webhooks → Add Webhook, v2): {ops.rokt_webhook_url(url, value)}")
+    click.echo(
+        f"Paste this URL in Rokt's dashboard (Webhooks → Add Webhook, v2): {secrets.rokt_webhook_url(url, value)}"
+    )
 
 
 @secrets_group.command("add")
@@ -266,7 +269,7 @@ def _dlq_options(command: Any) -> Any:
 @pass_target
 def dlq_show(target: Target, queue: str, account_code: str | None, event_id: str | None) -> int:
     """List dead letters, with the reason each was dead-lettered; moves nothing."""
-    ops.replay_dlq(
+    dead_letters.replay_dlq(
         boto3.client("sqs"), target.names(), queue=queue, account_code=account_code, event_id=event_id, dry_run=True
     )
     return 0
@@ -287,7 +290,7 @@ def dlq_replay(
 ) -> int:
     """Move dead letters (all, or the matching ones) back to their queue; a delivery too old to replay
     safely stays, saying why, unless --force."""
-    ops.replay_dlq(
+    dead_letters.replay_dlq(
         boto3.client("sqs"),
         target.names(),
         queue=queue,
@@ -366,7 +369,7 @@ def backfill_command(
     lines = Path(source).read_text().splitlines() if source and source != "-" else sys.stdin
     ids = backfill.read_ids(lines)
     if not ids:
-        raise ops.OpsError("no subscription ids given (one per line, in --file or on stdin)")
+        raise OpsError("no subscription ids given (one per line, in --file or on stdin)")
     sqs = boto3.client("sqs")
     queue_url = (
         stage_environment(names.stage).get("SYNC_QUEUE_URL")
@@ -403,7 +406,7 @@ def capacity_command(
     try:
         measured = capacity.Measured.load(Path(results))
     except FileNotFoundError as exc:
-        raise ops.OpsError(str(exc)) from exc
+        raise OpsError(str(exc)) from exc
     click.echo(capacity.render(send, capacity.plan(send, measured)))
     return 0
 
@@ -416,7 +419,7 @@ def braze_template(target: Target, api_url: str | None) -> int:
     names = target.names()
     url = _api_url(target, api_url)
     if not url:
-        raise ops.OpsError(f"stage {names.stage} has no deployed API here; pass --api-url (see `chalice url`)")
+        raise OpsError(f"stage {names.stage} has no deployed API here; pass --api-url (see `chalice url`)")
     for text in braze_templates(url.rstrip("/"), names.signature_required).values():
         click.echo(text)
     return 0
@@ -432,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except (ops.OpsError, StageError) as exc:
+    except (OpsError, StageError) as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
     except (BotoCoreError, ClientError) as exc:

@@ -1,6 +1,6 @@
 """A local Braze REST API (``POST /users/track``) for `make run` and the tests.
 
-Behaves as Braze documents it (``../shared/DOMAIN.md``): Bearer REST key (401), up to 75 attribute,
+Behaves as Braze documents it (docs/design.md, "The Braze sandbox"): Bearer REST key (401), up to 75 attribute,
 event and purchase objects per call (400 "Max Input Length Exceeded" beyond), one identifier per
 object (``external_id``, ``user_alias``, ``braze_id`` or ``email``), non-fatal per-object problems in
 ``errors`` of a 201 answer, array attributes as sets (a list replaces; ``{"add"}``/``{"remove"}``

@@ -18,8 +18,6 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
-from bridgectl import ops
-from bridgectl.braze_templates import braze_templates
 from localworld import campaign
 from localworld.braze_sandbox import BrazeSandbox
 from localworld.braze_sender import BrazeSender, Webhook
@@ -27,6 +25,8 @@ from localworld.localstack import LocalStack, Ports, sample_curl
 from localworld.queue_worker import serve
 from localworld.rokt_sandbox import RoktSandbox
 from localworld.seed import LOCAL_WEBHOOK_SECRET
+from stage.braze_templates import braze_templates
+from stage.names import OpsError
 from stage.project import PROJECT_DIR, stage_environment
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)
-    except ops.OpsError as exc:
+    except OpsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (BotoCoreError, ClientError) as exc:

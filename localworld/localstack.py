@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import requests
 
-from bridgectl import ops
 from localworld.seed import (
     LOCAL_BRAZE_KEY,
     LOCAL_ROKT_CLIENT,
@@ -33,6 +32,8 @@ from localworld.seed import (
     LOCAL_WEBHOOK_SECRET,
     SEED_PROFILES,
 )
+from stage import secrets
+from stage.bootstrap import bootstrap
 from stage.names import StageNames
 from stage.project import PROJECT_DIR, SAMPLE_BODY, stage_environment
 
@@ -277,7 +278,7 @@ class LocalStack:
     def bootstrap(self) -> None:
         """The operators' bootstrap and secrets commands, with the local stack's values."""
         names = StageNames.from_environment(self.stage, self.env)
-        queues = ops.bootstrap(names, self.dynamodb(), self.sqs(), progress=self.progress)
+        queues = bootstrap(names, self.dynamodb(), self.sqs(), progress=self.progress)
         assert queues is not None
         if self.queued:
             self.env.update(DELIVERY_MODE="queued", DELIVERY_QUEUE_URL=queues.delivery)
@@ -285,10 +286,10 @@ class LocalStack:
             self.env["DELIVERY_QUEUE_URL"] = queues.delivery
         if self.sync:
             self.env["SYNC_QUEUE_URL"] = queues.sync
-            ops.set_braze_key(names, self.ssm(), LOCAL_BRAZE_KEY, progress=self.progress)
-            ops.ROKT_TOKEN_LIST.add(names, self.ssm(), LOCAL_ROKT_WEBHOOK_TOKEN, progress=self.progress)
-        ops.set_rokt_credentials(names, self.ssm(), *LOCAL_ROKT_CLIENT, progress=self.progress)
-        ops.add_webhook_secret(names, self.ssm(), LOCAL_WEBHOOK_SECRET, progress=self.progress)
+            secrets.set_braze_key(names, self.ssm(), LOCAL_BRAZE_KEY, progress=self.progress)
+            secrets.ROKT_TOKEN_LIST.add(names, self.ssm(), LOCAL_ROKT_WEBHOOK_TOKEN, progress=self.progress)
+        secrets.set_rokt_credentials(names, self.ssm(), *LOCAL_ROKT_CLIENT, progress=self.progress)
+        secrets.add_webhook_secret(names, self.ssm(), LOCAL_WEBHOOK_SECRET, progress=self.progress)
 
     def start_bridge(self) -> None:
         project = overlay_project(self.workdir / "project", self.stage, self.env)

@@ -1,6 +1,6 @@
 """Rokt Calendar's outbound webhooks (v2), as the sandbox sends them.
 
-Like Rokt (``../shared/reading/rokt_webhooks.md`` §1.4 to 1.5): every registered endpoint whose event
+Like Rokt (docs/design.md, "The Rokt sandbox"): every registered endpoint whose event
 types match gets ``POST {"eventId": <uuid>, "eventType", "eventDetails"}``; any 2xx is success and
 anything else (3xx included), a timeout or a refused connection is retried on a schedule — every
 ``retry_every`` minutes for ``retry_for`` minutes, compressed by ``time_scale`` for local use — with

@@ -1,8 +1,8 @@
 """Calendar subscriptions in the Rokt sandbox, and the webhook payloads each change sends.
 
-``to_api`` is ``GET /v1/subscription/{id}`` (``rokt_webhooks.md`` §4.6; ``countryCode``, ``geoCountry``,
-``deviceName`` and ``source`` are extras Rokt's reference does not list, present when known). The
-payloads follow §2 to §4 of the same notes, including the documented oddities a receiver must survive:
+``to_api`` is ``GET /v1/subscription/{id}`` (the fields of Rokt's API reference; ``countryCode``, ``geoCountry``,
+``deviceName`` and ``source`` are extras it does not list, present when known). The payloads are Rokt's
+v2 webhooks (docs/design.md, "The Rokt sandbox"), including the documented oddities a receiver must survive:
 ``calendarSubscriptionId`` at ``eventDetails`` level on Unsubscribe, ``removedDateTimeUtc`` as
 "YYYY-MM-DD HH:MM:SS.ffffff", ``Webcal`` in webhooks but ``WebCal`` in the API, and (by config) the
 ``SubscriptionDetailsUpdate`` spelling of the docs' example.

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from stage.resources import queue_pair, table_resource
+from stage.resources import queue_pair, stateful_resources, table_resource
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -19,7 +20,30 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_ssm.client import SSMClient
 
+    from stage.names import StageNames
+
 Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class QueueUrls:
+    delivery: str
+    delivery_dlq: str
+    sync: str
+    sync_dlq: str
+
+
+def bootstrap(
+    names: StageNames, dynamodb: DynamoDBClient, sqs: SQSClient | None = None, *, progress: Progress = print
+) -> QueueUrls | None:
+    """Create the stage's table (and, given SQS, its queues and DLQs) from the stage's resource definition;
+    running it again changes nothing."""
+    made = create(stateful_resources(names), dynamodb, sqs, progress)
+    if sqs is None:
+        return None
+    return QueueUrls(
+        made["DeliveryQueue"], made["DeliveryDeadLetterQueue"], made["SyncQueue"], made["SyncDeadLetterQueue"]
+    )
 
 
 def create(

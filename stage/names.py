@@ -29,6 +29,10 @@ class StageError(Exception):
     """The stage is unknown or its configuration is invalid, said in plain words."""
 
 
+class OpsError(Exception):
+    """A problem the operator must fix, said in plain words."""
+
+
 def function_names(stage: str) -> dict[str, str]:
     """The Lambda functions `chalice deploy` creates for ``stage``, by role (the CloudFormation path
     names its own; see the template's outputs)."""

@@ -275,7 +275,7 @@ def stateful_resources(names: StageNames) -> dict[str, Any]:
 
 def _untraced_token_route(stage: str, project_dir: Path) -> dict[str, Any]:
     """With ``"xray": true``, API Gateway's trace segments record each request's URL, and the Rokt
-    webhook token is a path segment of ``/rokt/webhooks/{token}`` (a route interface.md fixes). This
+    webhook token is a path segment of ``/rokt/webhooks/{token}`` (a fixed route, docs/rokt-to-braze.md). This
     X-Ray sampling rule, evaluated before the default one, samples none of that route's requests:
     API Gateway records no segment for them, and Lambda follows its (not sampled) decision."""
     config = json.loads((project_dir / ".chalice" / "config.json").read_text())

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 # Before anything imports Powertools: name the service and the metrics namespace, and give boto3
@@ -56,6 +57,17 @@ CLIENT_ID, CLIENT_SECRET = next(iter(DEFAULT_CLIENTS.items()))
 SUBSCRIPTION = "06423672-b6ba-4536-aa36-70788a7a0a36"
 BRAZE_KEY = DEFAULT_API_KEYS[0]
 ROKT_TOKEN = "rokt-token-0123456789abcdef"
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, taken from its directory (tests/unit → ``unit``, …): a directory
+    directly under tests/ named like a marker registered in pyproject.toml, so ``-m`` selects a tier."""
+    registered = {line.split(":")[0].strip() for line in config.getini("markers")}
+    for item in items:
+        path = item.path.resolve()
+        if path.is_relative_to(TESTS_DIR) and (tier := path.relative_to(TESTS_DIR).parts[0]) in registered:
+            item.add_marker(tier)
 
 
 def seed_body(event_id: str = "Event_0001_user42", **event: Any) -> dict[str, Any]:

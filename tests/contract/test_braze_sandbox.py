@@ -1,4 +1,4 @@
-"""The Braze sandbox behaves as Braze documents /users/track (DOMAIN.md), over real HTTP."""
+"""The Braze sandbox behaves as Braze documents /users/track (docs/design.md, "The Braze sandbox"), over real HTTP."""
 
 from __future__ import annotations
 

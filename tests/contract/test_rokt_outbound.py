@@ -1,4 +1,5 @@
-"""The Rokt sandbox's subscriptions and outbound webhooks behave as Rokt documents (rokt_webhooks.md)."""
+"""The Rokt sandbox's subscriptions and outbound webhooks behave as Rokt documents (docs/design.md,
+"The Rokt sandbox")."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from tests.receiver import Receiver
+from tests.support.receiver import Receiver
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -5,7 +5,7 @@ the app's routes and queue handlers), `doctor` runs green once the secrets are s
 `chalice delete` leaves none of what the deploy created.
 
 Loopback only: every command runs with AWS pointed at moto and any other host refused (see
-tests/deploy_harness.py), from a copy of the project whose `dev` stage talks to the Rokt sandbox.
+tests/support/deploy_harness.py), from a copy of the project whose `dev` stage talks to the Rokt sandbox.
 The tests share one deploy and run in file order; the last one deletes it.
 """
 
@@ -32,8 +32,8 @@ from localworld.rokt_sandbox import DEFAULT_CLIENTS
 from stage import dashboard
 from stage.names import function_names
 from stage.project import PROJECT_DIR, stage_environment
-from tests import deploy_harness as harness
 from tests.e2e.test_package import ZIP_BUDGET_BYTES
+from tests.support import deploy_harness as harness
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -83,7 +83,7 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def deploy_moto_url() -> Iterator[str]:
-    """This module's own moto server, with the harness's shims (tests/deploy_harness.py)."""
+    """This module's own moto server, with the harness's shims (tests/support/deploy_harness.py)."""
     with pytest.MonkeyPatch.context() as patch:
         harness.patch_moto(patch)
         port = free_port()

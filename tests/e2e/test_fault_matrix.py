@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from localworld.seed import LOCAL_WEBHOOK_SECRET
-from tests.braze_simulator import BrazeSimulator, accounting
-from tests.reliability import DRIP_FAULTS, FAULTS, Rig, running_rig, webhooks
+from tests.support.braze_simulator import BrazeSimulator, accounting
+from tests.support.reliability import DRIP_FAULTS, FAULTS, Rig, running_rig, webhooks
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

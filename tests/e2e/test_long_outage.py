@@ -15,8 +15,8 @@ import pytest
 
 from localworld.aws_proxy import AwsFault
 from localworld.seed import LOCAL_WEBHOOK_SECRET
-from tests.braze_simulator import RETRIED, BrazeSimulator, accounting
-from tests.reliability import Rig, running_rig, webhooks
+from tests.support.braze_simulator import RETRIED, BrazeSimulator, accounting
+from tests.support.reliability import Rig, running_rig, webhooks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -8,8 +8,8 @@ import pytest
 
 from chalicelib.delivery.queue import delivery_queue_names
 from tests.conftest import serving
-from tests.queues import QueuePair
-from tests.spilling import FakeClock, spilling_bridge
+from tests.support.queues import QueuePair
+from tests.support.spilling import FakeClock, spilling_bridge
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -1,4 +1,4 @@
-"""The Braze templates (``bridgectl/braze/*.liquid``) are the product a marketing engineer pastes: each
+"""The Braze templates (``stage/braze/*.liquid``) are the product a marketing engineer pastes: each
 one, printed by ``braze-template`` and rendered for a profile with a real Liquid engine as Braze would,
 is posted to the bridge — create, then update, then delete reach Rokt, in that order."""
 
@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bridgectl.braze_templates import ROUTES, body, braze_templates
 from localworld.campaign import Renderer, WebhookTemplate
+from stage.braze_templates import ROUTES, body, braze_templates
 from tests.conftest import SECRET, SUBSCRIPTION, Sandbox, post
 
 if TYPE_CHECKING:

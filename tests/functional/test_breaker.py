@@ -16,7 +16,7 @@ from chalicelib.delivery.models import Action, EventRequest
 from chalicelib.delivery.spill import BREAKER_OPEN, SpillingDeliverer
 from chalicelib.errors import BridgeError, InFlight, RoktRejected, UpstreamFailed
 from tests.conftest import Sandbox, post, seed_body
-from tests.spilling import (
+from tests.support.spilling import (
     COOLDOWN,
     CREATE,
     THRESHOLD,
@@ -30,7 +30,7 @@ from tests.spilling import (
 if TYPE_CHECKING:
     from chalicelib.delivery.service import DeliveryOutcome
     from tests.conftest import LogCapture
-    from tests.queues import QueuePair
+    from tests.support.queues import QueuePair
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridgectl.braze_templates import braze_templates
 from chalicelib.auth import sign
 from chalicelib.delivery.validation import KNOWN_EVENT_FIELDS
 from chalicelib.wiring import Bridge
 from localworld.campaign import Renderer, WebhookTemplate
+from stage.braze_templates import braze_templates
 from tests.conftest import PREFIX, SECRET, SUBSCRIPTION, Aws, Sandbox, make_bridge, post, seed_body, serving
 
 if TYPE_CHECKING:

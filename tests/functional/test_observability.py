@@ -13,8 +13,8 @@ from chalicelib.observability import redact_emails
 from chalicelib.settings import APP_NAME
 from stage import resources as stage_resources
 from stage.project import PROJECT_DIR
-from tests import insights
 from tests.conftest import Sandbox, make_bridge, post, seed_body, serving
+from tests.support import insights
 
 if TYPE_CHECKING:
     from tests.conftest import LogCapture
@@ -196,7 +196,7 @@ def test_addresses_in_rokt_error_bodies_are_masked_whatever_their_characters(tex
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_with_xray_the_rokt_webhook_route_is_never_sampled_so_its_token_stays_out_of_traces(stage: str):
     """API Gateway's trace segment records the request URL, and the Rokt webhook token is in that path
-    (interface.md fixes the route). A stage with ``"xray": true`` gets an X-Ray sampling rule that API
+    (a fixed route, docs/rokt-to-braze.md). A stage with ``"xray": true`` gets an X-Ray sampling rule that API
     Gateway evaluates first and that samples none of those requests: no segment records the URL, and
     Lambda follows API Gateway's decision, so no trace holds the token."""
     config = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())

@@ -8,10 +8,11 @@ import re
 
 import pytest
 
-from bridgectl import cli, ops
-from bridgectl.braze_templates import braze_templates
-from stage import resources
-from stage.names import StageNames, function_names
+from bridgectl import cli, deployment, doctor
+from stage import resources, secrets
+from stage.bootstrap import bootstrap
+from stage.braze_templates import braze_templates
+from stage.names import OpsError, StageNames, function_names
 from stage.project import PROJECT_DIR, stage_environment
 from tests.conftest import PREFIX, SECRET, TABLE, Aws, Sandbox
 
@@ -29,8 +30,8 @@ def test_bootstrap_twice_is_harmless(aws: Aws, names: StageNames):
     messages: list[str] = []
     fresh = StageNames("x", "/x", "fresh-table", "http://127.0.0.1:1", False)
 
-    ops.bootstrap(fresh, aws.dynamodb(), progress=messages.append)
-    ops.bootstrap(fresh, aws.dynamodb(), progress=messages.append)
+    bootstrap(fresh, aws.dynamodb(), progress=messages.append)
+    bootstrap(fresh, aws.dynamodb(), progress=messages.append)
 
     assert any("created" in m for m in messages)
     assert any("already exists" in m for m in messages)
@@ -39,11 +40,11 @@ def test_bootstrap_twice_is_harmless(aws: Aws, names: StageNames):
 
 
 def test_webhook_secret_rotation_round_trip(aws: Aws, names: StageNames):
-    generated = ops.add_webhook_secret(names, aws.ssm(), None, progress=lambda _: None)
-    ops.add_webhook_secret(names, aws.ssm(), "third-secret-abcdefgh", progress=lambda _: None)
+    generated = secrets.add_webhook_secret(names, aws.ssm(), None, progress=lambda _: None)
+    secrets.add_webhook_secret(names, aws.ssm(), "third-secret-abcdefgh", progress=lambda _: None)
 
     assert parameter(aws, f"{PREFIX}/webhook-secrets") == f"{SECRET},{generated},third-secret-abcdefgh"
-    ops.remove_webhook_secret(names, aws.ssm(), SECRET, progress=lambda _: None)
+    secrets.remove_webhook_secret(names, aws.ssm(), SECRET, progress=lambda _: None)
     assert parameter(aws, f"{PREFIX}/webhook-secrets") == f"{generated},third-secret-abcdefgh"
     described = aws.ssm().describe_parameters(
         ParameterFilters=[{"Key": "Name", "Values": [f"{PREFIX}/webhook-secrets"]}]
@@ -52,14 +53,14 @@ def test_webhook_secret_rotation_round_trip(aws: Aws, names: StageNames):
 
 
 def test_removing_the_last_secret_needs_consent(aws: Aws, names: StageNames):
-    with pytest.raises(ops.OpsError, match="last accepted secret"):
-        ops.remove_webhook_secret(names, aws.ssm(), SECRET)
+    with pytest.raises(OpsError, match="last accepted secret"):
+        secrets.remove_webhook_secret(names, aws.ssm(), SECRET)
 
 
 @pytest.mark.parametrize("bad", ["short", "has,comma-0123456789"])
 def test_weak_or_malformed_secrets_are_refused(aws: Aws, names: StageNames, bad: str):
-    with pytest.raises(ops.OpsError):
-        ops.add_webhook_secret(names, aws.ssm(), bad)
+    with pytest.raises(OpsError):
+        secrets.add_webhook_secret(names, aws.ssm(), bad)
 
 
 def test_cli_reads_secrets_from_stdin_never_argv(cli_env, aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys):
@@ -117,7 +118,7 @@ def test_braze_template_needs_a_url_when_not_deployed(capsys):
 def test_doctor_reports_a_missing_parameter_clearly(aws: Aws, names: StageNames):
     aws.ssm().delete_parameter(Name=f"{PREFIX}/rokt/client-secret")
 
-    checks = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb())}
+    checks = {c.name: c for c in doctor.doctor(names, aws.ssm(), aws.dynamodb())}
 
     missing = checks[f"{PREFIX}/rokt/client-secret"]
     assert not missing.ok
@@ -126,7 +127,7 @@ def test_doctor_reports_a_missing_parameter_clearly(aws: Aws, names: StageNames)
 
 
 def test_doctor_passes_on_a_complete_stage(aws: Aws, names: StageNames, sandbox: Sandbox):
-    checks = ops.doctor(names, aws.ssm(), aws.dynamodb())
+    checks = doctor.doctor(names, aws.ssm(), aws.dynamodb())
 
     assert all(c.ok for c in checks), checks
     assert any(c.name == "Rokt token endpoint" and "issued a token" in c.detail for c in checks)
@@ -135,7 +136,7 @@ def test_doctor_passes_on_a_complete_stage(aws: Aws, names: StageNames, sandbox:
 def test_doctor_names_refused_rokt_credentials(aws: Aws, names: StageNames, sandbox: Sandbox):
     sandbox.configure(clients={"another": "client"})
 
-    checks = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb())}
+    checks = {c.name: c for c in doctor.doctor(names, aws.ssm(), aws.dynamodb())}
 
     assert "refused the client credentials" in checks["Rokt token endpoint"].detail
 
@@ -189,17 +190,17 @@ def test_enable_partial_batch_sets_report_batch_item_failures_on_both_consumers_
     aws: Aws, names: StageNames, deployed_consumers
 ):
     lambda_client = aws.session.client("lambda", endpoint_url=aws.url)
-    before = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb(), lambda_client=lambda_client)}
+    before = {c.name: c for c in doctor.doctor(names, aws.ssm(), aws.dynamodb(), lambda_client=lambda_client)}
 
-    first = ops.enable_partial_batch(lambda_client, "test", progress=lambda _: None)
-    second = ops.enable_partial_batch(lambda_client, "test", progress=lambda _: None)
+    first = deployment.enable_partial_batch(lambda_client, "test", progress=lambda _: None)
+    second = deployment.enable_partial_batch(lambda_client, "test", progress=lambda _: None)
 
     assert (first, second) == (2, 0)
     for function in deployed_consumers:
         [mapping] = lambda_client.list_event_source_mappings(FunctionName=function)["EventSourceMappings"]
         assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"], function
     assert not before["queue consumer partial batches"].ok
-    after = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb(), lambda_client=lambda_client)}
+    after = {c.name: c for c in doctor.doctor(names, aws.ssm(), aws.dynamodb(), lambda_client=lambda_client)}
     assert after["queue consumer partial batches"].ok
 
 
@@ -210,7 +211,7 @@ def test_doctor_fails_while_the_sync_consumer_drops_partly_failed_batches(
     [delivery] = lambda_client.list_event_source_mappings(FunctionName=deployed_consumers[0])["EventSourceMappings"]
     lambda_client.update_event_source_mapping(UUID=delivery["UUID"], FunctionResponseTypes=["ReportBatchItemFailures"])
 
-    checks = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb(), lambda_client=lambda_client)}
+    checks = {c.name: c for c in doctor.doctor(names, aws.ssm(), aws.dynamodb(), lambda_client=lambda_client)}
 
     check = checks["queue consumer partial batches"]
     assert not check.ok
@@ -220,16 +221,16 @@ def test_doctor_fails_while_the_sync_consumer_drops_partly_failed_batches(
 def test_enable_partial_batch_before_deploy_is_a_clear_error(aws: Aws):
     lambda_client = aws.session.client("lambda", endpoint_url=aws.url)
 
-    with pytest.raises(ops.OpsError, match="deploy the stage first"):
-        ops.enable_partial_batch(lambda_client, "test")
+    with pytest.raises(OpsError, match="deploy the stage first"):
+        deployment.enable_partial_batch(lambda_client, "test")
 
 
 def test_put_dashboard_puts_the_templates_dashboard_with_the_deployed_names(aws: Aws):
     cloudwatch = aws.session.client("cloudwatch", endpoint_url=aws.url)
     said: list[str] = []
 
-    name = ops.put_dashboard(cloudwatch, "prod", "us-east-1", progress=said.append)
-    ops.put_dashboard(cloudwatch, "prod", "us-east-1", progress=said.append)  # again: same dashboard
+    name = deployment.put_dashboard(cloudwatch, "prod", "us-east-1", progress=said.append)
+    deployment.put_dashboard(cloudwatch, "prod", "us-east-1", progress=said.append)  # again: same dashboard
 
     body = json.loads(cloudwatch.get_dashboard(DashboardName=name)["DashboardBody"])
     assert name == "rokt-calendar-bridge-prod"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bridgectl import cli, ops
+from bridgectl import cli, dead_letters, doctor
 from chalicelib.settings import RETRY_HORIZON_SECONDS
 from chalicelib.sqs import DEAD_LETTER_REASON, backoff_seconds
 from chalicelib.sync.queue import (
@@ -18,8 +18,9 @@ from chalicelib.sync.queue import (
     SYNC_MAX_RECEIVES,
     sync_queue_names,
 )
-from stage import resources
-from stage.names import StageNames
+from stage import resources, secrets
+from stage.bootstrap import bootstrap
+from stage.names import OpsError, StageNames
 from stage.project import stage_environment
 from tests.conftest import BRAZE_KEY, PREFIX, ROKT_TOKEN, TABLE, Aws, Braze, Sandbox
 
@@ -38,7 +39,7 @@ def parameter(aws: Aws, name: str) -> str:
 
 
 def test_bootstrap_creates_the_sync_queue_with_its_dead_letter_queue(aws: Aws, names: StageNames):
-    urls = ops.bootstrap(names, aws.dynamodb(), aws.sqs(), progress=lambda _: None)
+    urls = bootstrap(names, aws.dynamodb(), aws.sqs(), progress=lambda _: None)
 
     assert urls is not None
     sync_name, sync_dlq_name = sync_queue_names("test")
@@ -72,8 +73,8 @@ def test_rokt_webhook_tokens_rotate_and_the_cli_prints_the_url_to_paste(
 
 @pytest.mark.parametrize("bad", ["short", "has/slash-0123456789", "has space 0123456789", "ünïcode-0123456789"])
 def test_rokt_tokens_must_be_url_safe(aws: Aws, names: StageNames, bad: str):
-    with pytest.raises(ops.OpsError, match="letters, digits"):
-        ops.ROKT_TOKEN_LIST.add(names, aws.ssm(), bad, progress=lambda _: None)
+    with pytest.raises(OpsError, match="letters, digits"):
+        secrets.ROKT_TOKEN_LIST.add(names, aws.ssm(), bad, progress=lambda _: None)
 
 
 def test_braze_key_from_stdin_never_argv(cli_env, aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys):
@@ -87,20 +88,20 @@ def test_braze_key_from_stdin_never_argv(cli_env, aws: Aws, monkeypatch: pytest.
 
 
 def test_doctor_checks_the_braze_key_without_writing_a_profile(aws: Aws, names: StageNames, braze: Braze):
-    checks = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb())}
+    checks = {c.name: c for c in doctor.doctor(names, aws.ssm(), aws.dynamodb())}
 
     assert checks["Braze REST key"].ok, checks["Braze REST key"].detail
     assert checks[f"{PREFIX}/rokt-webhook-tokens"].ok
     assert braze.users() == []
     aws.ssm().put_parameter(Name=f"{PREFIX}/braze/api-key", Value="wrong-key-123", Type="SecureString", Overwrite=True)
-    refused = {c.name: c for c in ops.doctor(names, aws.ssm(), aws.dynamodb())}["Braze REST key"]
+    refused = {c.name: c for c in doctor.doctor(names, aws.ssm(), aws.dynamodb())}["Braze REST key"]
     assert not refused.ok
     assert "users.track" in refused.detail
     assert BRAZE_KEY not in refused.detail
 
 
 def test_doctor_skips_sync_checks_when_the_stage_does_not_sync(aws: Aws, names: StageNames):
-    checks = {c.name for c in ops.doctor(replace(names, braze_rest_endpoint=None), aws.ssm(), aws.dynamodb())}
+    checks = {c.name for c in doctor.doctor(replace(names, braze_rest_endpoint=None), aws.ssm(), aws.dynamodb())}
     assert "Braze REST key" not in checks
 
 
@@ -115,13 +116,13 @@ def dead_letter(sqs: SQSClient, dlq_url: str, event_id: str, reason: str | None)
 
 
 def test_replay_dlq_moves_sync_dead_letters_back_without_their_reason(aws: Aws, names: StageNames):
-    urls = ops.bootstrap(names, aws.dynamodb(), aws.sqs(), progress=lambda _: None)
+    urls = bootstrap(names, aws.dynamodb(), aws.sqs(), progress=lambda _: None)
     assert urls is not None
     sqs = aws.sqs()
     dead_letter(sqs, urls.sync_dlq, "w-1", "Braze refused the request with HTTP 400")
     said: list[str] = []
 
-    assert ops.replay_dlq(sqs, names, queue="sync", progress=said.append) == 1
+    assert dead_letters.replay_dlq(sqs, names, queue="sync", progress=said.append) == 1
 
     [moved] = sqs.receive_message(QueueUrl=urls.sync, MessageAttributeNames=["All"])["Messages"]
     assert set(moved["MessageAttributes"]) == {"eventId"}
@@ -131,7 +132,7 @@ def test_replay_dlq_moves_sync_dead_letters_back_without_their_reason(aws: Aws, 
 
 
 def test_replay_dlq_gives_a_reason_for_every_sync_dead_letter_even_one_sqs_moved_itself(aws: Aws, names: StageNames):
-    urls = ops.bootstrap(names, aws.dynamodb(), aws.sqs(), progress=lambda _: None)
+    urls = bootstrap(names, aws.dynamodb(), aws.sqs(), progress=lambda _: None)
     assert urls is not None
     sqs = aws.sqs()
     dlq_arn = sqs.get_queue_attributes(QueueUrl=urls.sync_dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -148,7 +149,7 @@ def test_replay_dlq_gives_a_reason_for_every_sync_dead_letter_even_one_sqs_moved
     dead_letter(sqs, urls.sync_dlq, "w-parked", "unusable webhook: no subscription id")
     said: list[str] = []
 
-    assert ops.replay_dlq(sqs, names, queue="sync", dry_run=True, progress=said.append) == 2
+    assert dead_letters.replay_dlq(sqs, names, queue="sync", dry_run=True, progress=said.append) == 2
 
     lines = [line for line in said if "would replay" in line]
     assert len(lines) == 2

@@ -14,7 +14,7 @@ import pytest
 from chalice.local import LambdaContext
 
 import app as bridge_app
-from bridgectl import ops
+from bridgectl import dead_letters
 from chalicelib.delivery.consumer import UNKNOWN_EVENT_GRACE_SECONDS
 from chalicelib.delivery.queue import delivery_queue_names
 from chalicelib.delivery.state import KEY_PREFIX, WAITING, WAITING_STALE_SECONDS, EventStates, Intent, Step, decide
@@ -24,7 +24,7 @@ from chalicelib.wiring import Bridge
 from localworld.queue_worker import sqs_event
 from stage.names import StageNames
 from tests.conftest import TABLE, Aws, Sandbox, make_bridge, post, seed_body, serving
-from tests.queues import QueuePair
+from tests.support.queues import QueuePair
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -157,9 +157,9 @@ def test_poison_reaches_the_dlq_and_replay_delivers_it(queued, queues: QueuePair
     listed: list[str] = []
 
     # When an operator lists, filters, then replays the dead letters after Rokt recovers
-    dry = ops.replay_dlq(queues.sqs, STAGE_NAMES, dry_run=True, progress=listed.append)
-    other = ops.replay_dlq(queues.sqs, STAGE_NAMES, account_code="someone-else", progress=lambda _: None)
-    replayed = ops.replay_dlq(queues.sqs, STAGE_NAMES, event_id="Event_0001_user42", progress=lambda _: None)
+    dry = dead_letters.replay_dlq(queues.sqs, STAGE_NAMES, dry_run=True, progress=listed.append)
+    other = dead_letters.replay_dlq(queues.sqs, STAGE_NAMES, account_code="someone-else", progress=lambda _: None)
+    replayed = dead_letters.replay_dlq(queues.sqs, STAGE_NAMES, event_id="Event_0001_user42", progress=lambda _: None)
     sandbox.clear_faults()
     queues.consume(queued, queues.receive())
 
@@ -189,7 +189,7 @@ def test_replay_refuses_a_delivery_older_than_the_delivery_records_unless_forced
     lines: list[str] = []
 
     # When an operator replays the dead letters
-    replayed = ops.replay_dlq(queues.sqs, STAGE_NAMES, progress=lines.append, clock=later)
+    replayed = dead_letters.replay_dlq(queues.sqs, STAGE_NAMES, progress=lines.append, clock=later)
 
     # Then it stays in the DLQ, and the operator is told why and how to override
     assert replayed == 0
@@ -197,7 +197,7 @@ def test_replay_refuses_a_delivery_older_than_the_delivery_records_unless_forced
     assert "1 too old to replay without --force" in lines[-1]
     assert queues.receive() == []
     # and --force replays it
-    forced = ops.replay_dlq(queues.sqs, STAGE_NAMES, force=True, progress=lambda _: None, clock=later)
+    forced = dead_letters.replay_dlq(queues.sqs, STAGE_NAMES, force=True, progress=lambda _: None, clock=later)
     queues.consume(queued, queues.receive())
     assert forced == 1
     assert [e["deliveries"] for e in sandbox.events()] == [1]

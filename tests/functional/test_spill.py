@@ -17,13 +17,13 @@ from chalicelib.runtime import Runtime
 from chalicelib.wiring import Bridge
 from localworld.aws_proxy import AwsFault, AwsProxy
 from tests.conftest import Aws, Sandbox, post, seed_body, serving
-from tests.spilling import CREATE, FakeClock, rokt_event_calls, spilling_bridge
+from tests.support.spilling import CREATE, FakeClock, rokt_event_calls, spilling_bridge
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from chalicelib.settings import Settings
-    from tests.queues import QueuePair
+    from tests.support.queues import QueuePair
 
 
 def test_rokt_down_spills_to_the_queue_and_the_consumer_delivers_once(spilling, queues: QueuePair, sandbox: Sandbox):

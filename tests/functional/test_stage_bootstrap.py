@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from bridgectl import ops
+from stage.bootstrap import bootstrap
 from stage.names import StageNames
 from stage.resources import stateful_resources
 
@@ -18,8 +18,8 @@ def test_bootstrap_creates_what_the_template_defines(aws: Aws):
     names = StageNames.of("dev")
     sqs, dynamodb = aws.sqs(), aws.dynamodb()
 
-    urls = ops.bootstrap(names, dynamodb, sqs, progress=lambda _: None)
-    ops.bootstrap(names, dynamodb, sqs, progress=lambda _: None)  # a second run changes nothing
+    urls = bootstrap(names, dynamodb, sqs, progress=lambda _: None)
+    bootstrap(names, dynamodb, sqs, progress=lambda _: None)  # a second run changes nothing
 
     assert urls is not None
     defined = stateful_resources(names)

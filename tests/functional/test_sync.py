@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from chalicelib.sync.mapping import suffix
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, sync_queue_names
 from tests.conftest import ROKT_TOKEN, Aws, Braze, Sandbox, make_bridge, serving
-from tests.queues import QueuePair
+from tests.support.queues import QueuePair
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -346,7 +346,7 @@ def test_backfill_writes_existing_subscriptions_once_without_custom_events_and_r
 def test_an_unsubscribe_is_synced_from_any_documented_place_of_its_subscription_id(
     synced: Client, sandbox: Sandbox, braze: Braze, sync_queue: QueuePair, where: str
 ) -> None:
-    """rokt_webhooks.md §2.1/§8.3: listed at eventDetails level, shown inside ``subscription``."""
+    """Rokt's docs list the id at eventDetails level and show it inside ``subscription`` (docs/rokt-to-braze.md)."""
     subscription = sandbox.subscribe()
     forward(synced, sandbox)
     sync(synced, sync_queue)

@@ -27,7 +27,7 @@ from chalicelib.sync.queue import SYNC_BATCH_SIZE, sync_queue_names
 from chalicelib.wiring import Bridge
 from localworld.queue_worker import sqs_event
 from tests.conftest import ROKT_TOKEN, Aws, Braze, Sandbox, serving
-from tests.queues import QueuePair
+from tests.support.queues import QueuePair
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

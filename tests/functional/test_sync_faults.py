@@ -18,7 +18,7 @@ from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_MAX_RECEIVES, SYNC_NOT_F
 from chalicelib.wiring import Bridge
 from localworld.aws_proxy import AwsFault, AwsProxy
 from tests.conftest import BRAZE_KEY, ROKT_TOKEN, Aws, Braze, Sandbox, make_bridge, serving
-from tests.queues import QueuePair
+from tests.support.queues import QueuePair
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -21,7 +21,7 @@ from chalicelib.wiring import AWS_CLIENT_CONFIG, Bridge
 from localworld.aws_proxy import AwsFault, AwsProxy
 from localworld.queue_worker import sqs_event
 from tests.conftest import ROKT_TOKEN, Aws, Braze, Sandbox, serving
-from tests.queues import QueuePair
+from tests.support.queues import QueuePair
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -1,12 +1,12 @@
 """`make soak-sync`, small and seeded, so `make test` covers the concurrency soak: consumer threads
-on one queue, random batch order, redeliveries, Rokt, Braze and DynamoDB faults (tests/sync_soak.py)."""
+on one queue, random batch order, redeliveries, Rokt, Braze and DynamoDB faults (bench/sync_soak.py)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bench.sync_soak import Rig, SoakConfig, ok, prepare_aws, run
 from tests.conftest import BRAZE_KEY, CLIENT_ID, CLIENT_SECRET
-from tests.sync_soak import Rig, SoakConfig, ok, prepare_aws, run
 
 if TYPE_CHECKING:
     from tests.conftest import Aws, Braze, Sandbox

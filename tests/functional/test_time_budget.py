@@ -20,7 +20,7 @@ from chalicelib.exchange import bounded, send_within
 from chalicelib.wiring import AWS_CLIENT_CONFIG, Bridge
 from localworld.aws_proxy import AwsFault, AwsProxy
 from tests.conftest import BRAZE_KEY, Aws, Braze, Sandbox, make_bridge, post, seed_body, serving
-from tests.queues import QueuePair
+from tests.support.queues import QueuePair
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

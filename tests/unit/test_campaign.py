@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from bridgectl.braze_templates import braze_templates
 from localworld import campaign
+from stage.braze_templates import braze_templates
 
 SUB_A, SUB_B = "06423672-b6ba-4536-aa36-70788a7a0a36", "7ae10174-37fb-4448-8f61-2f86f167009e"
 BRIDGE = "http://127.0.0.1:8000"

@@ -17,7 +17,7 @@ from chalicelib.delivery.queue import DeliveryQueue
 from chalicelib.delivery.spill import BEHIND_QUEUED_INTENT, SpillingDeliverer
 from chalicelib.delivery.state import WAITING_STALE_SECONDS, Applied, EventState, Flight, Intent, Step, Waiting, decide
 from chalicelib.errors import DependencyUnavailable
-from tests.spilling import RecordingQueue, ScriptedDeliverer
+from tests.support.spilling import RecordingQueue, ScriptedDeliverer
 
 if TYPE_CHECKING:
     from chalicelib.delivery.service import DeliveryOutcome

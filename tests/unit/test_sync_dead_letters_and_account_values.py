@@ -3,7 +3,7 @@ about a dead letter without a reason, and which account values a webhook leaves 
 
 from __future__ import annotations
 
-from bridgectl.ops import dead_letter_reason
+from bridgectl.dead_letters import dead_letter_reason
 from chalicelib.sqs import RetryHorizon
 from chalicelib.sync.envelope import Account
 from chalicelib.sync.mapping import known_account, subscriber, suffix

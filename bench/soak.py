@@ -29,8 +29,8 @@ import threading
 import time
 
 from localworld.seed import LOCAL_WEBHOOK_SECRET
-from tests.braze_simulator import BrazeSimulator, Webhook, accounting
-from tests.reliability import FAULTS, Rig, running_rig, webhooks
+from tests.support.braze_simulator import BrazeSimulator, Webhook, accounting
+from tests.support.reliability import FAULTS, Rig, running_rig, webhooks
 
 FAULT_EVERY_ATTEMPTS = 35  # ~1 a second at the 5,000-webhook soak's healthy pace (the old rate)
 POLL_SECONDS = 0.05

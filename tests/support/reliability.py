@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from localworld.aws_proxy import AwsFault, AwsProxy
 from localworld.localstack import LocalStack, Ports, free_port
 from stage.project import SAMPLE_BODY
-from tests.braze_simulator import Webhook
 from tests.conftest import Sandbox
+from tests.support.braze_simulator import Webhook
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

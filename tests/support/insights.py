@@ -10,7 +10,7 @@ from bridgectl.insights import run
 
 __all__ = ["documented_queries", "run"]
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "operations.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
 def documented_queries() -> dict[str, str]:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from chalicelib.delivery.models import EventRequest
     from chalicelib.settings import Settings
     from tests.conftest import Aws, Sandbox
-    from tests.queues import QueuePair
+    from tests.support.queues import QueuePair
 
 CREATE = "/v1/subscriptionevent/brazetest"
 THRESHOLD = 3

@@ -1,4 +1,4 @@
-"""The Braze webhook templates a marketer pastes, one per route: Braze's Liquid in ``bridgectl/braze/*.liquid``
+"""The Braze webhook templates a marketer pastes, one per route: Braze's Liquid in ``stage/braze/*.liquid``
 (the request bodies and the account-code assignment, exactly as pasted) laid out on the printed sheet by
 ``webhook.liquid``, which python-liquid renders. Liquid is imported only when templates are printed."""
 

@@ -12,12 +12,13 @@ JSON line on stdout. The function's own output (its log lines and EMF metrics, w
 CloudWatch) goes to stderr, so it never mixes with the answers.
 
 Reported to the caller: the init (import seconds, or the error that stopped it), each invocation's
-result or error (Lambda's ``errorType``/``errorMessage``/``stackTrace``), its seconds and the seconds
-since this interpreter started, and on request (``{"command": "report"}``) where every loaded module
-came from, every module looked up (found or not) and by which file, what the init did that is IO (network, processes,
-sleeps, files written or opened outside the package, the runtime and the standard library) and every
-address the process connected to. ``--no-audit`` leaves the audit hook out (for timing only: the
-hook costs a little on every import).
+result or error (Lambda's ``errorType``/``errorMessage``/``stackTrace``), its seconds, the seconds
+since this interpreter started and the process's CPU seconds so far; and on request
+(``{"command": "report"}``) where every loaded module came from, every module looked up (found or
+not) and by which file, what the init did that is IO (network, processes, sleeps, files written or
+opened outside the package, the runtime and the standard library) and every address the process
+connected to. ``--no-audit`` leaves the audit hook out (for timing only: the hook costs a little on
+every import).
 """
 
 from __future__ import annotations
@@ -185,13 +186,13 @@ def main() -> int:
         except Exception as exc:
             say({"error": _error(exc), "seconds": time.perf_counter() - began})
             continue
-        seconds, since_start = time.perf_counter() - began, time.perf_counter() - STARTED
+        seconds, since_start, cpu = time.perf_counter() - began, time.perf_counter() - STARTED, time.process_time()
         try:
             json.dumps(result)
         except (TypeError, ValueError) as exc:  # Lambda cannot serialise the answer either
             say({"error": {**_error(exc), "errorType": "Runtime.MarshalError"}, "seconds": seconds})
             continue
-        say({"result": result, "seconds": seconds, "sinceStart": since_start})
+        say({"result": result, "seconds": seconds, "sinceStart": since_start, "cpuSeconds": cpu})
     return 0
 
 

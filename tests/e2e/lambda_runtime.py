@@ -175,6 +175,7 @@ class Invocation:
     error: dict[str, Any] | None = None
     seconds: float = 0.0
     since_start: float = 0.0  # from the bootstrap's first line to the end of this invocation
+    cpu_seconds: float = 0.0  # the process's CPU time at the end of this invocation (interpreter start included)
 
 
 @dataclass
@@ -219,7 +220,11 @@ class LambdaFunction:
     def invoke(self, event: Mapping[str, Any], remaining_ms: int = 30_000) -> Invocation:
         answer = self._ask({"event": event, "remainingMs": remaining_ms, "requestId": str(uuid.uuid4())})
         return Invocation(
-            answer.get("result"), answer.get("error"), answer.get("seconds", 0.0), answer.get("sinceStart", 0.0)
+            answer.get("result"),
+            answer.get("error"),
+            answer.get("seconds", 0.0),
+            answer.get("sinceStart", 0.0),
+            answer.get("cpuSeconds", 0.0),
         )
 
     def report(self) -> dict[str, Any]:

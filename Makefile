@@ -2,7 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+REQUIREMENTS := requirements.txt requirements-dev.txt requirements-lambda-runtime.txt
+STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | cksum | cut -d' ' -f1)
+# boto3/botocore as the Lambda runtime provides them, apart from the dev venv's: the package-as-Lambda test
+# (tests/e2e/test_package_runs_as_lambda.py) puts only these and the unzipped package on a fresh interpreter's path.
+LAMBDA_RUNTIME := $(VENV)/lambda-runtime
 PORT ?= 8000
 MOTO_PORT ?= 5050
 SANDBOX_PORT ?= 8081
@@ -10,9 +14,12 @@ BRAZE_PORT ?= 8082
 
 .PHONY: install run test lint unit e2e bench clean package soak soak-spill soak-sync sim mutants
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	rm -rf $(LAMBDA_RUNTIME)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --target $(LAMBDA_RUNTIME) \
+		-r requirements-lambda-runtime.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

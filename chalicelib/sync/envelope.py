@@ -1,5 +1,5 @@
 """Rokt's webhook envelope (v2), read defensively against the inconsistencies of Rokt's own docs
-(``../shared/reading/rokt_webhooks.md`` §8): both spellings of ``SubscriptionDetailsUpdated``, the
+(docs/rokt-to-braze.md, "What Rokt's documentation leaves open"): both spellings of ``SubscriptionDetailsUpdated``, the
 "Deleted" example that says ``SubscriptionEventRemoved``, ``calendarSubscriptionId`` at either level
 (each documented place is read; the first usable value wins), and ``removedDateTimeUtc`` without a
 ``T`` or a zone.
@@ -28,7 +28,7 @@ SUBSCRIPTION_TYPES = frozenset({"Subscribe", "Unsubscribe", "SubscriptionDetails
 CALENDAR_EVENT_TYPES = frozenset({"SubscriptionEventAdded", "SubscriptionEventRemoved"})
 USED_TYPES = SUBSCRIPTION_TYPES | CALENDAR_EVENT_TYPES
 _ALIASES = {"SubscriptionDetailsUpdate": "SubscriptionDetailsUpdated"}
-# rokt_webhooks.md §2.1 and §8.3: listed at eventDetails level, shown inside ``subscription`` in every example.
+# listed at eventDetails level, shown inside ``subscription`` in every example (docs/rokt-to-braze.md)
 SUBSCRIPTION_ID_PLACES = (("subscription", "calendarSubscriptionId"), ("calendarSubscriptionId",))
 
 

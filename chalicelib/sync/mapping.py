@@ -4,7 +4,7 @@ Values follow the partner page: every attribute is an array with one element per
 ``"<value>/<last 12 hex digits of the subscription id>"`` (``rokt:subscription_id`` bare), so a
 user's subscriptions coexist and one can be removed exactly. Attributes carry **state** (what Rokt
 reports now); custom events carry **history** (one per Rokt webhook). The suffix rule is ours:
-Rokt does not publish what its own suffix means (DOMAIN.md).
+Rokt does not publish what its own suffix means (docs/rokt-to-braze.md).
 """
 
 from __future__ import annotations

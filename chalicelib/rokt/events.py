@@ -79,7 +79,7 @@ def event_path(request: EventCall) -> str:
         return f"/v1/subscriptionevent/{account}"
     if request.operation == "update":
         return f"/v1/subscriptionevent/{account}/update"
-    # Delete's exact path is unconfirmed in Rokt's public reference (docs/design.md, "Rokt's event API"); change it here only.
+    # Delete's exact path is unconfirmed by Rokt (docs/design.md, "Rokt's event API"); change it here only.
     return f"/v1/subscriptionevent/{account}/{quote(request.event_id, safe='')}"
 
 

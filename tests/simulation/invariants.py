@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.secrets import MAX_BACKOFF_SECONDS as SSM_MAX_BACKOFF_SECONDS
 from chalicelib.sync import mapping
 from chalicelib.sync.envelope import Account
 from tests.simulation.braze import REFUSED_MARK
@@ -72,6 +73,23 @@ def check(world: World, logs: list[str], drained: bool) -> Verdict:
 
 
 # --- answers ------------------------------------------------------------------------------------------
+def _ssm_backing_off(world: World, answer: Any) -> bool:
+    """After an SSM failure a container leaves SSM alone for a backoff (chalicelib/secrets.py, at most
+    MAX_BACKOFF_SECONDS): within it, a read with no last good value fails at once, no fault met. Such a
+    503 is explained by an SSM fault its container met within that backoff before it answered."""
+    if "(SSM)" not in answer.body:
+        return False
+    containers = world.api_function.container_of
+    container = containers.get(answer.invocation)
+    answered = answer.received - answer.skew + answer.seconds
+    return any(
+        description.startswith("ssm ")
+        and containers.get(name) == container
+        and answered - SSM_MAX_BACKOFF_SECONDS <= at <= answered
+        for at, name, description in world.faults.log
+    )
+
+
 def _answers(world: World, verdict: Verdict) -> None:
     budget = world.settings.request_budget_seconds
     for source, answer in world.answers:
@@ -92,7 +110,7 @@ def _answers(world: World, verdict: Verdict) -> None:
             verdict.add("internal-error", f"answered {answer.status} {answer.body[:160]}", *keys)
         elif hostile is not None and not met:
             verdict.add("5xx-for-client-input", f"{hostile}: answered {answer.status} {answer.body[:160]}", *keys)
-        elif not met and answer.status != 504:
+        elif not met and answer.status != 504 and not _ssm_backing_off(world, answer):
             verdict.add("5xx-without-a-fault", f"answered {answer.status} {answer.body[:160]}", *keys)
 
 

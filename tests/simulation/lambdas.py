@@ -87,6 +87,7 @@ class Function:
         self.killed = 0
         self.skews: dict[Actor, float] = {}
         self.began: dict[Actor, float] = {}  # when each invocation's handler started, by its container's clock
+        self.container_of: dict[str, str] = {}  # invocation name -> the container that ran it
 
     def invoke(self, event: Any, label: str) -> Actor:
         """Run the handler on a warm container (or a cold one), in a new actor; Lambda kills it at its
@@ -96,6 +97,7 @@ class Function:
         number = next(self._count)
         self.invocations += 1
         invocation = Invocation(f"{self.name}#{number}", kill_at=world.scheduler.now + self._timeout)
+        self.container_of[invocation.name] = container.name
         context = SimContext(world, invocation, self.name, self._memory)
 
         def run() -> Any:

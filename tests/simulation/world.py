@@ -302,6 +302,7 @@ class World:
         sync_consumer = Function(self, f"{name}-sync_subscribers", bridge_app.sync_subscribers, settings)
         self.functions = (api, deliver, sync_consumer)
         self.api = ApiGateway(self, api)
+        self.api_function = api
         self._sources[deliveries] = EventSource(
             self, delivery_queue, deliver, batch_size=BATCH_SIZE, window=0.0, max_concurrency=MAX_CONCURRENCY
         )

@@ -146,7 +146,7 @@ class InOrderDeliverer:
 
     def _step(self, state: EventState, attempt: _Attempt) -> DeliveryOutcome:
         intent, request, queued = attempt.intent, attempt.request, attempt.queued
-        step = decide(state, intent, self._clock(), queued=queued, queue_behind=self._queue_behind and not queued)
+        step = decide(state, intent, self._clock(), queued=queued, queue_behind=self._behind_queue(attempt))
         if step is Step.IN_FLIGHT:
             self._still_waiting(attempt)
             raise self._in_flight(request)
@@ -180,7 +180,7 @@ class InOrderDeliverer:
             outcome = self._run(request, attempt.deadline)
         except RoktRejected as exc:
             self._land(state, attempt, None, in_time=in_time)  # a refusal changes nothing: not remembered
-            if self._queue_behind and refused_as_unknown(request.operation, exc) and self._waiting(intent):
+            if self._behind_queue(attempt) and refused_as_unknown(request.operation, exc) and self._waiting(intent):
                 raise BehindQueuedIntents(
                     "Rokt does not know the event yet; its create waits in the queue", after_rokt=True
                 ) from exc
@@ -210,6 +210,10 @@ class InOrderDeliverer:
             self._states.finish(state, attempt.intent, applied, leave_queue=False)
         except (StateChanged, DependencyUnavailable):
             logger.warning("a delivery's flight was not ended; it expires")
+
+    def _behind_queue(self, attempt: _Attempt) -> bool:
+        """A direct webhook (never a queued one: it is in the queue) goes behind its event's queued intents."""
+        return self._queue_behind and not attempt.queued
 
     def _leave(self, attempt: _Attempt) -> None:
         """A queued intent answered without reaching Rokt (a duplicate, superseded): its message is done."""

@@ -11,12 +11,23 @@ import pytest
 
 from chalicelib.clock import Deadline
 from chalicelib.delivery.breaker import CircuitBreaker
-from chalicelib.delivery.in_order import BehindQueuedIntents
+from chalicelib.delivery.in_order import BehindQueuedIntents, InOrderDeliverer
 from chalicelib.delivery.models import Action, EventRequest
 from chalicelib.delivery.queue import DeliveryQueue
 from chalicelib.delivery.spill import BEHIND_QUEUED_INTENT, SpillingDeliverer
-from chalicelib.delivery.state import WAITING_STALE_SECONDS, Applied, EventState, Flight, Intent, Step, Waiting, decide
-from chalicelib.errors import DependencyUnavailable
+from chalicelib.delivery.state import (
+    WAITING_STALE_SECONDS,
+    Applied,
+    EventState,
+    EventStates,
+    Flight,
+    Intent,
+    Step,
+    Waiting,
+    decide,
+)
+from chalicelib.errors import DependencyUnavailable, RoktRejected
+from tests.simulation.dynamodb import DynamoDbModel
 from tests.support.spilling import RecordingQueue, ScriptedDeliverer
 
 if TYPE_CHECKING:
@@ -150,3 +161,33 @@ def test_sqs_refusing_a_webhook_sent_behind_queued_intents_is_not_a_rokt_failure
 
     assert queue.sends == 1  # one spill, not a second one as if Rokt had failed
     assert breaker.allow()  # Rokt was never called: the breaker stays closed
+
+
+def refused_404(_request: EventRequest, _deadline: Deadline) -> DeliveryOutcome:
+    raise RoktRejected(404, {"message": "no such event"})
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["direct", "from-the-queue"])
+def test_a_404_behind_queued_intents_sends_a_direct_webhook_behind_them_and_leaves_a_queued_one_to_its_consumer(
+    queued: bool,
+):
+    # Given an event with a newer intent waiting in the delivery queue (the state machine on the simulator's
+    # DynamoDB model), and a deliverer whose direct webhooks go behind queued intents (spill mode)
+    dynamodb = DynamoDbModel()
+    dynamodb.create_table(TableName="t", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    states = EventStates(dynamodb, "t", 3_600, clock=lambda: NOW)  # type: ignore[arg-type]
+    states.wait(Intent("brazetest", "Event_0001_user42", A, NOW + 10, "queued-later"))
+    deliverer = InOrderDeliverer(refused_404, states, wall_clock=lambda: NOW, new_id=lambda: "me", queue_behind=True)
+
+    # When an update Rokt does not know yet (404) is delivered directly, or by the queue's consumer
+    def deliver() -> DeliveryOutcome:
+        return deliverer.deliver(request(Action.UPDATE), Deadline(10.0), None, NOW, intent_id="mine" if queued else "")
+
+    # Then a direct webhook goes behind the queued intent (the spill queues it); a queued one is the
+    # consumer's to retry within its grace — never "behind queued intents", which it already is
+    if queued:
+        with pytest.raises(RoktRejected):
+            deliver()
+    else:
+        with pytest.raises(BehindQueuedIntents):
+            deliver()

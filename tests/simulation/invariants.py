@@ -153,8 +153,9 @@ def _received(
     world: World, verdict: Verdict, key: tuple[str, str], intents: list[Intent], dead: set[Any]
 ) -> list[tuple[Any, Intent]]:
     """The attempts the bridge took responsibility for (2xx), and those answered with an error that
-    still reached Rokt — their invocation applied the change, the answer was lost on the way back."""
-    reached = {a.invocation for a in world.rokt.applied if a.invocation and a.key == key}
+    still reached Rokt or the delivery queue — their invocation applied the change or queued it, the
+    answer was lost on the way back (Rokt's, or SQS's: a send whose answer is lost is on the queue)."""
+    reached = {a.invocation for a in world.rokt.applied if a.invocation and a.key == key} | world.queued_by
     accepted = []
     for intent in intents:
         if (key, intent.tag, intent.op) in dead:
@@ -190,7 +191,8 @@ def _ideal(intents: Any) -> str | None:
 
 def _applied_once(world: World, verdict: Verdict, by_key: dict[tuple[str, str], list[Intent]]) -> None:
     """No intent reaches Rokt twice. What the bridge counts as one intent: a run of copies with the same
-    route and content, received one after another (answered 2xx, in the order they arrived); a copy
+    route and content, received one after another (answered 2xx, or answered with an error after their
+    invocation reached Rokt or the queue; in the order they arrived); a copy
     after a different intent starts a new run (the contract: "an identical re-send after a different
     intent is not a duplicate"), a refused one does not (refusals are not remembered)."""
     applications: Counter[tuple[tuple[str, str], str | None]] = Counter()
@@ -201,12 +203,13 @@ def _applied_once(world: World, verdict: Verdict, by_key: dict[tuple[str, str], 
         if applied.answer_at_risk or world.invocation_met_trouble(applied.invocation, applied.at):
             risky[applied.key, tag] += 1
     for (key, tag), count in applications.items():
+        reached = {a.invocation for a in world.rokt.applied if a.invocation and a.key == key} | world.queued_by
         received = sorted(
             (attempt.perceived, i.op, str(i.body), i.tag if i.op != "delete" else "delete")
             for i in by_key.get(key, [])
             for copy in i.sent
             for attempt in copy.attempts
-            if 200 <= attempt.status < 300
+            if 200 <= attempt.status < 300 or attempt.invocation in reached
         )
         runs = [item[1:] for index, item in enumerate(received) if index == 0 or received[index - 1][1:] != item[1:]]
         intents = sum(1 for *_, run_tag in runs if run_tag == tag)

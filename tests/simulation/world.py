@@ -145,6 +145,7 @@ class World:
         self.answers: list[tuple[Intent | RoktDelivery, HttpAnswer]] = []
         self.emails: set[str] = set()
         self.synced_webhooks: set[str] = set()
+        self.queued_by: set[str] = set()  # API invocations whose intent reached the delivery queue
         self.pending = 0
         self.running: set[Actor] = set()
         self.killed: set[str] = set()
@@ -171,7 +172,11 @@ class World:
             self.scheduler.wake(source.waiters)
 
     def message_sent(self, queue: Queue, message: Any) -> None:
-        """Note which Rokt webhooks reached the sync queue (whatever the route then answered)."""
+        """Note which Rokt webhooks reached the sync queue, and which API invocations put a Braze intent
+        on the delivery queue (whatever the route then answered)."""
+        invocation = self.scheduler.current.invocation
+        if queue is not self.sync_queue and invocation is not None:
+            self.queued_by.add(invocation.name)
         if queue is self.sync_queue:
             try:
                 self.synced_webhooks.add(str(json.loads(message.body)["webhook"]["eventId"]))

@@ -75,8 +75,9 @@ def check(world: World, logs: list[str], drained: bool) -> Verdict:
 # --- answers ------------------------------------------------------------------------------------------
 def _ssm_backing_off(world: World, answer: Any) -> bool:
     """After an SSM failure a container leaves SSM alone for a backoff (chalicelib/secrets.py, at most
-    MAX_BACKOFF_SECONDS): within it, a read with no last good value fails at once, no fault met. Such a
-    503 is explained by an SSM fault its container met within that backoff before it answered."""
+    MAX_BACKOFF_SECONDS, counted from when the failed read gave up — one request's time at most after
+    it met the fault): within it, a read with no last good value fails at once, no fault met. Such a 503
+    is explained by an SSM fault its container met within that time before it answered."""
     if "(SSM)" not in answer.body:
         return False
     containers = world.api_function.container_of
@@ -85,7 +86,7 @@ def _ssm_backing_off(world: World, answer: Any) -> bool:
     return any(
         description.startswith("ssm ")
         and containers.get(name) == container
-        and answered - SSM_MAX_BACKOFF_SECONDS <= at <= answered
+        and answered - SSM_MAX_BACKOFF_SECONDS - API_GATEWAY_SECONDS <= at <= answered
         for at, name, description in world.faults.log
     )
 
@@ -108,7 +109,7 @@ def _answers(world: World, verdict: Verdict) -> None:
         met = world.faults.met.get(answer.invocation, 0)
         if answer.status == 500 or (answer.status == 502 and "Internal server error" in answer.body):
             verdict.add("internal-error", f"answered {answer.status} {answer.body[:160]}", *keys)
-        elif hostile is not None and not met:
+        elif hostile is not None and not met and not _ssm_backing_off(world, answer):
             verdict.add("5xx-for-client-input", f"{hostile}: answered {answer.status} {answer.body[:160]}", *keys)
         elif not met and answer.status != 504 and not _ssm_backing_off(world, answer):
             verdict.add("5xx-without-a-fault", f"answered {answer.status} {answer.body[:160]}", *keys)

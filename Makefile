@@ -38,7 +38,7 @@ lint: install
 # Test modules run in parallel, one module per worker at a time (some share a moto server or a port).
 TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, os.cpu_count() or 1))")
 test: lint
-	$(BIN)/python -m pytest --durations=20 -n $(TEST_WORKERS) --dist loadfile
+	PYTHONHASHSEED=0 $(BIN)/python -m pytest --durations=20 -n $(TEST_WORKERS) --dist loadfile
 
 unit: install
 	$(BIN)/python -m pytest -m "not e2e"

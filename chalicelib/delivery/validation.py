@@ -11,6 +11,7 @@ from typing import Any
 from chalicelib.delivery import timezones
 from chalicelib.delivery.models import Action, EventRequest
 from chalicelib.errors import FieldError, InvalidJson, PayloadTooLarge, TemplateDefect, ValidationFailed
+from chalicelib.web import MAX_NESTING, nesting_depth
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_ID_LENGTH = 256
@@ -76,31 +77,12 @@ def decode_body(raw: bytes | None) -> Any:
     return document
 
 
-def nesting_depth(document: Any) -> int:
-    """How deeply ``document``'s objects and arrays nest (iteratively: no recursion on hostile input)."""
-    deepest, stack = 0, [(document, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict):
-            children: Any = value.values()
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return deepest
-
-
 class Unreadable(str):
     """A JSON value Rokt could never receive: NaN, ±Infinity, or a number too long to convert.
 
     Kept as its text so validation can name the field (a 400), instead of failing later (a 500)."""
 
 
-# A Braze webhook body nests three or four levels (body → event → subscriptions → one); anything deeper
-# than this is refused at the door, so no later step (serialising Rokt's body, logging) meets it.
-MAX_NESTING = 32
 # Python refuses to convert integers longer than this (sys.get_int_max_str_digits()).
 MAX_INT_DIGITS = 4300
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.errors import FieldError, InvalidJson, PayloadTooLarge, ValidationFailed
+from chalicelib.web import MAX_NESTING, nesting_depth
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_ID_LENGTH = 256
@@ -63,7 +64,7 @@ def decode(raw: bytes | None) -> Any:
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
     try:
-        return json.loads(raw.decode("utf-8"))
+        body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise InvalidJson("the request body is not UTF-8") from exc
     except json.JSONDecodeError as exc:
@@ -72,6 +73,10 @@ def decode(raw: bytes | None) -> Any:
         ) from exc
     except (ValueError, RecursionError) as exc:  # a number too long to convert, or nesting too deep
         raise InvalidJson(f"the request body cannot be read as a webhook ({type(exc).__name__})") from exc
+    depth = nesting_depth(body)
+    if depth > MAX_NESTING:
+        raise InvalidJson(f"the request body is nested {depth} levels deep; at most {MAX_NESTING} are accepted")
+    return body
 
 
 def header(body: Any) -> tuple[str, str]:

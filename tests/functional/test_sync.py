@@ -241,6 +241,9 @@ def test_wrong_token_is_401_and_no_token_reaches_a_log(synced: Client, sandbox: 
         ('{"eventId": "e-1", "eventType": "Subscribe\\udfff", "eventDetails": {}}', 400, "validation_failed"),
         ('{"eventId": "e-1\\uffff", "eventType": "Test"}', 400, "validation_failed"),
         ("[" * 100_000, 400, "invalid_json"),
+        # parses, but deeper than any webhook (the simulator's seed 214: a 500 from queuing it)
+        ('{"eventId": "e-1", "eventType": "Subscribe", "x": ' + "[" * 900 + "]" * 900 + "}", 400, "invalid_json"),
+        ('{"eventId": "e-1", "eventType": "Subscribe", "x": ' + "[" * 32 + "]" * 32 + "}", 400, "invalid_json"),
         ('{"eventId": "x", "eventType": "Test", "n": ' + "9" * 5000 + "}", 400, "invalid_json"),
         ("x" * (300 * 1024), 413, "payload_too_large"),
     ],

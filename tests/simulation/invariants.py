@@ -132,8 +132,9 @@ def _rokt_events(world: World, verdict: Verdict) -> None:
     for intent in world.intents:
         by_key[intent.key].append(intent)
     for key, intents in by_key.items():
-        accepted = _received(world, verdict, key, intents, dead)
-        if not accepted:
+        ambiguous: list[tuple[Any, Intent]] = []
+        accepted = _received(world, verdict, key, intents, dead, ambiguous)
+        if not accepted and not ambiguous:
             continue
         by_bridge = sorted(accepted, key=lambda pair: (pair[0].perceived, pair[0].at))
         expected = _ideal(intent for _, intent in by_bridge)
@@ -144,8 +145,12 @@ def _rokt_events(world: World, verdict: Verdict) -> None:
             verdict.counted["a retry of an older intent arrived after a newer one (the last received wins)"] += 1
         final = world.rokt.final_event(key)
         actual = final.get("simTag") if final is not None else None
-        last = by_bridge[-1][1]
-        if actual != expected and last.op != "delete" and actual is not None and actual == last.tag:
+        last = by_bridge[-1][1] if by_bridge else None
+        with_parked = sorted(accepted + ambiguous, key=lambda pair: (pair[0].perceived, pair[0].at))
+        if actual != expected and ambiguous and actual == _ideal(intent for _, intent in with_parked):
+            # a dead-lettered copy's delivery reached Rokt (its answer lost) before it was parked
+            verdict.counted["a dead-lettered intent that reached Rokt before it was parked"] += 1
+        elif actual != expected and last and last.op != "delete" and actual is not None and actual == last.tag:
             # the last intent received is a copy of the change Rokt has, which the bridge answered as a
             # duplicate before an older delete came up for delivery (superseded): Rokt holds what the
             # last intent asks for, where applying both in order would have left nothing
@@ -157,18 +162,30 @@ def _rokt_events(world: World, verdict: Verdict) -> None:
 
 
 def _received(
-    world: World, verdict: Verdict, key: tuple[str, str], intents: list[Intent], dead: set[Any]
+    world: World,
+    verdict: Verdict,
+    key: tuple[str, str],
+    intents: list[Intent],
+    dead: set[Any],
+    ambiguous: list[tuple[Any, Intent]],
 ) -> list[tuple[Any, Intent]]:
     """The attempts the bridge took responsibility for (2xx), and those answered with an error that
     still reached Rokt or the delivery queue — their invocation applied the change or queued it, the
-    answer was lost on the way back (Rokt's, or SQS's: a send whose answer is lost is on the queue)."""
+    answer was lost on the way back (Rokt's, or SQS's: a send whose answer is lost is on the queue).
+    ``ambiguous`` gets the dead-lettered copies of intents Rokt applied: each may be the one that did."""
     reached = {a.invocation for a in world.rokt.applied if a.invocation and a.key == key} | world.queued_by
+    parked = _dead_lettered_senders(world)
+    landed = _landed(world)
     accepted = []
     for intent in intents:
         if (key, intent.tag, intent.op) in dead:
             continue
         for attempt in (a for copy in intent.sent for a in copy.attempts):
-            if 200 <= attempt.status < 300:
+            if attempt.invocation in parked:  # its message is in the DLQ (with its reason): not received
+                verdict.counted["a queued copy dead-lettered (replayable), left out of Rokt's expected state"] += 1
+                if (key, None if intent.op == "delete" else intent.tag, intent.op) in landed:
+                    ambiguous.append((attempt, intent))  # it may have reached Rokt before it was parked
+            elif 200 <= attempt.status < 300:
                 accepted.append((attempt, intent))
             elif attempt.invocation in reached:
                 accepted.append((attempt, intent))
@@ -233,16 +250,29 @@ def _applied_once(world: World, verdict: Verdict, by_key: dict[tuple[str, str], 
             verdict.counted["an intent applied again after its answer or completion was lost (at least once)"] += 1
 
 
+def _dead_lettered_senders(world: World) -> set[str]:
+    """The API invocations whose queued message is in the delivery DLQ."""
+    dlq = world.delivery_queue.dead_letters
+    return {world.sender_of[m.body] for m in (dlq.messages if dlq else []) if m.body in world.sender_of}
+
+
 def _dead_lettered_intents(world: World) -> set[tuple[tuple[str, str], str | None, str]]:
-    """Intents with a copy in the delivery DLQ and none applied at Rokt (another copy of a dead-lettered
-    intent may have reached Rokt: then it was received like any other)."""
-    landed = {(a.key, None if a.operation == "delete" else a.tag, a.operation) for a in world.rokt.applied}
+    """Intents in the delivery DLQ whose sender is not known and none applied at Rokt (another copy of a
+    dead-lettered intent may have reached Rokt: then it was received like any other)."""
+    landed = _landed(world)
     return {found for found in _in_dead_letters(world) if found not in landed}
+
+
+def _landed(world: World) -> set[tuple[tuple[str, str], str | None, str]]:
+    return {(a.key, None if a.operation == "delete" else a.tag, a.operation) for a in world.rokt.applied}
 
 
 def _in_dead_letters(world: World) -> set[tuple[tuple[str, str], str | None, str]]:
     found = set()
-    for message in world.delivery_queue.dead_letters.messages if world.delivery_queue.dead_letters else []:
+    dlq = world.delivery_queue.dead_letters
+    for message in dlq.messages if dlq else []:
+        if message.body in world.sender_of:
+            continue  # its sender's attempts are left out one by one (_dead_lettered_senders)
         try:
             request = json.loads(message.body)["request"]
             event = request["event"]

@@ -146,6 +146,7 @@ class World:
         self.emails: set[str] = set()
         self.synced_webhooks: set[str] = set()
         self.queued_by: set[str] = set()  # API invocations whose intent reached the delivery queue
+        self.sender_of: dict[str, str] = {}  # a delivery message's body -> the invocation that queued it
         self.pending = 0
         self.running: set[Actor] = set()
         self.killed: set[str] = set()
@@ -175,8 +176,9 @@ class World:
         """Note which Rokt webhooks reached the sync queue, and which API invocations put a Braze intent
         on the delivery queue (whatever the route then answered)."""
         invocation = self.scheduler.current.invocation
-        if queue is not self.sync_queue and invocation is not None:
+        if queue is self.delivery_queue and invocation is not None:
             self.queued_by.add(invocation.name)
+            self.sender_of[message.body] = invocation.name
         if queue is self.sync_queue:
             try:
                 self.synced_webhooks.add(str(json.loads(message.body)["webhook"]["eventId"]))

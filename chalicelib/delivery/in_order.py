@@ -29,6 +29,7 @@ from chalicelib.errors import (
     DependencyUnavailable,
     InFlight,
     OlderIntentPending,
+    RateLimited,
     RoktRejected,
     UpstreamTimeout,
 )
@@ -184,6 +185,11 @@ class InOrderDeliverer:
                 raise BehindQueuedIntents(
                     "Rokt does not know the event yet; its create waits in the queue", after_rokt=True
                 ) from exc
+            raise
+        except RateLimited:
+            # Rokt refused it for now (429): nothing changed there, so nothing is remembered — an older
+            # intent is not superseded by it, and a retry of it is delivered again
+            self._land(state, attempt, None, in_time=in_time)
             raise
         except BridgeError:
             # Rokt may have applied it (an answer lost, a 5xx after the change): Rokt holds this intent

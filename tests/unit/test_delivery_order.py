@@ -5,8 +5,6 @@ breaker), and a spill noting its intent only while the request has time for it. 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pytest
 
 from chalicelib.clock import Deadline
@@ -14,6 +12,7 @@ from chalicelib.delivery.breaker import CircuitBreaker
 from chalicelib.delivery.in_order import BehindQueuedIntents, InOrderDeliverer
 from chalicelib.delivery.models import Action, EventRequest
 from chalicelib.delivery.queue import DeliveryQueue
+from chalicelib.delivery.service import DeliveryOutcome
 from chalicelib.delivery.spill import BEHIND_QUEUED_INTENT, SpillingDeliverer
 from chalicelib.delivery.state import (
     WAITING_STALE_SECONDS,
@@ -26,12 +25,9 @@ from chalicelib.delivery.state import (
     Waiting,
     decide,
 )
-from chalicelib.errors import DependencyUnavailable, RoktRejected
+from chalicelib.errors import DependencyUnavailable, RateLimited, RoktRejected
 from tests.simulation.dynamodb import DynamoDbModel
 from tests.support.spilling import RecordingQueue, ScriptedDeliverer
-
-if TYPE_CHECKING:
-    from chalicelib.delivery.service import DeliveryOutcome
 
 NOW = 10_000.0
 A, B = "fingerprint-a", "fingerprint-b"
@@ -191,3 +187,29 @@ def test_a_404_behind_queued_intents_sends_a_direct_webhook_behind_them_and_leav
     else:
         with pytest.raises(BehindQueuedIntents):
             deliver()
+
+
+def test_an_intent_rokt_rate_limited_is_not_remembered_so_an_older_one_still_goes_through():
+    # Given an update that reached the bridge at NOW and that Rokt refused with 429 (nothing changed)
+    dynamodb = DynamoDbModel()
+    dynamodb.create_table(TableName="t", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    states = EventStates(dynamodb, "t", 3_600, clock=lambda: NOW)  # type: ignore[arg-type]
+    answers: list[Exception | None] = [RateLimited("Rokt is rate-limiting the bridge", retry_after=5), None]
+    sent: list[Action] = []
+
+    def rokt(request: EventRequest, _deadline: Deadline) -> DeliveryOutcome:
+        sent.append(request.action)
+        answer = answers.pop(0)
+        if answer is not None:
+            raise answer
+        return DeliveryOutcome("delivered", request.action.value, request.account_code, request.event_id, 202, 1)
+
+    deliverer = InOrderDeliverer(rokt, states, wall_clock=lambda: NOW, new_id=lambda: "me")
+    with pytest.raises(RateLimited):
+        deliverer.deliver(request(Action.UPDATE), Deadline(10.0), None, NOW)
+
+    # When a delete that reached the bridge just before it (its retry, say) is delivered
+    outcome = deliverer.deliver(request(Action.DELETE), Deadline(10.0), None, NOW - 1)
+
+    # Then it goes to Rokt: a 429 changed nothing there, so it supersedes nothing
+    assert (outcome.status, sent) == ("delivered", [Action.UPDATE, Action.DELETE])

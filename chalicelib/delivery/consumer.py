@@ -211,7 +211,9 @@ class QueueConsumer:
             summary.update(outcome=exc.outcome, error=exc.code)
             if exc.outcome != "retryable_failure":
                 return self._dead_letter(record, f"{exc.code}: {exc.message}", summary, intent)
-            retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+            # Rokt's Retry-After, growing with the receives (as a hold-back does): a rate limit that lasts
+            # hours must not spend SQS's receive count (at most 1000) in Retry-After-sized steps
+            retry_after = max(exc.retry_after or 1, self._hold_back(receives)) if isinstance(exc, RateLimited) else None
             return self._retry(record, intent, exc, summary, retry_after=retry_after)
         except Exception as exc:  # a bug must not loop on the queue nor hold its event's later intents back
             logger.exception("queued delivery failed unexpectedly", extra={"messageId": record.message_id})

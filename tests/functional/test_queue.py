@@ -125,6 +125,29 @@ def test_rate_limited_message_waits_for_retry_after(queued, queues: QueuePair, s
     assert queues.receive() == []  # invisible while it waits
 
 
+def test_a_long_rate_limit_backs_off_more_each_receive_not_in_retry_after_steps(
+    patient, patient_queues: QueuePair, sandbox: Sandbox
+):
+    # Rokt answering 429 with Retry-After: 1 for hours would otherwise spend SQS's receive count (at
+    # most 1000) in one-second steps and dead-letter the intent long before its 24 h horizon
+    post(patient, CREATE, seed_body())
+    sandbox.fault(status=429, retryAfter="1", count=100)
+    delays: list[int] = []
+    sqs = bridge_app.bridge().delivery_consumer()._records._sqs
+    sqs.meta.events.register(
+        "provide-client-params.sqs.ChangeMessageVisibility",
+        lambda params, **_: delays.append(params["VisibilityTimeout"]),
+    )
+
+    for _ in range(4):
+        messages = patient_queues.receive()
+        patient_queues.consume(patient, messages)
+        patient_queues.release(messages)  # SQS hands it over again (the test does not wait for the delay)
+
+    assert delays == [5, 10, 20, 40]
+    assert patient_queues.dead_letters() == []
+
+
 def test_an_unreadable_message_goes_to_the_dlq_at_once_and_the_batch_goes_on(
     queued, queues: QueuePair, sandbox: Sandbox
 ):

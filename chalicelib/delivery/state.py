@@ -133,6 +133,8 @@ def decide(state: EventState, intent: Intent, now: float, *, queued: bool, queue
     if applied is not None:
         if applied.fingerprint == intent.fingerprint:
             return Step.LATER_DUPLICATE if intent.received_at > applied.received_at else Step.DUPLICATE
+        if applied.fingerprint == MAYBE + intent.fingerprint:
+            return Step.DELIVER  # a copy of the intent whose outcome is unknown: sent again, whatever its age
         if intent.received_at < applied.received_at:
             return Step.SUPERSEDED
     return Step.DELIVER

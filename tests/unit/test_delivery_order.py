@@ -15,6 +15,7 @@ from chalicelib.delivery.queue import DeliveryQueue
 from chalicelib.delivery.service import DeliveryOutcome
 from chalicelib.delivery.spill import BEHIND_QUEUED_INTENT, SpillingDeliverer
 from chalicelib.delivery.state import (
+    MAYBE,
     WAITING_STALE_SECONDS,
     Applied,
     EventState,
@@ -59,6 +60,11 @@ def state(
         (state(applied=(A, NOW - 5)), intent(A), False, False, Step.LATER_DUPLICATE),  # a later copy
         (state(applied=(B, NOW - 5)), intent(A), False, False, Step.DELIVER),  # a newer intent
         (state(applied=(B, NOW - 5)), intent(A, NOW - 9), False, False, Step.SUPERSEDED),  # an older one
+        # Rokt may have an intent (its answer was lost): no copy of it is a duplicate, an older intent is
+        # superseded by it, and an older copy of it goes again (seed 119: it was superseded by itself)
+        (state(applied=(MAYBE + A, NOW - 5)), intent(A), False, False, Step.DELIVER),
+        (state(applied=(MAYBE + B, NOW - 5)), intent(A, NOW - 9), False, False, Step.SUPERSEDED),
+        (state(applied=(MAYBE + A, NOW - 5)), intent(A, NOW - 9), False, False, Step.DELIVER),
         (state(flight_until=NOW + 1), intent(), False, False, Step.IN_FLIGHT),
         (state(flight_until=NOW - 1), intent(), False, False, Step.DELIVER),  # a flight that ended
         # through the queue: after every older intent still waiting, never behind a newer one

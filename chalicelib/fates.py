@@ -60,14 +60,17 @@ class RecordFates:
         self._what = what
         self._metric = metric
 
-    def retry(self, record: SQSRecord, why: str, retry_after: int | None = None) -> Fate:
+    def retry(self, record: SQSRecord, why: str, retry_after: int | None = None, *, in_time: bool = True) -> Fate:
         """Try ``record`` again after the backoff; past the horizon, or on the last receive the queue
-        allows, dead-letter it with ``why`` instead (retried if the DLQ refuses)."""
+        allows, dead-letter it with ``why`` instead (retried if the DLQ refuses). Without time left for
+        the backoff's call (``in_time`` False) it comes back after the queue's visibility timeout — but
+        a record the queue would move without a reason is still dead-lettered with one."""
         receives = int(record.attributes.approximate_receive_count or 1)
         delay = backoff_seconds(receives, retry_after, self._base, self._cap)
         if self._gave_up(record, why, delay):
             return Fate.DEAD_LETTERED
-        self._records.delay(record, delay)
+        if in_time:
+            self._records.delay(record, delay)
         return Fate.RETRIED
 
     def dead_letter(self, record: SQSRecord, reason: str) -> Fate:

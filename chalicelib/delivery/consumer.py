@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib.clock import Deadline
+from chalicelib.clock import MIN_ATTEMPT_SECONDS, Deadline
 from chalicelib.delivery.in_order import fingerprint
 from chalicelib.delivery.models import Action, EventRequest
 from chalicelib.delivery.state import Intent
@@ -57,9 +57,11 @@ if TYPE_CHECKING:
 
 BASE_BACKOFF_SECONDS = 30
 CONSUMER_BUDGET_SECONDS = 25.0
-# What the consumer keeps from the invocation's remaining time: the last record's completion write
-# and the batch's own bookkeeping; and the least time worth starting a record with.
-CONSUMER_RESERVE_SECONDS = 7.0
+# What the consumer keeps from the invocation's remaining time: the record in progress at the deadline
+# may still make one AWS call before Rokt and one after (its completion, or its dead-letter on the last
+# allowed receive), each up to ~4.5 s (2 attempts of a 2 s read timeout); and the least time worth
+# starting a record with.
+CONSUMER_RESERVE_SECONDS = 9.0
 MIN_RECORD_SECONDS = 2.0
 # An intent waiting its turn (held back, or its event in flight) is looked at again after this, doubling
 # with each receive (capped by the retry backoff cap): soon after the older one is done, in few receives.
@@ -235,13 +237,19 @@ class QueueConsumer:
     ) -> Exception | None:
         """Back on the queue after a backoff, the intent's entry kept live (None: it has left the list);
         past the horizon or on the last allowed receive, dead-lettered and off the list."""
-        if self._fates.retry(record, exc.code, retry_after) is Fate.DEAD_LETTERED:
+        if self._fates.retry(record, exc.code, retry_after, in_time=self._has_time()) is Fate.DEAD_LETTERED:
             summary["outcome"] = "dead_lettered"
             self._leave(intent)
             return None
-        if intent is not None:
+        if intent is not None and self._has_time():
             self._seen(intent)
         return exc
+
+    def _has_time(self) -> bool:
+        """Bookkeeping a record can do without (a backoff, refreshing its waiting entry) starts only before
+        the batch's deadline: past it, every AWS call could take its whole timeout, and the invocation
+        must end before Lambda's (a killed batch comes back whole, its receive counts spent)."""
+        return self._deadline.remaining() >= MIN_ATTEMPT_SECONDS
 
     def _dead_letter(
         self, record: SQSRecord, reason: str, summary: dict[str, Any], intent: _QueuedIntent | None = None

@@ -235,8 +235,9 @@ class InOrderDeliverer:
         return any(w.live(now) for w in state.waiting)
 
     def _still_waiting(self, attempt: _Attempt) -> None:
-        """A queued intent that waits its turn is still on the queue: its entry stays live."""
-        if attempt.queued:
+        """A queued intent that waits its turn is still on the queue: its entry stays live (refreshed while
+        the deadline allows a call; else the consumer's next look refreshes it)."""
+        if attempt.queued and attempt.deadline.remaining() >= MIN_ATTEMPT_SECONDS:
             try:
                 self._states.seen(attempt.intent)
             except DependencyUnavailable:

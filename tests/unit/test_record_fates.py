@@ -95,3 +95,16 @@ def test_when_the_dlq_refuses_the_record_is_given_back_all_the_same():
 
     assert fates(records).give_back(record(MAX_RECEIVES), "no time left") is Fate.GIVEN_BACK
     assert records.delays == [0]
+
+
+def test_a_retry_without_time_for_its_backoff_comes_back_after_the_visibility_timeout_but_never_without_a_reason():
+    # Past the batch's deadline every AWS call may take its whole timeout: the backoff's call is skipped
+    # (the queue's visibility timeout brings the record back), the last receive's dead-letter is not
+    records = Records()
+
+    assert fates(records).retry(record(1), "upstream_timeout", in_time=False) is Fate.RETRIED
+    assert records.delays == []
+    assert fates(records).retry(record(MAX_RECEIVES), "upstream_timeout", in_time=False) is Fate.DEAD_LETTERED
+    assert [reason for _, reason in records.dead_letters] == [
+        f"gave up after {MAX_RECEIVES} receives (the queue's redrive limit): upstream_timeout"
+    ]

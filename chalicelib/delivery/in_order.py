@@ -186,9 +186,10 @@ class InOrderDeliverer:
                     "Rokt does not know the event yet; its create waits in the queue", after_rokt=True
                 ) from exc
             raise
-        except RateLimited:
-            # Rokt refused it for now (429): nothing changed there, so nothing is remembered — an older
-            # intent is not superseded by it, and a retry of it is delivered again
+        except (RateLimited, DependencyUnavailable):
+            # Rokt refused it for now (429), or it never reached Rokt (no token: SSM or Rokt's token
+            # endpoint failing): nothing changed there, so nothing is remembered — an older intent is
+            # not superseded by it, and a retry of it is delivered again
             self._land(state, attempt, None, in_time=in_time)
             raise
         except BridgeError:

@@ -195,12 +195,22 @@ def test_a_404_behind_queued_intents_sends_a_direct_webhook_behind_them_and_leav
             deliver()
 
 
-def test_an_intent_rokt_rate_limited_is_not_remembered_so_an_older_one_still_goes_through():
-    # Given an update that reached the bridge at NOW and that Rokt refused with 429 (nothing changed)
+@pytest.mark.parametrize(
+    "failure",
+    [
+        RateLimited("Rokt is rate-limiting the bridge", retry_after=5),
+        DependencyUnavailable("Rokt token endpoint answered HTTP 500"),  # no token: Rokt never called
+    ],
+    ids=["rokt-429", "no-token"],
+)
+def test_an_intent_that_changed_nothing_at_rokt_is_not_remembered_so_an_older_one_still_goes_through(
+    failure: Exception,
+):
+    # Given an update that reached the bridge at NOW and never changed Rokt (429, or no token to send it)
     dynamodb = DynamoDbModel()
     dynamodb.create_table(TableName="t", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
     states = EventStates(dynamodb, "t", 3_600, clock=lambda: NOW)  # type: ignore[arg-type]
-    answers: list[Exception | None] = [RateLimited("Rokt is rate-limiting the bridge", retry_after=5), None]
+    answers: list[Exception | None] = [failure, None]
     sent: list[Action] = []
 
     def rokt(request: EventRequest, _deadline: Deadline) -> DeliveryOutcome:
@@ -211,11 +221,11 @@ def test_an_intent_rokt_rate_limited_is_not_remembered_so_an_older_one_still_goe
         return DeliveryOutcome("delivered", request.action.value, request.account_code, request.event_id, 202, 1)
 
     deliverer = InOrderDeliverer(rokt, states, wall_clock=lambda: NOW, new_id=lambda: "me")
-    with pytest.raises(RateLimited):
+    with pytest.raises(type(failure)):
         deliverer.deliver(request(Action.UPDATE), Deadline(10.0), None, NOW)
 
     # When a delete that reached the bridge just before it (its retry, say) is delivered
     outcome = deliverer.deliver(request(Action.DELETE), Deadline(10.0), None, NOW - 1)
 
-    # Then it goes to Rokt: a 429 changed nothing there, so it supersedes nothing
+    # Then it goes to Rokt: the update changed nothing there, so it supersedes nothing
     assert (outcome.status, sent) == ("delivered", [Action.UPDATE, Action.DELETE])

@@ -41,8 +41,10 @@ if TYPE_CHECKING:
 OPERATOR_POLICY = PROJECT_DIR / "docs" / "operator-policy.json"
 REGION = "us-east-1"
 LAMBDA_LOGS = "/aws/lambda/"
-# Names a test gives a stage's resources its own way (a fictional stage), by role.
+# Names a test gives a stage's resources its own way (a fictional stage), by role: exact names, and the
+# isolated worlds of localworld.localstack (``LocalStack.isolated(name)``: a run id in every name).
 ALIASES: dict[str, tuple[str, ...]] = {"table": ("fresh-table", "unused"), "prefix": ("/x", "/unused")}
+PATTERNS: dict[str, str] = {"table": r"[a-z]+-[0-9a-f]{8}-idempotency", "prefix": r"/[a-z]+-[0-9a-f]{8}/bridge"}
 
 
 @dataclass(frozen=True, order=True)
@@ -122,7 +124,7 @@ class Renamer:
         return f"arn:aws:{service}:{region}:{DEFAULT_ACCOUNT}:{renamed}"
 
     def _name(self, name: str, target: Mapping[str, str], *roles: str) -> str | None:
-        role = self._role.get(name)
+        role = self._role.get(name) or next((r for r, p in PATTERNS.items() if re.fullmatch(p, name)), None)
         if role is None or not role.startswith(roles):
             return None
         return target[role]
@@ -160,6 +162,9 @@ class Renamer:
         for prefix, _ in self._prefixes:
             if name.startswith(prefix + "/"):
                 return "parameter" + target["prefix"] + name[len(prefix) :]
+        isolated = re.match(PATTERNS["prefix"] + "/", name)
+        if isolated:
+            return "parameter" + target["prefix"] + name[isolated.end() - 1 :]
         return None
 
 

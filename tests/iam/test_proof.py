@@ -119,6 +119,8 @@ def test_a_recorded_resource_becomes_the_same_resource_of_each_deployed_stage():
         names.rename(f"{LOCAL_TABLE}/index/by", "dev")
         == "arn:aws:dynamodb:us-east-1:123456789012:table/rokt-calendar-bridge-dev-idempotency/index/by"
     )
+    isolated = "arn:aws:ssm:us-east-1:123456789012:parameter/pkglambda-bb32d940/bridge/rokt/access-token"
+    assert names.rename(isolated, "dev") == dev_token
     assert names.rename("arn:aws:sqs:us-east-1:123456789012:someone-elses-queue", "dev") is None
 
 

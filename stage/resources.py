@@ -32,14 +32,14 @@ def iam_policy(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     """Only what the bridge calls: its own parameters, its table, its logs, X-Ray."""
     names = StageNames.of(stage, project_dir)
     prefix, table = names.prefix, names.table
-    (delivery, _), (sync, sync_dlq) = names.queues("delivery"), names.queues("sync")
+    (delivery, delivery_dlq), (sync, sync_dlq) = names.queues("delivery"), names.queues("sync")
     return {
         "Version": "2012-10-17",
         "Statement": [
             {
                 "Sid": "ReadOwnParameters",
                 "Effect": "Allow",
-                "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+                "Action": ["ssm:GetParameter"],
                 "Resource": _arn("ssm", f"parameter{prefix}/*"),
             },
             {
@@ -77,11 +77,11 @@ def iam_policy(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
                 "Resource": [_arn("sqs", delivery), _arn("sqs", sync)],
             },
             {
-                # the sync consumer dead-letters what can never succeed itself, with the reason
+                # both consumers dead-letter what can never succeed themselves, with the reason
                 "Sid": "DeadLetterWithReason",
                 "Effect": "Allow",
                 "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
-                "Resource": _arn("sqs", sync_dlq),
+                "Resource": [_arn("sqs", delivery_dlq), _arn("sqs", sync_dlq)],
             },
             {
                 "Sid": "OwnLogs",

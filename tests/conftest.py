@@ -58,6 +58,8 @@ SUBSCRIPTION = "06423672-b6ba-4536-aa36-70788a7a0a36"
 BRAZE_KEY = DEFAULT_API_KEYS[0]
 ROKT_TOKEN = "rokt-token-0123456789abcdef"
 TESTS_DIR = Path(__file__).resolve().parent
+# The IAM proof records every AWS call the bridge and the operator make, and judges it at the end (tests/iam).
+pytest_plugins = ["tests.iam.plugin"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -548,6 +548,27 @@ def test_a_404_for_an_update_of_an_event_rokt_never_knew_is_dropped_after_the_gr
     assert patient_queues.receive_count() == 0
 
 
+def test_an_update_retried_within_the_404_grace_does_not_hold_a_newer_intent_back(
+    patient, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
+):
+    # Given two updates queued for an event Rokt does not know (yet)
+    for name in ("update:v2", "update:v3"):
+        assert post(patient, *INTENTS[name]).status_code == 202
+    messages = patient_queues.receive()
+    older = [m for m in messages if label(m) == "update:v2"]
+    patient_queues.release([m for m in messages if label(m) != "update:v2"])
+
+    # When the consumer meets the older one (Rokt: 404, retried within the grace), then the newer one
+    patient_queues.consume(patient, older)
+    patient_queues.release(older)
+    patient_queues.consume(patient, [m for m in patient_queues.receive() if label(m) == "update:v3"])
+
+    # Then the older one left the waiting list while it waits for its retry: the newer one reached Rokt
+    # (404 as well) instead of being held back behind it
+    summaries = [r for r in json_logs.records() if r["message"] == "queued webhook handled"]
+    assert [(s["outcome"], s["error"]) for s in summaries] == [("retryable_failure", "event_not_known_yet")] * 2
+
+
 def test_a_queued_intent_the_consumer_cannot_process_is_dead_lettered_at_once_and_never_holds_its_event_back(
     patient, patient_queues: QueuePair, sandbox: Sandbox
 ):

@@ -117,7 +117,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         platform=lambda stage: platform_calls(bridge_app.app, functions, stage),
     )
     _state["verdict"] = verdict
-    if config.cache is not None:
+    if getattr(config, "cache", None) is not None:
         out = config.cache.mkdir("iam-proof")
         (out / "calls.json").write_text(json.dumps(RECORDER.export(), indent=1) + "\n")
         (out / "verdict.txt").write_text("\n".join(verdict.report()) + "\n")

@@ -119,6 +119,7 @@ class InOrderDeliverer:
             fingerprint(request),
             self._clock() if received_at is None else received_at,
             intent_id,
+            request.action.value,
         )
         attempt = _Attempt(intent, request, deadline)
         started, state = self._first_look(attempt)
@@ -195,10 +196,12 @@ class InOrderDeliverer:
         except BridgeError:
             # Rokt may have applied it (an answer lost, a 5xx after the change): Rokt holds this intent
             # or the one before, so no copy of either is a duplicate until one is delivered again
-            self._land(state, attempt, Applied.maybe(intent.fingerprint, intent.received_at), in_time=in_time)
+            self._land(
+                state, attempt, Applied.maybe(intent.fingerprint, intent.received_at, intent.action), in_time=in_time
+            )
             raise
         outcome = _with(outcome, received_at=intent.received_at)
-        applied = Applied(intent.fingerprint, intent.received_at, outcome.to_dict())
+        applied = Applied(intent.fingerprint, intent.received_at, outcome.to_dict(), intent.action)
         try:
             self._states.finish(state, intent, applied, leave_queue=True)
         except (StateChanged, DependencyUnavailable):

@@ -70,6 +70,7 @@ class Intent:
     fingerprint: str
     received_at: float
     intent_id: str = ""
+    action: str = ""  # create, update or delete
 
 
 @dataclass(frozen=True)
@@ -77,12 +78,17 @@ class Applied:
     fingerprint: str
     received_at: float
     answer: dict[str, Any]
+    action: str = ""
 
     @classmethod
-    def maybe(cls, fingerprint: str, received_at: float) -> Applied:
+    def maybe(cls, fingerprint: str, received_at: float, action: str = "") -> Applied:
         """Rokt may or may not have this intent (its answer was lost, or its delivery never finished):
         no copy of anything is a duplicate of it, and intents older than it are superseded."""
-        return cls(MAYBE + fingerprint, received_at, {})
+        return cls(MAYBE + fingerprint, received_at, {}, action)
+
+    @property
+    def is_maybe(self) -> bool:
+        return self.fingerprint.startswith(MAYBE)
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ class Flight:
     received_at: float
     owner: str
     until: float
+    action: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,17 +134,25 @@ def decide(state: EventState, intent: Intent, now: float, *, queued: bool, queue
         return Step.QUEUE_BEHIND
     applied = state.applied
     if state.flight is not None:  # a flight that ended without finishing: its intent may be at Rokt
-        flown = Applied.maybe(state.flight.fingerprint, state.flight.received_at)
+        flown = Applied.maybe(state.flight.fingerprint, state.flight.received_at, state.flight.action)
         if applied is None or flown.received_at >= applied.received_at:
             applied = flown
-    if applied is not None:
-        if applied.fingerprint == intent.fingerprint:
-            return Step.LATER_DUPLICATE if intent.received_at > applied.received_at else Step.DUPLICATE
-        if applied.fingerprint == MAYBE + intent.fingerprint:
-            return Step.DELIVER  # a copy of the intent whose outcome is unknown: sent again, whatever its age
-        if intent.received_at < applied.received_at:
-            return Step.SUPERSEDED
-    return Step.DELIVER
+    return Step.DELIVER if applied is None else _against(applied, intent)
+
+
+def _against(applied: Applied, intent: Intent) -> Step:
+    """What an intent does given what Rokt has (or may have)."""
+    if applied.fingerprint == intent.fingerprint:
+        return Step.LATER_DUPLICATE if intent.received_at > applied.received_at else Step.DUPLICATE
+    if applied.fingerprint == MAYBE + intent.fingerprint:
+        return Step.DELIVER  # a copy of the intent whose outcome is unknown: sent again, whatever its age
+    if intent.received_at >= applied.received_at:
+        return Step.DELIVER
+    if applied.is_maybe and applied.action == "update" and intent.action == "create":
+        # an update changes only an event Rokt has: if the create before it never got there, superseding
+        # the create loses the event; delivered, the update's own re-send follows it
+        return Step.DELIVER
+    return Step.SUPERSEDED
 
 
 class StateChanged(Exception):
@@ -169,7 +184,7 @@ class EventStates:
 
     def start(self, state: EventState, intent: Intent, owner: str, until: float) -> EventState:
         """Take the flight for ``intent``: no other intent for the event is delivered until it ends."""
-        flight = Flight(intent.fingerprint, intent.received_at, owner, until)
+        flight = Flight(intent.fingerprint, intent.received_at, owner, until, intent.action)
         return self._change(state, intent, flight=flight)
 
     def finish(self, state: EventState, intent: Intent, applied: Applied | None, *, leave_queue: bool) -> EventState:

@@ -65,6 +65,22 @@ def state(
         (state(applied=(MAYBE + A, NOW - 5)), intent(A), False, False, Step.DELIVER),
         (state(applied=(MAYBE + B, NOW - 5)), intent(A, NOW - 9), False, False, Step.SUPERSEDED),
         (state(applied=(MAYBE + A, NOW - 5)), intent(A, NOW - 9), False, False, Step.DELIVER),
+        # an update Rokt may have, over an older create: delivered, for if the create never got there, the
+        # update did not either (seed 191: the event was lost); an older update is still superseded
+        (
+            EventState(1, True, Applied(MAYBE + B, NOW - 5, {}, "update")),
+            Intent("brazetest", "Event_1", A, NOW - 9, "", "create"),
+            False,
+            False,
+            Step.DELIVER,
+        ),
+        (
+            EventState(1, True, Applied(MAYBE + B, NOW - 5, {}, "update")),
+            Intent("brazetest", "Event_1", A, NOW - 9, "", "update"),
+            False,
+            False,
+            Step.SUPERSEDED,
+        ),
         (state(flight_until=NOW + 1), intent(), False, False, Step.IN_FLIGHT),
         (state(flight_until=NOW - 1), intent(), False, False, Step.DELIVER),  # a flight that ended
         # through the queue: after every older intent still waiting, never behind a newer one

@@ -117,6 +117,7 @@ class EventState:
     applied: Applied | None = None
     flight: Flight | None = None
     waiting: tuple[Waiting, ...] = ()
+    confirmed: bool = False  # Rokt confirmed some intent for this event (not only maybe)
 
 
 def decide(state: EventState, intent: Intent, now: float, *, queued: bool, queue_behind: bool) -> Step:
@@ -137,10 +138,10 @@ def decide(state: EventState, intent: Intent, now: float, *, queued: bool, queue
         flown = Applied.maybe(state.flight.fingerprint, state.flight.received_at, state.flight.action)
         if applied is None or flown.received_at >= applied.received_at:
             applied = flown
-    return Step.DELIVER if applied is None else _against(applied, intent)
+    return Step.DELIVER if applied is None else _against(applied, intent, confirmed=state.confirmed)
 
 
-def _against(applied: Applied, intent: Intent) -> Step:
+def _against(applied: Applied, intent: Intent, *, confirmed: bool) -> Step:
     """What an intent does given what Rokt has (or may have)."""
     if applied.fingerprint == intent.fingerprint:
         return Step.LATER_DUPLICATE if intent.received_at > applied.received_at else Step.DUPLICATE
@@ -148,9 +149,10 @@ def _against(applied: Applied, intent: Intent) -> Step:
         return Step.DELIVER  # a copy of the intent whose outcome is unknown: sent again, whatever its age
     if intent.received_at >= applied.received_at:
         return Step.DELIVER
-    if applied.is_maybe and applied.action == "update" and intent.action == "create":
-        # an update changes only an event Rokt has: if the create before it never got there, superseding
-        # the create loses the event; delivered, the update's own re-send follows it
+    if applied.is_maybe and applied.action == "update" and intent.action == "create" and not confirmed:
+        # an update changes only an event Rokt has: while Rokt never confirmed one, the create before it
+        # may never have got there, and superseding it would lose the event; delivered, the update's
+        # own re-send follows it
         return Step.DELIVER
     return Step.SUPERSEDED
 
@@ -235,35 +237,29 @@ class EventStates:
         leave_queue: bool = False,
     ) -> EventState:
         """One transition: a write conditional on the version ``state`` was read at."""
-        names = {"#version": "version", "#expiry": EXPIRY_ATTRIBUTE}
-        values: dict[str, Any] = {":next": {"N": str(state.version + 1)}, ":expiry": self._expiry()}
-        sets, removes = ["#version = :next", "#expiry = :expiry"], []
+        sets: dict[str, dict[str, Any]] = {"version": {"N": str(state.version + 1)}, EXPIRY_ATTRIBUTE: self._expiry()}
         if applied is not None:
-            names["#applied"] = "applied"
-            values[":applied"] = {"S": _json(applied)}
-            sets.append("#applied = :applied")
+            sets["applied"] = {"S": _json(applied)}
+            if not applied.is_maybe:
+                sets["confirmed"] = {"BOOL": True}
         if flight is not None:
-            names["#flight"] = "flight"
-            values[":flight"] = {"S": _json(flight)}
-            sets.append("#flight = :flight")
-        if end_flight:
-            names["#flight"] = "flight"
-            removes.append("#flight")
+            sets["flight"] = {"S": _json(flight)}
+        removes = ["flight"] if end_flight else []
         if leave_queue and intent.intent_id:
-            names["#entry"] = WAITING + intent.intent_id
-            removes.append("#entry")
+            removes.append(WAITING + intent.intent_id)
+        expression, names, values = _update_expression(sets, removes)
         if state.version:
-            condition = "#version = :version"
+            condition = "#s0 = :version"  # #s0 is the version (sets' first name)
             values[":version"] = {"N": str(state.version)}
         elif state.exists:
-            condition = "attribute_not_exists(#version)"
+            condition = "attribute_not_exists(#s0)"
         else:
             condition = "attribute_not_exists(id)"
         try:
             self._dynamodb.update_item(
                 TableName=self._table,
                 Key=_key(intent.account_code, intent.event_id),
-                UpdateExpression="SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else ""),
+                UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
@@ -283,6 +279,7 @@ class EventStates:
             applied=applied or state.applied,
             flight=None if end_flight else flight or state.flight,
             waiting=kept,
+            confirmed=state.confirmed or (applied is not None and not applied.is_maybe),
         )
 
     def _update(self, intent: Intent, expression: str, values: dict[str, Any], condition: str | None = None) -> None:
@@ -310,6 +307,24 @@ class EventStates:
 
     def _expiry(self) -> dict[str, str]:
         return {"N": str(int(self._clock()) + self._ttl)}
+
+
+def _update_expression(
+    sets: dict[str, dict[str, Any]], removes: list[str]
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """``SET`` each of ``sets`` and ``REMOVE`` each of ``removes``, every name and value a placeholder."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    parts = []
+    for index, (name, value) in enumerate(sets.items()):
+        names[f"#s{index}"], values[f":s{index}"] = name, value
+        parts.append(f"#s{index} = :s{index}")
+    expression = "SET " + ", ".join(parts)
+    for index, name in enumerate(removes):
+        names[f"#r{index}"] = name
+    if removes:
+        expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(removes)))
+    return expression, names, values
 
 
 def _key(account_code: str, event_id: str) -> dict[str, dict[str, str]]:
@@ -347,6 +362,7 @@ def _state(item: dict[str, Any] | None) -> EventState:
         applied=applied,
         flight=flight,
         waiting=tuple(sorted(waiting, key=lambda w: (w.received_at, w.intent_id))),
+        confirmed="confirmed" in item,
     )
 
 

@@ -81,6 +81,13 @@ def state(
             False,
             Step.SUPERSEDED,
         ),
+        (  # once Rokt confirmed an intent for the event, its create got there: superseded (seed 7)
+            EventState(1, True, Applied(MAYBE + B, NOW - 5, {}, "update"), confirmed=True),
+            Intent("brazetest", "Event_1", A, NOW - 9, "", "create"),
+            False,
+            False,
+            Step.SUPERSEDED,
+        ),
         (state(flight_until=NOW + 1), intent(), False, False, Step.IN_FLIGHT),
         (state(flight_until=NOW - 1), intent(), False, False, Step.DELIVER),  # a flight that ended
         # through the queue: after every older intent still waiting, never behind a newer one

@@ -569,6 +569,29 @@ def test_an_update_retried_within_the_404_grace_does_not_hold_a_newer_intent_bac
     assert [(s["outcome"], s["error"]) for s in summaries] == [("retryable_failure", "event_not_known_yet")] * 2
 
 
+def test_a_bug_while_delivering_a_queued_intent_dead_letters_it_with_the_reason_and_frees_its_event(
+    patient, patient_queues: QueuePair, aws: Aws, monkeypatch: pytest.MonkeyPatch
+):
+    # Given a queued create, and a defect in the delivery itself (whatever it raises)
+    assert post(patient, *INTENTS["create:v1"]).status_code == 202
+    consumer = bridge_app.bridge().delivery_consumer()
+
+    def defect(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(consumer._deliverer, "deliver", defect)
+
+    # When the consumer meets it
+    answer = patient_queues.consume(patient, patient_queues.receive())
+
+    # Then it is dead-lettered at once with the reason — never looped — and off its event's waiting list
+    assert answer == {"batchItemFailures": []}
+    [dead] = patient_queues.dead_letters()
+    assert dead["MessageAttributes"]["deadLetterReason"]["StringValue"] == "unexpected_error: RuntimeError"
+    items = aws.dynamodb().scan(TableName=TABLE)["Items"]
+    assert [name for item in items for name in item if name.startswith(WAITING)] == []
+
+
 def test_a_queued_intent_the_consumer_cannot_process_is_dead_lettered_at_once_and_never_holds_its_event_back(
     patient, patient_queues: QueuePair, sandbox: Sandbox
 ):

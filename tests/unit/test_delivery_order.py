@@ -6,6 +6,7 @@ breaker), and a spill noting its intent only while the request has time for it. 
 from __future__ import annotations
 
 import pytest
+from botocore.exceptions import ClientError
 
 from chalicelib.clock import Deadline
 from chalicelib.delivery.breaker import CircuitBreaker
@@ -143,9 +144,18 @@ class RecordingSqs:
 class RecordingWaitingList:
     def __init__(self) -> None:
         self.noted: list[Intent] = []
+        self.left: list[Intent] = []
 
     def wait(self, intent: Intent) -> None:
         self.noted.append(intent)
+
+    def leave(self, intent: Intent) -> None:
+        self.left.append(intent)
+
+
+class RefusingSqs:
+    def send_message(self, **_: object) -> dict[str, str]:
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessage")
 
 
 # noting costs one bounded AWS call before the send (its removal, should the send fail, runs only while
@@ -162,6 +172,17 @@ def test_a_spill_notes_its_intent_only_while_the_request_has_time_for_it(left: f
     assert bool(waiting.noted) is noted
     if noted:  # noted with when it reached the bridge, not when it was noted
         assert waiting.noted[0].received_at == 1_000.0
+
+
+def test_an_intent_sqs_refused_is_taken_off_the_waiting_list_it_was_noted_on():
+    # noted, then not queued: left noted, it would hold its event's later intents back until it is stale
+    waiting = RecordingWaitingList()
+    queue = DeliveryQueue(RefusingSqs, "q", waiting=waiting, note_reserve_seconds=1.0)  # type: ignore[arg-type]
+
+    with pytest.raises(DependencyUnavailable):
+        queue.deliver(request(Action.CREATE), Deadline(5.0), None, 1_000.0)
+
+    assert waiting.left == waiting.noted != []
 
 
 class RefusingQueue:

@@ -187,6 +187,7 @@ def ship_bytecode(zip_path: Path, runtime_dir: Path, runtime: str | None = None)
             raise BytecodeError(f"no {template.name} beside {zip_path}: name the Lambda runtime with --runtime")
         runtime = runtime_of_template(template)
     check_interpreter(runtime)
+    runtime_dir = runtime_dir.resolve()  # the probe runs in the unzipped package: a relative path would miss
     if not (runtime_dir / "boto3").is_dir():
         raise BytecodeError(f"{runtime_dir} lacks the Lambda runtime's boto3: run `make install`")
     bytes_before = zip_path.stat().st_size

@@ -84,6 +84,17 @@ def test_the_modules_the_init_and_the_consumers_import_are_compiled(tmp_path: Pa
     assert shipped.bytes_after == zip_path.stat().st_size > shipped.bytes_before
 
 
+def test_paths_relative_to_where_it_runs_as_make_package_gives_them(
+    tmp_path: Path, runtime_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    make_package(tmp_path / "build" / "prod", sources={**SOURCES, "app.py": SOURCES["app.py"] + "import boto3\n"})
+    monkeypatch.chdir(tmp_path)  # the runtime's boto3 is found from here, not from the unzipped package
+
+    bytecode.main(["build/prod/deployment.zip", "--runtime-dir", "runtime"])
+
+    assert stale_bytecode(tmp_path / "build" / "prod" / "deployment.zip") == []
+
+
 def test_a_fresh_interpreter_runs_the_bytecode_not_the_sources(tmp_path: Path, runtime_dir: Path):
     zip_path = make_package(tmp_path / "out")
     ship_bytecode(zip_path, runtime_dir)

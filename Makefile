@@ -53,6 +53,8 @@ bench: install
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
+# chalice package, then the bytecode of the modules the Lambda init imports (scripts/bytecode.py: compiled by
+# this venv's Python, which must be the functions' runtime; Lambda's /var/task is read-only, so it cannot cache it).
 STAGE ?= prod
 package: install
 	mkdir -p build
@@ -60,6 +62,7 @@ package: install
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $(STAGE) \
 		--merge-template build/merge-$(STAGE).json build/$(STAGE)
 	$(BIN)/cfn-lint build/$(STAGE)/sam.json
+	$(BIN)/python -m scripts.bytecode build/$(STAGE)/deployment.zip --runtime-dir $(LAMBDA_RUNTIME)
 	@ls -l build/$(STAGE)/deployment.zip
 
 soak: install

@@ -1,18 +1,19 @@
 """`python -m bench.package_cold_start`: the cold start of the deployment package run as Lambda runs it
 (tests/e2e/lambda_runtime.py: `chalice package`, unzipped, a fresh ``python -I -S -B`` whose path is the
 package, the Lambda runtime's boto3/botocore and the standard library), beside the bench's own cold
-start (``bench.worker cold``: the checkout in the dev venv) measured in the same rounds, and the figure
-in bench/results.json.
+start (``bench.worker cold``: the checkout in the dev venv, bridge and reference) measured in the same
+rounds, and the figure in bench/results.json.
 
 A cold start is what `make bench` calls one: from the first line of the process's Python code to the
 answer of its first webhook — importing the app, then one create delivered to the Rokt sandbox (the
-token shared in SSM beforehand, as the bench does), every in-process cache empty. Measured for
-the package as shipped (no bytecode: Lambda's /var/task is read-only, so every cold start compiles
-app.py, chalicelib and the requirements from source) and for the same package with its bytecode
-compiled in (what shipping .pyc would save). BENCH_COLD_RUNS (9) alternating runs; medians, quartiles
-and ranges of the wall clock, and of the process's CPU time (interpreter start included), which a
-busy machine disturbs less. Then ``python -X importtime`` of ``import app`` in that interpreter, summed per top-level
-package and the largest cumulative imports. Writes nothing to results.json.
+token shared in SSM beforehand, as the bench does), every in-process cache empty. Measured for the
+package as `chalice package` leaves it (no bytecode: Lambda's /var/task is read-only, so every cold
+start compiles app.py, chalicelib and the requirements from source) and as `make package` ships it
+(scripts/bytecode.py: the bytecode of the modules the init imports). BENCH_COLD_RUNS (15) alternating
+runs; medians, quartiles and ranges of the wall clock, and of the process's CPU time (interpreter start
+included), which a busy machine disturbs less; the load average before and after. Then ``python -X
+importtime`` of ``import app`` in that interpreter, summed per top-level package and the largest
+cumulative imports. Writes nothing to results.json.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from bench.__main__ import RESULTS, running_stack, say, share_fresh_token, worker
+from bench.__main__ import RESULTS, compile_checkout, running_stack, say, share_fresh_token, worker
 from localworld.seed import LOCAL_WEBHOOK_SECRET
+from scripts.bytecode import ship_bytecode
 from stage.project import SAMPLE_BODY
 from tests.e2e import lambda_runtime as harness
 
@@ -79,14 +81,12 @@ def package_cold(package: harness.Package, runtime: Path, stack: LocalStack, sec
 
 
 def with_bytecode(package: harness.Package, target: Path) -> harness.Package:
-    """The same package with every module compiled by the runtime's interpreter (``__pycache__``)."""
-    shutil.copytree(package.task_root, target)
-    subprocess.run(
-        [str(harness.BASE_PYTHON), "-I", "-S", "-m", "compileall", "-q", "-j", "0", str(target)],
-        check=True,
-        timeout=300,
-    )
-    return harness.Package(package.zip_path, target, package.names, 0.0, package.template)
+    """The same package as `make package` ships it: its zip given the bytecode step, then unzipped."""
+    target.mkdir(parents=True)
+    shutil.copy2(package.zip_path, target / "deployment.zip")
+    shutil.copy2(package.zip_path.with_name("sam.json"), target / "sam.json")
+    ship_bytecode(target / "deployment.zip", harness.runtime_dir())
+    return harness.unzipped(target / "deployment.zip", target / "task")
 
 
 def importtime(package: harness.Package, runtime: Path, stack: LocalStack, repeats: int) -> list[ImportRow]:
@@ -147,42 +147,65 @@ def summarize_importtime(rows: list[ImportRow], top: int = 10) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_COLD_RUNS", "9")))
+    parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_COLD_RUNS", "15")))
     parser.add_argument("--importtime-runs", type=int, default=5)
     args = parser.parse_args()
     runtime = harness.runtime_dir()
     with tempfile.TemporaryDirectory(prefix="package-cold-") as tmp:
-        say("chalice package (loopback only) and unzip…")
-        shipped = harness.build_package(Path(tmp) / "shipped")
-        compiled = with_bytecode(shipped, Path(tmp) / "compiled" / "task")
+        say("chalice package (loopback only), the bytecode step, unzip…")
+        shipped = harness.build_package(Path(tmp) / "shipped", bytecode=False)
+        compiled = with_bytecode(shipped, Path(tmp) / "compiled")
+        say(f"zip: {shipped.zip_path.stat().st_size / 1e6:.2f} MB as chalice package leaves it, "
+            f"{compiled.zip_path.stat().st_size / 1e6:.2f} MB with the bytecode")  # fmt: skip
         say("starting moto server, the Rokt and Braze sandboxes on loopback…")
         with running_stack() as (stack, env):
             share_fresh_token(stack)
-            per: dict[str, list[dict[str, float]]] = {"package": [], "package + .pyc": [], "dev venv": []}
-            say(f"{args.runs} alternating runs: package as shipped, package with bytecode, bench's dev-venv worker…")
+            compile_checkout()
+            per: dict[str, list[dict[str, float]]] = {
+                "package, no .pyc": [],
+                "package (make package)": [],
+                "dev venv: bridge": [],
+                "dev venv: reference": [],
+            }
+            load_before = os.getloadavg()
+            say(f"{args.runs} alternating runs: the package without and with its bytecode, the bench's workers…")
             for index in range(args.runs):
                 order = list(per) if index % 2 == 0 else list(reversed(per))
                 for name in order:
-                    if name == "dev venv":
-                        measured = worker(env, "cold", "--target", "bridge")
+                    if name.startswith("dev venv"):
+                        measured = worker(env, "cold", "--target", name.split()[-1])
                         per[name].append({"cold": measured["cold_seconds"], "cpu": measured["cpu_seconds"]})
                     else:
-                        chosen = shipped if name == "package" else compiled
+                        chosen = shipped if name == "package, no .pyc" else compiled
                         per[name].append(package_cold(chosen, runtime, stack, LOCAL_WEBHOOK_SECRET))
+            load_after = os.getloadavg()
             rows = importtime(shipped, runtime, stack, args.importtime_runs)
             compiled_rows = importtime(compiled, runtime, stack, args.importtime_runs)
     recorded = json.loads(RESULTS.read_text()).get("cold_start_ms_bridge") if RESULTS.exists() else None
-    say("\ncold start = import + first webhook (from the process's first line of Python):")
+    say(f"\nload average (1, 5, 15 min) before {_load(load_before)}, after {_load(load_after)}; {os.cpu_count()} CPUs")
+    say("cold start = import + first webhook (from the process's first line of Python):")
     for name, samples in per.items():
-        say(f"  {name:<18} {spread([s['cold'] for s in samples])}")
+        say(f"  {name:<24} {spread([s['cold'] for s in samples])}")
         if "import" in samples[0]:
-            say(f"  {'  of which import':<18} {spread([s['import'] for s in samples])}")
-            say(f"  {'  process wall':<18} {spread([s['process'] for s in samples])}  (spawn → first answer)")
-        say(f"  {'  process CPU':<18} {spread([s['cpu'] for s in samples])}  (less sensitive to a busy machine)")
+            say(f"  {'  of which import':<24} {spread([s['import'] for s in samples])}")
+            say(f"  {'  process wall':<24} {spread([s['process'] for s in samples])}  (spawn → first answer)")
+        say(f"  {'  process CPU':<24} {spread([s['cpu'] for s in samples])}  (less sensitive to a busy machine)")
+    reference = per["dev venv: reference"]
+    for name in ("package, no .pyc", "package (make package)", "dev venv: bridge"):
+        wall, cpu = _ratio(per[name], reference, "cold"), _ratio(per[name], reference, "cpu")
+        say(f"  {name:<24} / reference: wall {wall}, CPU {cpu}")
     if recorded is not None:
         say(f"  bench/results.json cold_start_ms_bridge (dev venv, its own run): {recorded:.0f} ms")
     say("\n" + summarize_importtime(rows))
-    say("\nthe same with the bytecode compiled in:\n" + summarize_importtime(compiled_rows))
+    say("\nthe same with the bytecode `make package` ships:\n" + summarize_importtime(compiled_rows))
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return ", ".join(f"{value:.1f}" for value in load)
+
+
+def _ratio(samples: list[dict[str, float]], reference: list[dict[str, float]], key: str) -> str:
+    return f"{statistics.median(s[key] for s in samples) / statistics.median(s[key] for s in reference):.2f}×"
 
 
 if __name__ == "__main__":

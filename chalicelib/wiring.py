@@ -1,7 +1,11 @@
 """The object graph of one Lambda container: the single place where clients and objects are built.
 
 Each part is built on first use (never at import) and reused by warm invocations; a container that
-only delivers never builds the sync consumer, the Braze client or the SQS client. Tests and the
+only delivers never builds the sync consumer, the Braze client or the SQS client. The modules only a
+consumer or the sync route needs (the two consumers, Rokt's envelope, Powertools' idempotency) are
+imported where those parts are built, not with this module: every cold start imports this module, and
+the package's bytecode step (scripts/bytecode.py) imports every chalicelib module, so a missing
+requirement still fails `make package`. Tests and the
 simulator pass their own clients, session and :class:`~chalicelib.runtime.Runtime` to run the same
 graph against moto, the sandboxes or the simulated world.
 """
@@ -14,13 +18,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from aws_lambda_powertools import Tracer
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.parameters import SSMProvider
 from botocore.config import Config
 
 from chalicelib.auth import PathTokenAuthenticator, SignatureVerifier, WebhookAuthenticator
 from chalicelib.delivery.breaker import CircuitBreaker
-from chalicelib.delivery.consumer import QueueConsumer
 from chalicelib.delivery.endpoint import WebhookEndpoint
 from chalicelib.delivery.in_order import InOrderDeliverer
 from chalicelib.delivery.queue import DeliveryQueue
@@ -36,22 +38,24 @@ from chalicelib.rokt.transport import RoktTransport
 from chalicelib.runtime import SYSTEM
 from chalicelib.secrets import BRAZE_API_KEY, SecretStore
 from chalicelib.settings import CONNECT_TIMEOUT_SECONDS
-from chalicelib.sync.endpoint import BRAZE_KEY_MAX_AGE_SECONDS, RoktWebhookEndpoint
 from chalicelib.sync.queue import SyncQueue
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     import requests
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_ssm.client import SSMClient
 
     from chalicelib.braze.client import BrazeClient
+    from chalicelib.delivery.consumer import QueueConsumer
     from chalicelib.delivery.service import Deliverer
     from chalicelib.runtime import Runtime
     from chalicelib.settings import Settings
     from chalicelib.sync.consumer import SyncConsumer
+    from chalicelib.sync.endpoint import RoktWebhookEndpoint
 
 BRAZE_READ_TIMEOUT_SECONDS = 10.0
 # Every AWS call is bounded: 2 attempts of (1 s connect + 2 s read) plus one standard-mode backoff —
@@ -142,7 +146,9 @@ class Bridge:
 
     @_once
     def delivery_consumer(self) -> QueueConsumer:
-        """The delivery queue's SQS handler."""
+        """The delivery queue's SQS handler; imported here, as only the delivery queue's Lambda builds it."""
+        from chalicelib.delivery.consumer import QueueConsumer  # noqa: PLC0415
+
         settings, runtime = self.settings, self.runtime
         return QueueConsumer(
             self.deliverer(),
@@ -204,7 +210,10 @@ class Bridge:
     # --- Rokt → Braze ---------------------------------------------------------------------------
     @_once
     def sync_endpoint(self) -> RoktWebhookEndpoint:
-        """The Rokt webhook route: check the token, keep the webhook on the sync queue."""
+        """The Rokt webhook route: check the token, keep the webhook on the sync queue. Imported on the
+        route's first request: a container that only delivers does not pay for Rokt's envelope."""
+        from chalicelib.sync.endpoint import RoktWebhookEndpoint  # noqa: PLC0415
+
         settings = self.settings
         queue_url = settings.sync_queue_url
         # Built on first use: a container that only delivers never creates the SQS client.
@@ -244,6 +253,7 @@ class Bridge:
     @_once
     def braze(self) -> BrazeClient:
         from chalicelib.braze.client import BrazeClient  # noqa: PLC0415
+        from chalicelib.sync.endpoint import BRAZE_KEY_MAX_AGE_SECONDS  # noqa: PLC0415
 
         settings = self.settings
         if not settings.sync_configured or settings.braze_rest_endpoint is None:
@@ -298,5 +308,9 @@ class Bridge:
         return self._session
 
     def _persistence(self) -> DynamoDBPersistenceLayer:
-        """A layer per idempotent use case: Powertools binds a layer to the first config it serves."""
+        """A layer per idempotent use case: Powertools binds a layer to the first config it serves. Only the
+        sync consumer has one, so Powertools' idempotency is imported here, on its first use (~5 ms of CPU
+        of every other container's cold start)."""
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer  # noqa: PLC0415
+
         return DynamoDBPersistenceLayer(table_name=self.settings.idempotency_table, boto3_client=self.dynamodb())

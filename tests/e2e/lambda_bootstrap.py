@@ -16,9 +16,10 @@ result or error (Lambda's ``errorType``/``errorMessage``/``stackTrace``), its se
 since this interpreter started and the process's CPU seconds so far; and on request
 (``{"command": "report"}``) where every loaded module came from, every module looked up (found or
 not) and by which file, what the init did that is IO (network, processes, sleeps, files written or
-opened outside the package, the runtime and the standard library) and every address the process
-connected to. ``--no-audit`` leaves the audit hook out (for timing only: the hook costs a little on
-every import).
+opened outside the package, the runtime and the standard library), every address the process
+connected to, and every file of the package compiled from source (the ``compile`` audit event, with
+the phase: none when the package's bytecode was used). ``--no-audit`` leaves the audit hook out (for
+timing only: the hook costs a little on every import).
 """
 
 from __future__ import annotations
@@ -61,16 +62,22 @@ class Recorder:
     meta path finder (first on ``sys.meta_path``, finding nothing itself) that notes every module
     looked up, found or not, and the file whose code asked for it."""
 
-    def __init__(self, allowed_roots: list[str]) -> None:
+    def __init__(self, allowed_roots: list[str], task_root: str) -> None:
         self.allowed_roots = tuple(os.path.realpath(root) + os.sep for root in allowed_roots)
+        self.task_root = os.path.realpath(task_root) + os.sep
         self.phase = "start"
         self.lookups: list[list[str]] = []
         self.init_io: list[str] = []
         self.connects: list[str] = []
+        self.compiled: list[list[str]] = []  # [phase, path in the package] of each source compiled
 
     def __call__(self, event: str, args: tuple[Any, ...]) -> None:
         if event == "socket.connect":
             self.connects.append(repr(args[1]))
+        if event == "compile" and isinstance(args[1], str) and os.path.isabs(args[1]):  # not "<string>"
+            path = os.path.realpath(args[1])
+            if path.startswith(self.task_root):
+                self.compiled.append([self.phase, os.path.relpath(path, self.task_root)])
         if self.phase != "init":
             return
         if event in NETWORK_EVENTS or event in PROCESS_EVENTS or event == "time.sleep":
@@ -142,7 +149,7 @@ def main() -> int:
     answers, sys.stdout = sys.stdout, sys.stderr  # the function's output is not the protocol's
     initial_path = list(sys.path)
     sys.path[:0] = [task_root, runtime_dir]
-    recorder = Recorder([task_root, runtime_dir, sys.base_prefix, sys.prefix])
+    recorder = Recorder([task_root, runtime_dir, sys.base_prefix, sys.prefix], task_root)
     if "--no-audit" not in sys.argv[3:]:
         sys.addaudithook(recorder)
         sys.meta_path.insert(0, recorder)
@@ -177,7 +184,7 @@ def main() -> int:
         request = json.loads(line)
         if request.get("command") == "report":
             say({"report": {"modules": _origins(), "loaded": sorted(sys.modules), "lookups": recorder.lookups,
-                            "connects": recorder.connects}})  # fmt: skip
+                            "connects": recorder.connects, "compiled": recorder.compiled}})  # fmt: skip
             continue
         context = LambdaContext(int(request.get("remainingMs", 30_000)), str(request.get("requestId") or uuid.uuid4()))
         began = time.perf_counter()

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from localworld.localstack import free_port
+from scripts.bytecode import ship_bytecode
 from stage.names import function_names
 from stage.project import PROJECT_DIR
 from tests.support import deploy_harness as harness
@@ -100,9 +101,11 @@ class Package:
     template: dict[str, Any]  # the SAM template `chalice package` wrote beside the zip
 
 
-def build_package(workspace: Path, *, edit: Callable[[Path], None] | None = None) -> Package:
+def build_package(workspace: Path, *, edit: Callable[[Path], None] | None = None, bytecode: bool = True) -> Package:
     """`chalice package` from a copy of the project (``edit`` may change the copy first), loopback only,
-    the requirements resolved from a wheelhouse packed from this environment; then unzipped."""
+    the requirements resolved from a wheelhouse packed from this environment; then, as `make package`
+    does, the bytecode of the modules the init imports added to the zip (scripts/bytecode.py) unless
+    ``bytecode`` is false (the zip as `chalice package` left it); then unzipped."""
     started = time.monotonic()
     wheels = harness.wheelhouse(PROJECT_DIR / "requirements.txt", workspace / "wheelhouse")
     project = harness.copy_project(PROJECT_DIR, workspace / "project", PACKAGED_STAGE, {})
@@ -123,12 +126,18 @@ def build_package(workspace: Path, *, edit: Callable[[Path], None] | None = None
     if done.returncode != 0:
         raise RuntimeError(f"chalice package exited {done.returncode}\n{done.stdout}\n{done.stderr}")
     zip_path = out / "deployment.zip"
-    task_root = workspace / "task"
+    if bytecode:
+        ship_bytecode(zip_path, runtime_dir())
+    return unzipped(zip_path, workspace / "task", time.monotonic() - started)
+
+
+def unzipped(zip_path: Path, task_root: Path, seconds: float = 0.0) -> Package:
+    """The package in ``zip_path`` (a `chalice package` output folder's), unzipped into ``task_root``."""
     with zipfile.ZipFile(zip_path) as archive:
         archive.extractall(task_root)
         names = frozenset(archive.namelist())
-    template = json.loads((out / "sam.json").read_text())
-    return Package(zip_path, task_root, names, time.monotonic() - started, template)
+    template = json.loads(zip_path.with_name("sam.json").read_text())
+    return Package(zip_path, task_root, names, seconds, template)
 
 
 def stage_config(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:

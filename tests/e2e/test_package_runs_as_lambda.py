@@ -1,12 +1,14 @@
 """The deployment package, run as Lambda runs it, does what the checkout does under `chalice local`.
 
-`chalice package` (loopback only, requirements from a wheelhouse) → the zip unzipped → each of the
+`chalice package` (loopback only, requirements from a wheelhouse) → the bytecode of the modules the
+init imports added, as `make package` adds it (scripts/bytecode.py) → the zip unzipped → each of the
 three functions in its own fresh interpreter (``python -I -S -B``, the base Python) whose path holds
 only the unzipped package, boto3/botocore at the Lambda runtime's versions
 (``requirements-lambda-runtime.txt``, in ``.venv/lambda-runtime`` by ``make install``) and the
 standard library, with the stage's environment plus Lambda's own variables (tests/e2e/lambda_runtime.py,
 tests/e2e/lambda_bootstrap.py). A missing requirement, a file left out of the package, IO at import
-or an import of something only the dev venv has fails here.
+or an import of something only the dev venv has fails here; so does a function that compiles the
+package's own code from source instead of running its shipped bytecode.
 
 One world (moto server, the Rokt and Braze sandboxes as subprocesses; `make run`'s configuration:
 direct mode with the delivery queue behind it, and the sync) and one scenario, played twice from the
@@ -23,6 +25,7 @@ from __future__ import annotations
 import calendar
 import json
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,6 +41,7 @@ from chalicelib.wiring import Bridge
 from localworld.localstack import LocalStack
 from localworld.queue_worker import receive_batch, sqs_event
 from localworld.seed import LOCAL_ROKT_WEBHOOK_TOKEN, LOCAL_WEBHOOK_SECRET, SEED_PROFILES
+from scripts.bytecode import BytecodeError, cached_name, stale_bytecode
 from stage.project import PROJECT_DIR, SAMPLE_BODY, stage_environment
 from tests.conftest import Braze, Sandbox
 from tests.e2e import lambda_runtime as runtime_harness
@@ -537,16 +541,54 @@ def test_cold_start_beside_the_bench(runs: Runs):
     assert import_seconds < first_webhook
 
 
+def test_the_package_ships_bytecode_for_its_code_and_what_the_init_imports(package: Package):
+    ours = sorted(n for n in package.names if n == "app.py" or (n.startswith("chalicelib/") and n.endswith(".py")))
+    compiled = {n for n in package.names if n.endswith(".pyc")}
+
+    assert {cached_name(source) for source in ours} <= compiled
+    assert "aws_lambda_powertools/logging/__pycache__/logger.cpython-311.pyc" in compiled
+    assert stale_bytecode(package.zip_path) == []  # each .pyc: the hash-based bytecode of the source beside it
+    assert package.zip_path.stat().st_size <= 3 * 1024 * 1024
+
+
+def test_every_function_runs_the_shipped_bytecode(runs: Runs):
+    """No function compiled a file of the package while importing its handler, nor app.py or chalicelib
+    at any time (the ``compile`` audit event, which a source import raises and a bytecode import does not)."""
+    for role in ("api", *CONSUMERS):
+        compiled = runs.packaged.reports[role]["compiled"]
+        assert [path for phase, path in compiled if phase == "init"] == [], role
+        assert [path for _, path in compiled if path == "app.py" or path.startswith("chalicelib/")] == [], role
+
+
+def test_without_its_bytecode_the_package_compiles_at_init(tmp_path: Path, package: Package, lambda_runtime: Path):
+    """The control for the test above: the same package with every __pycache__ removed compiles app.py
+    and chalicelib when its API function starts, so the audit sees a compile when there is one."""
+    task_root = tmp_path / "task"
+    shutil.copytree(package.task_root, task_root, ignore=shutil.ignore_patterns("__pycache__", "lambda-*.log"))
+    bare = Package(package.zip_path, task_root, package.names, 0.0, package.template)
+    env = runtime_harness.lambda_environment(
+        stage_environment(STAGE), STAGE, "api", task_root=task_root, runtime=lambda_runtime
+    )
+
+    with LambdaFunction(bare, lambda_runtime, env) as function:
+        compiled = {path for phase, path in function.report()["compiled"] if phase == "init"}
+
+    assert {"app.py", "chalicelib/wiring.py", "aws_lambda_powertools/logging/logger.py"} <= compiled
+
+
 def test_a_package_built_without_a_requirement_cannot_start(tmp_path: Path, lambda_runtime: Path):
     """The planted defect: `requests` left out of requirements.txt. The dev venv has it, so every other
-    test would pass; the package's API function fails its init, as it would in Lambda."""
+    test would pass; `make package` refuses it (its bytecode step imports what the init imports), and the
+    zip as `chalice package` left it fails its API function's init, as it would in Lambda."""
 
     def without_requests(project: Path) -> None:
         requirements = project / "requirements.txt"
         kept = [line for line in requirements.read_text().splitlines() if not line.startswith("requests")]
         requirements.write_text("\n".join(kept) + "\n")
 
-    broken = runtime_harness.build_package(tmp_path, edit=without_requests)
+    with pytest.raises(BytecodeError, match="No module named 'requests'"):
+        runtime_harness.build_package(tmp_path / "make-package", edit=without_requests)
+    broken = runtime_harness.build_package(tmp_path / "chalice-package", edit=without_requests, bytecode=False)
     env = runtime_harness.lambda_environment(
         stage_environment(STAGE), STAGE, "api", task_root=broken.task_root, runtime=lambda_runtime
     )

@@ -17,9 +17,6 @@ from chalicelib.errors import BridgeError
 from chalicelib.observability import logger
 
 JSON_HEADERS = {"Content-Type": "application/json"}
-# A webhook body (Braze's or Rokt's) nests a few levels; anything deeper than this is refused at the
-# door, so no later step (serialising an upstream body, queuing, logging) meets it.
-MAX_NESTING = 32
 
 View = TypeVar("View", bound=Callable[..., Response])
 
@@ -79,19 +76,3 @@ def as_ours(response: Response) -> Response:
 
 def health() -> Response:
     return json_response({"status": "ok", "version": __version__})
-
-
-def nesting_depth(document: Any) -> int:
-    """How deeply ``document``'s objects and arrays nest (iteratively: no recursion on hostile input)."""
-    deepest, stack = 0, [(document, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict):
-            children: Any = value.values()
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return deepest

@@ -8,10 +8,10 @@ import re
 from datetime import datetime
 from typing import Any
 
+from chalicelib.bodies import MAX_NESTING, nesting_depth
 from chalicelib.delivery import timezones
 from chalicelib.delivery.models import Action, EventRequest
 from chalicelib.errors import FieldError, InvalidJson, PayloadTooLarge, TemplateDefect, ValidationFailed
-from chalicelib.web import MAX_NESTING, nesting_depth
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_ID_LENGTH = 256

@@ -16,8 +16,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.bodies import MAX_NESTING, nesting_depth
 from chalicelib.errors import FieldError, InvalidJson, PayloadTooLarge, ValidationFailed
-from chalicelib.web import MAX_NESTING, nesting_depth
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_ID_LENGTH = 256

@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
@@ -133,7 +133,13 @@ def test_the_model_answers_every_request_as_moto_does(moto_table: Any, sequence:
     for key in KEYS:
         moto_table.delete_item(TableName=TABLE, Key={"id": {"S": key}})
     for operation, request in sequence:
-        assert _answer(model, operation, request) == _answer(moto_table, operation, request), (operation, request)
+        try:
+            expected = _answer(moto_table, operation, request)
+        except TypeError:
+            # moto compares a string with a number in a condition by raising (comparisons.py); DynamoDB
+            # evaluates such a comparison as false. Not the model's to match: this example is rejected.
+            reject()
+        assert _answer(model, operation, request) == expected, (operation, request)
     moto_items = sorted(moto_table.scan(TableName=TABLE)["Items"], key=lambda item: item["id"]["S"])
     model_items = sorted(model.scan(TableName=TABLE)["Items"], key=lambda item: item["id"]["S"])
     assert model_items == moto_items

@@ -10,7 +10,6 @@ Rokt does not publish what its own suffix means (docs/rokt-to-braze.md).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -196,11 +195,6 @@ def custom_event(
         "time": time,
         "properties": {k: v for k, v in properties.items() if v is not None},
     }
-
-
-def utc_time(epoch: float) -> str:
-    """``epoch`` (seconds) as ISO 8601 UTC to the second, as Braze takes a custom event's time."""
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _text(value: Any) -> str | None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.braze.client import MAX_OBJECTS_PER_KIND
 from chalicelib.sync import mapping
 from chalicelib.sync.records import LedgerEntry
+from chalicelib.sync.times import utc_time
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -82,7 +83,7 @@ def stage(
         return None
     event = None
     if claimed.claim == "new":  # "sent": the custom event may be in Braze already; never twice
-        event = mapping.custom_event(webhook, who, subscriber if state is not None else None, mapping.utc_time(now))
+        event = mapping.custom_event(webhook, who, subscriber if state is not None else None, utc_time(now))
     sent_before = claimed.claim == "sent"
     return Staged(claimed.record, webhook, subscriber, previous, event, claimed.started, sent_before=sent_before)
 

@@ -14,6 +14,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from chalicelib.sync.times import utc_iso
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -56,8 +58,8 @@ class Subscriber:
     active: bool
     identity: dict[str, str] | None
     values: Values = field(default_factory=dict)
-    created_at: str | None = None
-    deactivated_at: str | None = None
+    created_at: str | None = None  # ISO 8601 UTC, whatever format Rokt wrote it in
+    deactivated_at: str | None = None  # likewise
     calendar_code: str | None = None
     method: str | None = None
 
@@ -98,8 +100,8 @@ def subscriber(
         active=state.get("isActive") is not False and not state.get("deactivatedDate"),
         identity=identity(state, fallback),
         values=values,
-        created_at=_text(state.get("createdAt")),
-        deactivated_at=_text(state.get("deactivatedDate")),
+        created_at=utc_iso(state.get("createdAt")),
+        deactivated_at=utc_iso(state.get("deactivatedDate")),
         calendar_code=_text(calendar.get("code")),
         method=_text(state.get("subscriptionType")),
     )

@@ -101,10 +101,16 @@ def iam_policy(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
 
 
 def _outcome_alarm(
-    stage: str, metric: str, threshold: int, description: str, periods: tuple[int, int] = (5, 3)
+    stage: str,
+    metric: str,
+    threshold: int,
+    description: str,
+    *,
+    periods: tuple[int, int] = (5, 3),
+    routes: tuple[str, ...] = ALARMED_ROUTES,
 ) -> dict[str, Any]:
-    """Sum of an EMF outcome metric over the webhook routes and the delivery queue's consumer (EMF
-    dimensions: service, route), so queued-mode refusals and failures raise the same alarms."""
+    """Sum of an EMF outcome metric over ``routes`` (EMF dimensions: service, route): by default the webhook
+    routes and the delivery queue's consumer, so queued-mode refusals and failures raise the same alarms."""
     queries: list[dict[str, Any]] = [
         {
             "Id": f"m{index}",
@@ -119,9 +125,9 @@ def _outcome_alarm(
                 "Stat": "Sum",
             },
         }
-        for index, route in enumerate(ALARMED_ROUTES)
+        for index, route in enumerate(routes)
     ]
-    total = " + ".join(f"m{index}" for index in range(len(ALARMED_ROUTES)))
+    total = " + ".join(f"m{index}" for index in range(len(routes)))
     queries.append({"Id": "total", "Expression": total, "Label": metric, "ReturnData": True})
     return {
         "Type": "AWS::CloudWatch::Alarm",
@@ -348,6 +354,15 @@ def merge_template(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any
             ),
             "RoktRejectionAlarm": _outcome_alarm(
                 stage, "RejectedByRokt", 50, "Rokt refuses events for good: check the Braze template"
+            ),
+            "BrazeKeyRefusedAlarm": _outcome_alarm(
+                stage,
+                "BrazeKeyRefused",
+                0,
+                "Braze refuses the REST key (revoked, or mid-rotation): Rokt webhooks wait on the sync queue until "
+                "`bridgectl secrets set braze-key` stores one with users.track",
+                periods=(1, 1),
+                routes=("sync_queue",),
             ),
             **_gateway_responses(),
             "Dashboard": {

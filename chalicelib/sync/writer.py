@@ -18,12 +18,14 @@ and releases after it run until the batch's ``cleanup`` deadline, a little insid
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.clock import MIN_ATTEMPT_SECONDS
-from chalicelib.errors import BrazeKeyRefused, BrazeOutcomeUnknown, BridgeError
+from chalicelib.errors import BrazeKeyRefused, BrazeObjectRefused, BrazeOutcomeUnknown, BrazeRejected, BridgeError
 from chalicelib.fates import Fate
-from chalicelib.observability import count, logger
+from chalicelib.observability import count, logger, redact_emails
 from chalicelib.sync import plan
 from chalicelib.sync.outcomes import NotAttempted, Outcome, log_outcome
 from chalicelib.sync.records import EVENT_SENT
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 # The pre-call round (write-ahead, "sent" marks) stops this long before the deadline: what a
 # /users/track call at Braze's usual pace needs, so the marks it made are worth the call.
 BRAZE_CALL_RESERVE_SECONDS = 2.0
+HTTP_BAD_REQUEST = 400
+MAX_REASON_CHARS = 500
 
 
 class BrazeWriter(Protocol):
@@ -81,39 +85,67 @@ class Writer:
             self._write(chunk)
 
     def _write(self, chunk: list[plan.Group]) -> None:
-        """The pre-call round, one /users/track call, the post-call round."""
+        """The pre-call round, then the /users/track call(s) and the post-call round."""
         prepared = self._round(chunk, self._before_call)
         for group, error in prepared:
             if error is not None:  # Braze is not told what the ledger could not record first
                 self._write_failed(group.records, error)
-        chunk = [group for group, error in prepared if error is None]
-        if not chunk:
-            return
+        ready = [group for group, error in prepared if error is None]
+        if ready:
+            self._send(ready)
+
+    def _send(self, chunk: list[plan.Group]) -> None:
+        """One /users/track call for ``chunk``. A 400 for the whole call is bisected (by subscription) until
+        the subscription that makes it is alone: only its records are dead-lettered, the rest are written."""
         records = [s for group in chunk for s in group.records]
         if self._deadline.remaining() < MIN_ATTEMPT_SECONDS:
             self._write_failed(records, NotAttempted("no time left to write to Braze"))
             return
-        attributes = [obj for group in chunk for obj in group.attributes]
-        owners = [group.records[0] for group in chunk for _ in group.attributes]
+        owners = [group for group in chunk for _ in group.attributes]
         with_events = [s for group in chunk for s in group.records if s.event is not None]
-        events = [s.event for s in with_events if s.event is not None]
         try:
-            result = self._braze.track(attributes, events, self._deadline)
+            result = self._braze.track(
+                [obj for group in chunk for obj in group.attributes],
+                [s.event for s in with_events if s.event is not None],
+                self._deadline,
+            )
+        except BrazeRejected as exc:
+            if exc.status != HTTP_BAD_REQUEST or len(chunk) == 1:
+                self._write_failed(records, exc)
+                return
+            count("BrazeCallsSplit")
+            logger.warning("Braze refused a call with HTTP 400; split", extra={"subscriptions": len(chunk)})
+            self._send(chunk[: len(chunk) // 2])
+            self._send(chunk[len(chunk) // 2 :])
+            return
         except BridgeError as exc:
             if isinstance(exc, BrazeOutcomeUnknown):  # Braze may still apply it: keep the lease until it expires
                 self._leases.keep({group.subscription_id for group in chunk})
             self._write_failed(records, exc)
             return
         count("BrazeCalls")
-        self._log_object_errors(result, owners, with_events)
-        for group, error in self._round(chunk, self._after_call):
+        self._settle(chunk, result, _refusals(result, owners, with_events))
+
+    def _settle(self, chunk: list[plan.Group], result: TrackResult, refused: _Refused) -> None:
+        """After Braze's 2xx: a subscription whose attributes it refused is not committed (the ledger keeps
+        its superset) and its records are dead-lettered; the rest are committed, each record synced — or
+        dead-lettered, if Braze refused its custom event."""
+        written = [group for group in chunk if group.subscription_id not in refused.groups]
+        for group in chunk:
+            why = refused.groups.get(group.subscription_id)
+            if why is not None:
+                self._refused([(s, why, s.event is not None and id(s) not in refused.events) for s in group.records])
+        for group, error in self._round(written, functools.partial(self._after_call, refused.events)):
             if error is not None:
                 logger.warning("sync ledger not committed; the records come back and recompute")
                 self._write_failed(group.records, error, sent=True)
                 continue
             self._leases.given_back(group.subscription_id)
             for staged in group.records:
-                self._finish(staged, Outcome.SYNCED, status=result.status)
+                if id(staged) in refused.events:
+                    self._refused([(staged, refused.events[id(staged)], False)])
+                else:
+                    self._finish(staged, Outcome.SYNCED, status=result.status)
 
     def _before_call(self, group: plan.Group) -> None:
         """The ledger lists the values before Braze is told them, and each claim says its custom event
@@ -126,12 +158,13 @@ class Writer:
                 self._in_time(self._deadline, BRAZE_CALL_RESERVE_SECONDS)
                 self._claims.complete(staged.webhook.event_id, EVENT_SENT)
 
-    def _after_call(self, group: plan.Group) -> None:
-        """The ledger says what Braze now holds (giving the lease back), then each claim is completed."""
+    def _after_call(self, refused: dict[int, str], group: plan.Group) -> None:
+        """The ledger says what Braze now holds (giving the lease back), then each claim is completed — but
+        a claim whose custom event Braze refused, which ``_refused`` releases instead."""
         self._in_time(self._cleanup, MIN_ATTEMPT_SECONDS)
         self._ledger.commit(group.subscription_id, group.ledger, self._leases.owner)
         for staged in group.records:
-            if not self._complete(staged.webhook.event_id, {"status": "synced"}):
+            if id(staged) not in refused and not self._complete(staged.webhook.event_id, {"status": "synced"}):
                 logger.error("written to Braze, claim not completed", extra={"eventId": staged.webhook.event_id})
 
     @staticmethod
@@ -210,20 +243,44 @@ class Writer:
     def _finish(self, staged: plan.Staged, outcome: Outcome, **extra: Any) -> None:
         log_outcome(staged.record, staged.webhook, outcome, self._clock() - staged.started, **extra)
 
-    def _log_object_errors(
-        self, result: TrackResult, owners: list[plan.Staged], with_events: list[plan.Staged]
-    ) -> None:
-        """Braze's non-fatal per-object errors, named by webhook, never by e-mail address."""
-        for error in result.errors:
-            kind, index = error.get("input_array"), error.get("index")
-            source = owners if kind == "attributes" else with_events
-            webhook = source[index].webhook if isinstance(index, int) and 0 <= index < len(source) else None
-            count("BrazeObjectErrors")
-            logger.warning(
-                "Braze did not apply an object",
-                extra={
-                    "type": str(error.get("type"))[:200],
-                    "inputArray": kind,
-                    "eventId": webhook.event_id if webhook else None,
-                },
-            )
+    def _refused(self, refusals: list[tuple[plan.Staged, str, bool]]) -> None:
+        """Records Braze refused an object of, each dead-lettered with Braze's words; ``in_braze``: its custom
+        event was applied, so its claim stays "sent" (a replay writes the state only), else it is released
+        (a replay writes the event too). If the DLQ does not take one, it is retried."""
+        for staged, why, in_braze in refusals:
+            count("BrazeObjectsRefused")
+            if not in_braze and not staged.sent_before and self._cleanup.remaining() >= MIN_ATTEMPT_SECONDS:
+                self._claims.release(staged.webhook.event_id, BrazeObjectRefused(why))
+            if self._fates.dead_letter(staged.record, why) is Fate.DEAD_LETTERED:
+                self._finish(staged, Outcome.DEAD_LETTERED, error=BrazeObjectRefused.code)
+            else:
+                self.failed.add(staged.record.message_id)
+                self._finish(staged, Outcome.RETRYABLE_FAILURE, error=BrazeObjectRefused.code)
+
+
+@dataclass
+class _Refused:
+    """What Braze refused in one call: by subscription (its attribute objects) and by record (its event)."""
+
+    groups: dict[str, str] = field(default_factory=dict)
+    events: dict[int, str] = field(default_factory=dict)  # id(staged) → why
+
+
+def _refusals(result: TrackResult, owners: list[plan.Group], with_events: list[plan.Staged]) -> _Refused:
+    """Braze's per-object ``errors`` as reasons (Braze's words, e-mail addresses masked), each named by
+    subscription or webhook in the log, never by e-mail address."""
+    refused = _Refused()
+    for error in result.errors:
+        kind, index = error.get("input_array"), error.get("index")
+        words = str(redact_emails(str(error.get("type"))))[:MAX_REASON_CHARS]
+        count("BrazeObjectErrors")
+        if kind == "attributes" and isinstance(index, int) and 0 <= index < len(owners):
+            group = owners[index]
+            why = f"Braze refused the attributes of subscription {group.subscription_id}: {words}"
+            refused.groups.setdefault(group.subscription_id, why)
+        elif kind == "events" and isinstance(index, int) and 0 <= index < len(with_events):
+            staged = with_events[index]
+            why = f"Braze refused the custom event of webhook {staged.webhook.event_id}: {words}"
+            refused.events.setdefault(id(staged), why)
+        logger.warning("Braze did not apply an object", extra={"type": words, "inputArray": kind, "index": index})
+    return refused

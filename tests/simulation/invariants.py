@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.sync import mapping
 from chalicelib.sync.envelope import Account
-from tests.simulation.braze import REFUSED_MARK
+from tests.simulation.braze import REFUSED_MARK, SIMULATED_REFUSAL
 from tests.simulation.lambdas import API_GATEWAY_SECONDS
 
 if TYPE_CHECKING:
@@ -250,6 +250,8 @@ def _sync_dead_letter_is_due(reason: str, body: str, subscriptions: dict[str, An
     if "Rokt does not know subscription" in reason:
         return subscription_id not in subscriptions
     if "Braze refused" in reason:
+        if SIMULATED_REFUSAL in reason:  # an object the simulated Braze refused (its per-object errors)
+            return True
         found = subscriptions.get(subscription_id or "")
         return found is not None and REFUSED_MARK in str(found.email)
     return False

@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 from localworld.localstack import free_port
 from stage.names import function_names
 from stage.project import PROJECT_DIR
-from tests import deploy_harness as harness
+from tests.support import deploy_harness as harness
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence

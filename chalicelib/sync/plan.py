@@ -95,21 +95,30 @@ def groups(staged: list[Staged]) -> list[Group]:
     found = []
     for subscription_id, records in by_subscription.items():
         first = records[0]
-        current, previous = first.subscriber, first.previous
-        who = current.identity or (previous.identity if previous else None)
-        if who is None:
-            continue
-        add, remove = mapping.changes(previous.values if previous else {}, current)
-        objects = []
-        for old in previous.holders() if previous is not None else ():
-            if old != who:  # the subscriber id changed: take everything off every profile it was on
-                removal = mapping.attribute_object(old, {}, previous.values if previous else {})
-                objects += [removal] if removal is not None else []
-        new = mapping.attribute_object(who, add, remove)
-        objects += [new] if new is not None else []
-        ledger = LedgerEntry(who, current.values) if current.active else None
-        found.append(Group(subscription_id, objects, records, ledger, ahead(previous, who, current)))
+        planned = group(subscription_id, first.subscriber, first.previous, records)
+        if planned is not None:
+            found.append(planned)
     return found
+
+
+def group(
+    subscription_id: str, current: mapping.Subscriber, previous: LedgerEntry | None, records: list[Staged]
+) -> Group | None:
+    """One subscription's writes from its state and what the ledger says Braze may hold (``records``: the
+    webhooks behind them, none for a reconciliation); None when there is nobody to write to."""
+    who = current.identity or (previous.identity if previous else None)
+    if who is None:
+        return None
+    add, remove = mapping.changes(previous.values if previous else {}, current)
+    objects = []
+    for old in previous.holders() if previous is not None else ():
+        if old != who:  # the subscriber id changed: take everything off every profile it was on
+            removal = mapping.attribute_object(old, {}, previous.values if previous else {})
+            objects += [removal] if removal is not None else []
+    new = mapping.attribute_object(who, add, remove)
+    objects += [new] if new is not None else []
+    ledger = LedgerEntry(who, current.values) if current.active else None
+    return Group(subscription_id, objects, records, ledger, ahead(previous, who, current))
 
 
 def ahead(previous: LedgerEntry | None, who: dict[str, str], current: mapping.Subscriber) -> LedgerEntry | None:

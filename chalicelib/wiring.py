@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from chalicelib.runtime import Runtime
     from chalicelib.settings import Settings
     from chalicelib.sync.consumer import SyncConsumer
+    from chalicelib.sync.reconcile import Reconciler
 
 BRAZE_READ_TIMEOUT_SECONDS = 10.0
 # Every AWS call is bounded: 2 attempts of (1 s connect + 2 s read) plus one standard-mode backoff —
@@ -238,6 +239,27 @@ class Bridge:
             SyncLedger(self.dynamodb(), settings.idempotency_table, clock=runtime.time),
             QueueRecords(self.sqs()),
             fallback=settings.braze_identity_fallback,
+            runtime=runtime,
+        )
+
+    @_once
+    def reconciler(self) -> Reconciler:
+        """The scheduled reconciliation (and ``bridgectl reconcile``): the sync consumer's Rokt client,
+        Braze client and ledger, and the ledger's index. Its imports come on first use, as the consumer's."""
+        from chalicelib.rokt.subscriptions import RoktSubscriptionsClient  # noqa: PLC0415
+        from chalicelib.sync.ledger_index import LedgerIndex  # noqa: PLC0415
+        from chalicelib.sync.reconcile import Reconciler  # noqa: PLC0415
+        from chalicelib.sync.records import SyncLedger  # noqa: PLC0415
+
+        settings, runtime = self.settings, self.runtime
+        return Reconciler(
+            RoktSubscriptionsClient(self.rokt_transport()),
+            self.braze(),
+            SyncLedger(self.dynamodb(), settings.idempotency_table, clock=runtime.time),
+            LedgerIndex(self.dynamodb(), settings.idempotency_table),
+            fallback=settings.braze_identity_fallback,
+            period_seconds=settings.reconcile_period_seconds,
+            reads_per_second=settings.reconcile_reads_per_second,
             runtime=runtime,
         )
 

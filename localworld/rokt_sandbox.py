@@ -398,6 +398,7 @@ _CONTROL_ACTIONS: dict[tuple[str, str], ControlAction] = {
     ("POST", "subscribe"): lambda state, data: (201, state.subscriptions.subscribe(data).to_api()),
     ("POST", "unsubscribe"): lambda state, data: (200, state.subscriptions.unsubscribe(data).to_api()),
     ("POST", "subscriptions/update"): lambda state, data: (200, state.subscriptions.update(data).to_api()),
+    ("POST", "subscriptions/forget"): lambda state, data: (200, state.subscriptions.forget(data).to_api()),
     ("GET", "subscriptions"): lambda state, _: (200, [s.to_api() for s in state.subscriptions.all()]),
     # Rokt's outbound webhooks (v2)
     ("POST", "webhooks"): _register_webhook,

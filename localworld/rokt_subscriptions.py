@@ -226,6 +226,8 @@ class Subscriptions:
             subscription.tags = [str(t) for t in data["tags"] or []]
         if "method" in data:
             subscription.method = METHODS[str(data["method"]).lower()]
+        if "subscriberId" in data:  # the subscription moves to another subscriber
+            subscription.subscriber_id = _optional(data, "subscriberId")
         for key, attribute in (("optIn1", "marketing_allowed"), ("optIn2", "additional_opt_in")):
             if key in data:
                 setattr(subscription, attribute, bool(data[key]))
@@ -233,6 +235,12 @@ class Subscriptions:
             self.details_updated_type,
             subscription.envelope_details("SubscriptionViaCalendarPage", subscription=subscription.details()),
         )
+        return subscription
+
+    def forget(self, data: dict[str, Any]) -> Subscription:
+        """Rokt no longer knows the subscription (``GET`` answers 404), and says nothing: no webhook."""
+        subscription = self._require(data)
+        del self._by_id[subscription.id]
         return subscription
 
     def events_added(self, account: str, event: dict[str, Any], subscription_ids: list[str]) -> None:

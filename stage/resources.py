@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.delivery.queue import MAX_RECEIVES, RETENTION_SECONDS
 from chalicelib.settings import APP_NAME, RETRY_HORIZON_SECONDS
+from chalicelib.sync.ledger_index import LEDGER_INDEX, SHARD_ATTRIBUTE
 from chalicelib.sync.queue import SYNC_MAX_RECEIVES
 from stage import dashboard
 from stage.names import NAMESPACE, SERVICE, StageNames, resource_name
@@ -62,6 +63,13 @@ def iam_policy(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
                 "Resource": _arn("dynamodb", f"table/{table}"),
+            },
+            {
+                # the reconciliation enumerates the sync ledger through its sparse index, never a Scan
+                "Sid": "SyncLedgerIndex",
+                "Effect": "Allow",
+                "Action": ["dynamodb:Query"],
+                "Resource": _arn("dynamodb", f"table/{table}/index/{LEDGER_INDEX}"),
             },
             {
                 "Sid": "DeliveryQueue",
@@ -251,7 +259,9 @@ def queue_pair(prefix: str, names: tuple[str, str], max_receives: int) -> dict[s
 
 
 def table_resource(table: str) -> dict[str, Any]:
-    """The idempotency table: Powertools' schema (partition key ``id``), TTL on ``expiration``."""
+    """The idempotency table: Powertools' schema (partition key ``id``), TTL on ``expiration``; and the
+    sync ledger's sparse index (only ledger items carry its key: ``chalicelib.sync.ledger_index``), which
+    the reconciliation queries instead of scanning the table."""
     return {
         "Type": "AWS::DynamoDB::Table",
         "DeletionPolicy": "Retain",
@@ -259,8 +269,21 @@ def table_resource(table: str) -> dict[str, Any]:
         "Properties": {
             "TableName": table,
             "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+            "AttributeDefinitions": [
+                {"AttributeName": "id", "AttributeType": "S"},
+                {"AttributeName": SHARD_ATTRIBUTE, "AttributeType": "S"},
+            ],
             "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": LEDGER_INDEX,
+                    "KeySchema": [
+                        {"AttributeName": SHARD_ATTRIBUTE, "KeyType": "HASH"},
+                        {"AttributeName": "id", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                }
+            ],
             "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
             "SSESpecification": {"SSEEnabled": True},

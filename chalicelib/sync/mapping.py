@@ -14,12 +14,13 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from chalicelib.sync.envelope import Account
 from chalicelib.sync.times import utc_iso
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from chalicelib.sync.envelope import Account, RoktWebhook
+    from chalicelib.sync.envelope import RoktWebhook
 
 IdentityFallback = Literal["email", "none"]
 MAX_VALUE_CHARS = 255  # Braze's limit for a custom attribute string
@@ -123,6 +124,16 @@ def known_account(
         or _text(found.get("accountName"))
         or _unsuffixed(written.get("rokt:account_name"), subscription_id),
     )
+
+
+def written_account(subscription_id: str, values: Values, state: Mapping[str, Any] | None = None) -> Account | None:
+    """The account a subscription's ledger values name (a reconciliation has no webhook): the code the
+    bridge wrote, else Rokt's subscription's own ``accountCode`` should it name one; then its id and name
+    as ``known_account`` finds them. None without a code."""
+    code = _unsuffixed(values.get("rokt:account_code"), subscription_id) or _text((state or {}).get("accountCode"))
+    if code is None:
+        return None
+    return known_account(subscription_id, Account(code), state, values)
 
 
 def _unsuffixed(values: list[str] | None, subscription_id: str) -> str | None:

@@ -21,7 +21,6 @@ from botocore.config import Config
 from chalicelib.auth import PathTokenAuthenticator, SignatureVerifier, WebhookAuthenticator
 from chalicelib.delivery.breaker import CircuitBreaker
 from chalicelib.delivery.consumer import QueueConsumer
-from chalicelib.delivery.endpoint import WebhookEndpoint
 from chalicelib.delivery.in_order import InOrderDeliverer
 from chalicelib.delivery.queue import DeliveryQueue
 from chalicelib.delivery.service import DeliveryService
@@ -34,9 +33,8 @@ from chalicelib.rokt.events import RoktCalendarClient
 from chalicelib.rokt.tokens import TokenEndpoint, TokenProvider
 from chalicelib.rokt.transport import RoktTransport
 from chalicelib.runtime import SYSTEM
-from chalicelib.secrets import BRAZE_API_KEY, SecretStore
+from chalicelib.secrets import BRAZE_API_KEY, BRAZE_KEY_MAX_AGE_SECONDS, SecretStore
 from chalicelib.settings import CONNECT_TIMEOUT_SECONDS
-from chalicelib.sync.endpoint import BRAZE_KEY_MAX_AGE_SECONDS, RoktWebhookEndpoint
 from chalicelib.sync.queue import SyncQueue
 
 if TYPE_CHECKING:
@@ -48,10 +46,12 @@ if TYPE_CHECKING:
     from mypy_boto3_ssm.client import SSMClient
 
     from chalicelib.braze.client import BrazeClient
+    from chalicelib.delivery.endpoint import WebhookEndpoint
     from chalicelib.delivery.service import Deliverer
     from chalicelib.runtime import Runtime
     from chalicelib.settings import Settings
     from chalicelib.sync.consumer import SyncConsumer
+    from chalicelib.sync.endpoint import RoktWebhookEndpoint
     from chalicelib.sync.reconcile import Reconciler
 
 BRAZE_READ_TIMEOUT_SECONDS = 10.0
@@ -108,7 +108,10 @@ class Bridge:
     # --- Braze → Rokt ---------------------------------------------------------------------------
     @_once
     def delivery_endpoint(self) -> WebhookEndpoint:
-        """The webhook routes: authenticate, validate, and hand over to the intake chain."""
+        """The webhook routes: authenticate, validate, and hand over to the intake chain. The HTTP edges
+        (and Chalice with them) are imported on first use, so the operator CLI builds the graph without them."""
+        from chalicelib.delivery.endpoint import WebhookEndpoint  # noqa: PLC0415
+
         settings, runtime = self.settings, self.runtime
         store = self.secrets()
         return WebhookEndpoint(
@@ -206,6 +209,8 @@ class Bridge:
     @_once
     def sync_endpoint(self) -> RoktWebhookEndpoint:
         """The Rokt webhook route: check the token, keep the webhook on the sync queue."""
+        from chalicelib.sync.endpoint import RoktWebhookEndpoint  # noqa: PLC0415
+
         settings = self.settings
         queue_url = settings.sync_queue_url
         # Built on first use: a container that only delivers never creates the SQS client.

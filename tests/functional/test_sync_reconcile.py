@@ -320,3 +320,46 @@ def test_a_reconciliation_racing_webhooks_for_the_same_subscriptions_leaves_braz
 
     assert actual_profiles(braze) == expected_profiles(sandbox)
     assert requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).ok
+
+
+def test_bridgectl_reconcile_shows_what_would_change_without_an_e_mail_then_writes_it(
+    settings: Settings, aws: Aws, sandbox: Sandbox, braze: Braze, queue: QueuePair, clock: VirtualTime
+) -> None:
+    from bridgectl import reconcile
+
+    bridge = make(settings, aws, braze, queue, clock)
+    kept = sandbox.subscribe(subscriberId="ann", email="ann@example.com", tags=["A"])
+    moved = sandbox.subscribe(subscriberId="bob", email="bob@example.com", calendarCode="music")
+    with serving(bridge) as client:
+        forward(client, sandbox.sent_webhooks())
+        queue.drain(client, SYNC_BATCH_SIZE)
+    before = actual_profiles(braze)
+    bridge_down_while(
+        sandbox,
+        lambda: [
+            sandbox.control("POST", "subscriptions/update", {"subscriptionId": kept, "tags": ["B"]}),
+            sandbox.control("POST", "subscriptions/update", {"subscriptionId": moved, "subscriberId": "cy"}),
+        ],
+    )
+    found = bridge.reconciler()
+    seen: list[int] = []
+
+    looked = reconcile.check(found, found.everything(), dry_run=True, progress=lambda r: seen.append(r.read))
+    shown = reconcile.table(looked.drifts)
+
+    assert actual_profiles(braze) == before  # a dry run writes nothing
+    assert seen
+    assert seen[-1] == 2
+    assert "rokt:tags" in shown
+    assert "Sports/A/" in shown
+    assert "Sports/B/" in shown
+    assert "profile" in shown
+    assert "external_id:bob" in shown
+    assert "external_id:cy" in shown
+    assert "@" not in shown  # rokt:subscriber_email values are masked
+    assert reconcile.summary(looked).startswith("2 read, 0 unchanged, 2 drifted")
+
+    written = reconcile.check(found, [[kept, moved]], dry_run=False, progress=lambda _: None)
+    assert written.healed == {"tags": 1, "move": 1}
+    assert actual_profiles(braze) == expected_profiles(sandbox)
+

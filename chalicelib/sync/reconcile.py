@@ -213,14 +213,15 @@ class Reconciler:
         return cursor
 
     def _due(self, cursor: Cursor) -> float:
-        """How many subscriptions this run should re-read: the pass's share due by the next run (all of it
-        while the ledger's size is unknown: the first pass runs at the read ceiling)."""
+        """How many subscriptions this run should re-read: the pass's share due by the next run, paced on
+        the last pass's size — and all that is left when the next run would be past the period (the
+        ledger grew, or the first pass: its size unknown), so every subscription is read within it."""
         if cursor.finished:
             return 0
-        if cursor.last_size is None:
-            return math.inf
         elapsed = self._runtime.time() - cursor.started + RECONCILE_EVERY_MINUTES * 60
-        target = math.ceil(cursor.last_size * min(1.0, elapsed / self._period))
+        if cursor.last_size is None or elapsed >= self._period:
+            return math.inf
+        target = math.ceil(cursor.last_size * elapsed / self._period)
         return max(target - cursor.done, 0)
 
     # --- operators --------------------------------------------------------------------------------
@@ -455,9 +456,7 @@ class _HealingBook:
 
     def failed(self, groups: list[plan.Group], error: BridgeError | NotAttempted, *, sent: bool) -> None:
         count("ReconciliationFailed", len(groups))
-        logger.warning(
-            "reconciliation write failed; next run", extra={**_ROUTE, "error": str(error), "sent": sent}
-        )
+        logger.warning("reconciliation write failed; next run", extra={**_ROUTE, "error": str(error), "sent": sent})
         with self._lock:
             self._report.retry += [group.subscription_id for group in groups]
             self._report.failed += len(groups)

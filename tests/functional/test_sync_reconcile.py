@@ -363,3 +363,19 @@ def test_bridgectl_reconcile_shows_what_would_change_without_an_e_mail_then_writ
     assert written.healed == {"tags": 1, "move": 1}
     assert actual_profiles(braze) == expected_profiles(sandbox)
 
+
+def test_subscriptions_the_ledger_gains_after_an_empty_pass_are_still_read_within_the_period(
+    synced: Client, sandbox: Sandbox, braze: Braze, queue: QueuePair, clock: VirtualTime
+) -> None:
+    """Found by the simulator: a pass over an empty ledger paced the next one on its size (none)."""
+    assert reconcile_once()["passFinished"]  # the ledger is empty: the pass is over at once
+    clock.sleep(PERIOD)
+    subscription = sandbox.subscribe(subscriberId="ann", tags=["A"])
+    forward(synced, sandbox.sent_webhooks())
+    queue.drain(synced, SYNC_BATCH_SIZE)
+    retag = {"subscriptionId": subscription, "tags": ["B"]}
+    bridge_down_while(sandbox, lambda: sandbox.control("POST", "subscriptions/update", retag))
+
+    one_period(clock)
+
+    assert actual_profiles(braze) == expected_profiles(sandbox)

@@ -172,14 +172,26 @@ class Reconciler:
 
     # --- the scheduled run ------------------------------------------------------------------------
     def run(self, context: Any = None) -> Report:
-        """Continue the pass from the saved cursor: what is due by the next run, within Lambda's time."""
+        """Continue the pass from the saved cursor: what is due by the next run, within Lambda's time. The
+        ledger's index or the cursor failing (DynamoDB) ends the run: the next continues from the cursor
+        last saved (what this run healed since is only read again)."""
         for_route(ROUTE)
         clock, sleep = self._runtime.monotonic, self._runtime.sleep
         remaining_ms = lambda_remaining_ms(context)
         budget = math.inf if remaining_ms is None else remaining_ms / 1000 - LAMBDA_SAFETY_MARGIN_SECONDS
         deadline = Deadline(budget, clock=clock, sleep=sleep)
-        cursor = self._start(self._index.cursor())
         report = Report()
+        try:
+            cursor = self._start(self._index.cursor())
+            self._continue(cursor, deadline, report)
+        except BridgeError as exc:
+            logger.warning("reconciliation run stopped; the next continues", extra={**_ROUTE, "error": str(exc)})
+            return report
+        logger.info("reconciliation run", extra={**_ROUTE, **report.summary(), "passDone": cursor.done})
+        return report
+
+    def _continue(self, cursor: Cursor, deadline: Deadline, report: Report) -> None:
+        """The subscriptions to read again first, then the pass's share due, saving the cursor after each batch."""
         due = self._due(cursor)
         retry, cursor.retry = cursor.retry, []
         while retry and deadline.remaining() > BATCH_BUDGET_SECONDS / 2:
@@ -200,8 +212,6 @@ class Reconciler:
         cursor.retry = _unique(retry + report.retry)[:MAX_RETRIES_KEPT]
         self._index.save(cursor)
         report.pass_finished = cursor.finished
-        logger.info("reconciliation run", extra={**_ROUTE, **report.summary(), "passDone": cursor.done})
-        return report
 
     def _start(self, cursor: Cursor) -> Cursor:
         """The pass in progress; a new one when the last finished and its period is over (or none began)."""

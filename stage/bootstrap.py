@@ -116,8 +116,8 @@ def _indexes(dynamodb: DynamoDBClient, properties: Mapping[str, Any], progress: 
             GlobalSecondaryIndexUpdates=[{"Create": index}],
         )
         progress(
-            f"table {table}: index {index['IndexName']} added (it lists the ledger items written from now on; "
-            "`bridgectl reconcile --stage S --index-existing` adds the earlier ones)"
+            f"table {table}: index {index['IndexName']} added (it lists each ledger item from its next write; "
+            "see docs/rokt-to-braze.md, Reconciliation)"
         )
 
 

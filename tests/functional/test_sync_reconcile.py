@@ -379,3 +379,42 @@ def test_subscriptions_the_ledger_gains_after_an_empty_pass_are_still_read_withi
     one_period(clock)
 
     assert actual_profiles(braze) == expected_profiles(sandbox)
+
+
+def test_what_one_pass_costs_per_subscription_is_what_the_capacity_model_prices(
+    settings: Settings, aws: Aws, sandbox: Sandbox, braze: Braze, queue: QueuePair, clock: VirtualTime
+) -> None:
+    """Counted at the service boundaries: Rokt reads, DynamoDB calls by operation, Braze calls."""
+    from bridgectl import capacity
+    from localworld.aws_proxy import AwsProxy
+
+    ids = [sandbox.subscribe(subscriberId=f"u{n}", calendarCode=f"c{n}") for n in range(30)]
+    with serving(make(settings, aws, braze, queue, clock)) as client:
+        forward(client, sandbox.sent_webhooks())
+        queue.drain(client, SYNC_BATCH_SIZE)
+    drifted = ids[:10]
+    bridge_down_while(
+        sandbox,
+        lambda: [
+            sandbox.control("POST", "subscriptions/update", {"subscriptionId": s, "tags": ["X"]}) for s in drifted
+        ],
+    )
+    with AwsProxy(aws.url) as proxy:
+        counted = Aws(proxy.url, aws.session)
+        with serving(make(settings, counted, braze, queue, clock)):
+            reads, calls = sandbox.count("subscriptions_requests"), braze.track_calls()
+            proxy.counts.clear()
+            run = reconcile_once()
+            counts = dict(proxy.counts)
+
+    assert run["read"] == 30
+    assert run["healed"] == {"tags": 10}
+    assert sandbox.count("subscriptions_requests") - reads == 30  # one Rokt read per subscription
+    unchanged, healed = 30 - len(drifted), len(drifted)
+    writes = unchanged * capacity.WRITES_UNCHANGED + healed * capacity.WRITES_DRIFTED
+    assert counts["dynamodb.UpdateItem"] == writes  # the lease, then the expiry refresh or write-ahead + commit
+    assert counts["dynamodb.Query"] <= 16 * 2  # each shard's pages (keys only), never a Scan
+    assert "dynamodb.Scan" not in counts
+    assert counts["dynamodb.GetItem"] == 1  # the cursor, once per run
+    batches = counts["dynamodb.PutItem"] - 1  # the cursor, after each batch and at the end
+    assert 1 <= braze.track_calls() - calls <= min(healed, batches)  # only batches with something drifted

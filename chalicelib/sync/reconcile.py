@@ -307,7 +307,7 @@ class Reconciler:
             elif inspection.outcome == "unchanged":
                 report.unchanged += 1
                 if write:
-                    self._touch(sid, leases, report)
+                    self._touch(sid, leases)
             elif inspection.outcome == "gone" and write:
                 self._forget_empty(sid, leases)
             elif inspection.outcome == "drift" and inspection.group is not None:
@@ -316,7 +316,7 @@ class Reconciler:
                     groups.append(inspection.group)
         return groups
 
-    def _touch(self, subscription_id: str, leases: Leases, report: Report) -> None:
+    def _touch(self, subscription_id: str, leases: Leases) -> None:
         try:
             self._ledger.touch(subscription_id, leases.owner)
         except BridgeError:

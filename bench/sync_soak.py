@@ -5,7 +5,7 @@ them); several sync consumer threads ("containers", each with its own clients, s
 DynamoDB and SSM) take batches of random size in random order while faults come and go on Rokt's
 subscription reads, Braze (429, 5xx) and DynamoDB; SQS redelivers some acknowledged messages; and the
 scheduled reconciliation runs alongside (every 15 minutes of its own clock, a period of an hour), then
-for one more period after the queue drained. After that: every Braze profile must equal Rokt's state
+for two more periods after the queue drained. After that: every Braze profile must equal Rokt's state
 for each subscription — on its subscriber's profile and on no other — and each Rokt eventId the bridge
 heard of must have left exactly one custom event (healing invents none). Prints the figures; exits 1 on
 any wrong profile or missing/doubled event. Sizes: SYNC_SOAK_CONSUMERS (4), SYNC_SOAK_SUBSCRIPTIONS
@@ -310,9 +310,10 @@ class ReconcileClock:
         return time.time() + self.offset
 
 
-def reconcile(rig: Rig, stop: threading.Event, tally: Tally, until: float, *, periods_after: int = 1) -> None:
+def reconcile(rig: Rig, stop: threading.Event, tally: Tally, until: float, *, periods_after: int = 2) -> None:
     """EventBridge's schedule for the reconciliation, compressed: a run, then 15 minutes later (by the
-    reconciliation's own clock) the next, while the soak runs — and one whole period after ``stop``."""
+    reconciliation's own clock) the next, while the soak runs — and two whole periods after ``stop``
+    (a subscription is read again about a period after its last read; up to two while the ledger grows)."""
     clock = ReconcileClock()
     reconciler = rig.container(Runtime(time=clock.time)).reconciler()
     after = -1

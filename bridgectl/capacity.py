@@ -185,7 +185,8 @@ def reconciliation(ledger: Ledger) -> dict[str, Any]:
     drifted = reads * ledger.drift_fraction
     batches = math.ceil(ledger.subscriptions / BATCH_SIZE) * passes
     page_units = math.ceil(BATCH_SIZE * INDEX_ENTRY_BYTES / 4096) * 0.5
-    read_units = batches * page_units + runs * 0.5  # the index pages, the cursor read once per run
+    count_units = math.ceil(ledger.subscriptions * INDEX_ENTRY_BYTES / 4096) * 0.5 * passes  # sized per pass
+    read_units = batches * page_units + count_units + runs * 0.5  # pages, the count, the cursor once per run
     write_units = (reads - drifted) * WRITES_UNCHANGED + drifted * WRITES_DRIFTED + batches + runs  # + cursor saves
     braze_calls = min(drifted, batches * (1 - (1 - ledger.drift_fraction) ** BATCH_SIZE))
     per_batch = (
@@ -224,7 +225,8 @@ def render_reconciliation(ledger: Ledger, result: dict[str, Any]) -> str:
             f"reconciliation: {ledger.subscriptions:,} subscriptions, a pass every {ledger.period_seconds / 3600:g} h, "
             f"at most {ledger.reads_per_second:g} Rokt reads/s, {ledger.drift_fraction:.1%} drifted",
             f"Rokt reads/day: {result['rokt_reads_per_day']:,} (average {result['rokt_reads_per_second_average']}/s)",
-            f"DynamoDB/day: {result['dynamodb_read_units_per_day']:,} read units (the ledger index, the cursor), "
+            f"DynamoDB/day: {result['dynamodb_read_units_per_day']:,} read units (the ledger index: its count and "
+            "pages; the cursor), "
             f"{result['dynamodb_write_units_per_day']:,} write units (leases, expiry refreshes, healed entries)",
             f"Braze /users/track calls/day: {result['braze_calls_per_day']:,} (only for what drifted)",
             f"Lambda seconds/day: {result['lambda_seconds_per_day']:,} over {result['runs_per_day']} runs; {fits}",

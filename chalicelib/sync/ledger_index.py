@@ -9,9 +9,9 @@ partition small. A page of 100 keys costs one read unit (keys only, ~60 bytes ea
 consistent: 0.5 unit per 4 KB).
 
 The cursor is one item of the same table (no ``ledger_shard``, so never in the index): the pass in
-progress (its start, the shard and last key reached, how many subscriptions it has re-read), the size
-of the last complete pass (which paces the next), and the subscriptions to read again next run (Rokt
-failed on them).
+progress (its start, the shard and last key reached, how many subscriptions it has re-read), the
+ledger's size counted when the pass started (which paces it), and the subscriptions to read again next
+run (Rokt failed on them).
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def shard_of(subscription_id: str) -> str:
 @dataclass
 class Cursor:
     """Where reconciliation is: the pass started at ``started`` (epoch s) has reached ``shard`` and, in it,
-    the key ``after``; it has re-read ``done`` subscriptions; the last complete pass had ``last_size``."""
+    the key ``after``; it has re-read ``done`` of the ``last_size`` subscriptions the ledger held when it
+    started (counted then)."""
 
     started: float = 0.0
     shard: int = 0
@@ -89,6 +90,30 @@ class LedgerIndex:
         ids = [key.removeprefix(LEDGER_KEY_PREFIX) for key in keys if key.startswith(LEDGER_KEY_PREFIX)]
         last = answer.get("LastEvaluatedKey")
         return ids, (str(last["id"]["S"]) if last else None)
+
+    def count(self) -> int:
+        """How many subscriptions the ledger knows (a keys-only count of every shard: one read unit per
+        ~45,000 entries, once per pass), so a pass is paced on its own size from its start."""
+        total = 0
+        for shard in range(SHARDS):
+            query: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": LEDGER_INDEX,
+                "KeyConditionExpression": "#shard = :shard",
+                "ExpressionAttributeNames": {"#shard": SHARD_ATTRIBUTE},
+                "ExpressionAttributeValues": {":shard": {"S": str(shard)}},
+                "Select": "COUNT",
+            }
+            while True:
+                try:
+                    answer = self._dynamodb.query(**query)
+                except _AWS_ERRORS as exc:
+                    raise DependencyUnavailable("the sync ledger's index (DynamoDB) is unavailable") from exc
+                total += int(answer.get("Count", 0))
+                if "LastEvaluatedKey" not in answer:
+                    break
+                query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return total
 
     def cursor(self) -> Cursor:
         try:

@@ -214,18 +214,17 @@ class Reconciler:
         report.pass_finished = cursor.finished
 
     def _start(self, cursor: Cursor) -> Cursor:
-        """The pass in progress; a new one when the last finished and its period is over (or none began)."""
+        """The pass in progress; a new one (its size counted) when the last finished and its period is
+        over, or none began — so each subscription is read again about one period after its last read."""
         now = self._runtime.time()
-        if cursor.started == 0.0:
-            return Cursor(started=now, retry=cursor.retry)
-        if cursor.finished and now >= cursor.started + self._period:
-            return Cursor(started=now, last_size=cursor.done, retry=cursor.retry)
+        if cursor.started == 0.0 or (cursor.finished and now >= cursor.started + self._period):
+            return Cursor(started=now, last_size=self._index.count(), retry=cursor.retry)
         return cursor
 
     def _due(self, cursor: Cursor) -> float:
         """How many subscriptions this run should re-read: the pass's share due by the next run, paced on
-        the last pass's size — and all that is left when the next run would be past the period (the
-        ledger grew, or the first pass: its size unknown), so every subscription is read within it."""
+        the ledger's size when the pass began — and all that is left when the next run would be past the
+        period (the ledger grew meanwhile), so every subscription is read within it."""
         if cursor.finished:
             return 0
         elapsed = self._runtime.time() - cursor.started + RECONCILE_EVERY_MINUTES * 60

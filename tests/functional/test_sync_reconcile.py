@@ -226,16 +226,20 @@ def test_the_ledger_is_enumerated_through_its_sparse_index_and_the_cursor_surviv
     assert len(indexed) == 5  # the ledger items only, not the claims beside them
     assert len(table) > len(indexed)
 
-    first = reconcile_once()
-    cursor = json.loads(dynamodb.get_item(TableName=TABLE, Key={"id": {"S": CURSOR_KEY}})["Item"]["cursor"]["S"])
-    assert first["read"] == 5
-    assert first["passFinished"]
-    assert cursor["done"] == 5
+    def cursor() -> dict[str, Any]:
+        found = dynamodb.get_item(TableName=TABLE, Key={"id": {"S": CURSOR_KEY}})["Item"]["cursor"]["S"]
+        return dict(json.loads(found))
 
-    clock.sleep(RUN_EVERY)
-    assert reconcile_once()["read"] == 0  # the pass is done; the next starts when the period is over
-    clock.sleep(PERIOD)
-    assert reconcile_once()["read"] >= 1  # the next pass, spread over the period's runs
+    first = reconcile_once()
+    assert first["read"] == 1  # the pass is spread over the period: 5 x 15 min / 24 h, rounded up
+    assert cursor()["last_size"] == 5  # counted through the index when the pass began
+    assert cursor()["done"] == 1
+
+    runs = one_period(clock)  # each run continues where the last stopped
+    assert sum(run["read"] for run in runs) == 4  # the rest of the pass, within its period
+    assert runs[-1]["passFinished"]
+    assert cursor()["done"] == 5
+    assert reconcile_once()["read"] == 1  # a period after the last began, the next pass
 
 
 def test_a_rokt_outage_changes_nothing_and_is_read_again_next_run(
@@ -368,7 +372,7 @@ def test_subscriptions_the_ledger_gains_after_an_empty_pass_are_still_read_withi
     synced: Client, sandbox: Sandbox, braze: Braze, queue: QueuePair, clock: VirtualTime
 ) -> None:
     """Found by the simulator: a pass over an empty ledger paced the next one on its size (none)."""
-    assert reconcile_once()["passFinished"]  # the ledger is empty: the pass is over at once
+    assert reconcile_once()["read"] == 0  # the ledger is empty
     clock.sleep(PERIOD)
     subscription = sandbox.subscribe(subscriberId="ann", tags=["A"])
     forward(synced, sandbox.sent_webhooks())
@@ -400,8 +404,8 @@ def test_what_one_pass_costs_per_subscription_is_what_the_capacity_model_prices(
         ],
     )
     with AwsProxy(aws.url) as proxy:
-        counted = Aws(proxy.url, aws.session)
-        with serving(make(settings, counted, braze, queue, clock)):
+        counted = Aws(proxy.url, aws.session)  # a period of one run: this run's share is the whole pass
+        with serving(make(settings, counted, braze, queue, clock, reconcile_period_seconds=RUN_EVERY)):
             reads, calls = sandbox.count("subscriptions_requests"), braze.track_calls()
             proxy.counts.clear()
             run = reconcile_once()
@@ -413,7 +417,7 @@ def test_what_one_pass_costs_per_subscription_is_what_the_capacity_model_prices(
     unchanged, healed = 30 - len(drifted), len(drifted)
     writes = unchanged * capacity.WRITES_UNCHANGED + healed * capacity.WRITES_DRIFTED
     assert counts["dynamodb.UpdateItem"] == writes  # the lease, then the expiry refresh or write-ahead + commit
-    assert counts["dynamodb.Query"] <= 16 * 2  # each shard's pages (keys only), never a Scan
+    assert counts["dynamodb.Query"] <= 16 + 16 * 2  # each shard counted, then its pages (keys only)
     assert "dynamodb.Scan" not in counts
     assert counts["dynamodb.GetItem"] == 1  # the cursor, once per run
     batches = counts["dynamodb.PutItem"] - 1  # the cursor, after each batch and at the end

@@ -369,6 +369,8 @@ class DynamoDbModel:
         start = (request.get("ExclusiveStartKey") or {}).get(sort)
         if start is not None:
             found = [item for item in found if item[sort]["S"] > start["S"]]
+        if request.get("Select") == "COUNT":
+            return {"Count": len(found)}
         limit = int(request.get("Limit") or len(found) or 1)
         page = found[:limit]
         key = self.keys[TableName]

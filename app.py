@@ -8,13 +8,13 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
-from chalice.app import Chalice, ConvertToMiddleware, Request, Response, SQSEvent
+from chalice.app import Chalice, CloudWatchEvent, ConvertToMiddleware, Rate, Request, Response, SQSEvent
 
 from chalicelib import routes
 from chalicelib.delivery.models import Action
 from chalicelib.delivery.queue import BATCH_SIZE, MAX_CONCURRENCY, delivery_queue_names
 from chalicelib.observability import flush_metrics, logger
-from chalicelib.settings import APP_NAME, Settings, stage_of
+from chalicelib.settings import APP_NAME, RECONCILE_EVERY_MINUTES, Settings, stage_of
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_BATCH_WINDOW_SECONDS, sync_queue_names
 from chalicelib.web import as_ours, health, http_errors
 from chalicelib.wiring import Bridge
@@ -68,6 +68,14 @@ def flush_queue_metrics(event: Any, get_response: Callable[[Any], Any]) -> Any:
         return get_response(event)
     finally:
         flush_metrics()  # a batch that failed outright still reports what it counted
+
+
+@app.middleware("scheduled")
+def flush_scheduled_metrics(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    try:
+        return get_response(event)
+    finally:
+        flush_metrics()
 
 
 def _request() -> Request:
@@ -132,3 +140,9 @@ def deliver_queued(event: SQSEvent) -> dict[str, Any]:
 )
 def sync_subscribers(event: SQSEvent) -> dict[str, Any]:
     return bridge().sync_consumer().handle(event.to_dict(), event.context)
+
+
+@app.schedule(Rate(RECONCILE_EVERY_MINUTES, unit=Rate.MINUTES))
+def reconcile_subscriptions(event: CloudWatchEvent) -> dict[str, Any]:
+    """Braze equals Rokt within a day, whatever webhooks the bridge missed (docs/rokt-to-braze.md)."""
+    return bridge().reconciler().run(event.context).summary()

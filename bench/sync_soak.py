@@ -1,12 +1,15 @@
 """`make soak-sync`: a bounded concurrency soak of the Rokt → Braze sync on loopback. Rokt-side
-changes (subscribe, tag changes, unsubscribe) emit webhooks, Rokt sends some twice, and several sync
-consumer threads ("containers", each with its own clients, sharing one SQS queue, DynamoDB and SSM)
-take batches of random size in random order while faults come and go on Rokt's subscription reads,
-Braze (429, 5xx) and DynamoDB; SQS redelivers some acknowledged messages. After draining: every Braze
-profile must equal Rokt's state for each of its subscriptions, and each Rokt eventId must have left
-exactly one custom event. Prints the figures; exits 1 on any wrong profile or missing/doubled event.
-Sizes: SYNC_SOAK_CONSUMERS (4), SYNC_SOAK_SUBSCRIPTIONS (40), SYNC_SOAK_CHANGES (240),
-SYNC_SOAK_SEED (7), SYNC_SOAK_MAX_SECONDS (600).
+changes (subscribe, tag changes, subscriber moves, unsubscribes, subscriptions Rokt forgets) emit
+webhooks; Rokt sends some twice and gives up on some (``SYNC_SOAK_MISSED``: the bridge never hears of
+them); several sync consumer threads ("containers", each with its own clients, sharing one SQS queue,
+DynamoDB and SSM) take batches of random size in random order while faults come and go on Rokt's
+subscription reads, Braze (429, 5xx) and DynamoDB; SQS redelivers some acknowledged messages; and the
+scheduled reconciliation runs alongside (every 15 minutes of its own clock, a period of an hour), then
+for two more periods after the queue drained. After that: every Braze profile must equal Rokt's state
+for each subscription — on its subscriber's profile and on no other — and each Rokt eventId the bridge
+heard of must have left exactly one custom event (healing invents none). Prints the figures; exits 1 on
+any wrong profile or missing/doubled event. Sizes: SYNC_SOAK_CONSUMERS (4), SYNC_SOAK_SUBSCRIPTIONS
+(40), SYNC_SOAK_CHANGES (240), SYNC_SOAK_MISSED (0.1), SYNC_SOAK_SEED (7), SYNC_SOAK_MAX_SECONDS (600).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from botocore.exceptions import ClientError
 from chalice.local import LambdaContext
 
 from chalicelib.observability import logger, metrics
+from chalicelib.runtime import SYSTEM, Runtime
 from chalicelib.settings import Settings
 from chalicelib.sync import mapping
 from chalicelib.sync.envelope import parse
@@ -62,6 +66,8 @@ TAGS = ["A", "B", "C", "D"]
 USERS = 12
 FAULT_EVERY_SECONDS = 0.3
 LAMBDA_MS = 30_000
+RECONCILE_PERIOD_SECONDS = 3600.0  # the least the settings allow: four scheduled runs
+RUN_SECONDS = 15 * 60.0
 
 
 @dataclass
@@ -71,6 +77,7 @@ class SoakConfig:
     changes: int = 240
     duplicate_rate: float = 0.2  # Rokt sends a webhook twice
     redelivery_rate: float = 0.1  # SQS hands an acknowledged message over again
+    missed_rate: float = 0.1  # Rokt gives up on a webhook: the bridge never hears of it
     seed: int = 7
     max_seconds: float = 600.0
 
@@ -81,6 +88,7 @@ class SoakConfig:
             consumers=int(env.get("SYNC_SOAK_CONSUMERS", "4")),
             subscriptions=int(env.get("SYNC_SOAK_SUBSCRIPTIONS", "40")),
             changes=int(env.get("SYNC_SOAK_CHANGES", "240")),
+            missed_rate=float(env.get("SYNC_SOAK_MISSED", "0.1")),
             seed=int(env.get("SYNC_SOAK_SEED", "7")),
             max_seconds=float(env.get("SYNC_SOAK_MAX_SECONDS", "600")),
         )
@@ -136,8 +144,9 @@ class Rig:
         answer.raise_for_status()
         return answer.json()
 
-    def container(self) -> Bridge:
-        """One sync consumer Lambda container: its own clients, token memory and HTTP session."""
+    def container(self, runtime: Runtime = SYSTEM) -> Bridge:
+        """One Lambda container (a sync consumer, or the reconciliation): its own clients, token memory
+        and HTTP session."""
         settings = Settings(
             stage="soak",
             rokt_api_url=self.sandbox_url,
@@ -146,6 +155,8 @@ class Rig:
             rokt_timeout_seconds=2.0,
             braze_rest_endpoint=self.braze_url,
             sync_queue_url=self.queue_url,
+            reconcile_period_seconds=RECONCILE_PERIOD_SECONDS,
+            reconcile_reads_per_second=50.0,
         )
         return Bridge(
             settings,
@@ -153,6 +164,7 @@ class Rig:
             dynamodb_client=self.session.client("dynamodb", endpoint_url=self.proxy.url, config=AWS_CLIENT_CONFIG),
             sqs_client=self.session.client("sqs", endpoint_url=self.proxy.url, config=AWS_CLIENT_CONFIG),
             session=requests.Session(),
+            runtime=runtime,
         )
 
 
@@ -165,11 +177,17 @@ class Forwarder:
         self._queue = SyncQueue(rig.sqs, rig.queue_url)
         self._sent = 0
         self._late: list[dict[str, Any]] = []
+        self.heard: set[str] = set()  # the eventIds that reached the bridge
+        self.forgotten: set[str] = set()  # subscriptions Rokt no longer knows
 
     def forward(self) -> None:
         envelopes = self._rig.sandbox("GET", "webhooks/sent")[self._sent :]
         self._sent += len(envelopes)
         for envelope in envelopes:
+            if self._rng.random() < self._config.missed_rate:
+                self._tally.add("webhooks_missed")  # Rokt retried for 30 minutes, then gave up
+                continue
+            self.heard.add(str(envelope["eventId"]))
             copies = 2 if self._rng.random() < self._config.duplicate_rate else 1
             for _ in range(copies):
                 if self._rng.random() < 0.2:
@@ -191,9 +209,9 @@ class Forwarder:
         self._tally.add("webhooks_sent")
 
 
-def produce(rig: Rig, config: SoakConfig, rng: random.Random, tally: Tally) -> None:
-    """Rokt-side changes: subscriptions, then tag changes and unsubscribes, each webhook forwarded."""
-    rokt = Forwarder(rig, config, rng, tally)
+def produce(rig: Rig, config: SoakConfig, rng: random.Random, tally: Tally, rokt: Forwarder) -> None:
+    """Rokt-side changes: subscriptions, then tag changes, moves, unsubscribes and subscriptions Rokt
+    forgets (404, no webhook), each webhook forwarded (or missed)."""
     active: list[str] = []
     for index in range(config.subscriptions):
         tags = rng.sample(TAGS, rng.randint(0, 2))
@@ -204,9 +222,17 @@ def produce(rig: Rig, config: SoakConfig, rng: random.Random, tally: Tally) -> N
         if not active:
             break
         subscription = rng.choice(active)
-        if rng.random() < 0.15:
+        draw = rng.random()
+        if draw < 0.12:
             rig.sandbox("POST", "unsubscribe", {"subscriptionId": subscription})
             active.remove(subscription)
+        elif draw < 0.15:
+            rig.sandbox("POST", "subscriptions/forget", {"subscriptionId": subscription})
+            rokt.forgotten.add(subscription)
+            active.remove(subscription)
+        elif draw < 0.25:
+            who = f"soak{rng.randrange(USERS)}"
+            rig.sandbox("POST", "subscriptions/update", {"subscriptionId": subscription, "subscriberId": who})
         else:
             tags = rng.sample(TAGS, rng.randint(0, 3))
             rig.sandbox("POST", "subscriptions/update", {"subscriptionId": subscription, "tags": tags})
@@ -274,6 +300,38 @@ def consume(rig: Rig, bridge: Bridge, rng: random.Random, done: threading.Event,
                 tally.add("stale_receipts")
 
 
+class ReconcileClock:
+    """The reconciliation container's wall clock: 15 minutes later at each scheduled run."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+
+def reconcile(rig: Rig, stop: threading.Event, tally: Tally, until: float, *, periods_after: int = 2) -> None:
+    """EventBridge's schedule for the reconciliation, compressed: a run, then 15 minutes later (by the
+    reconciliation's own clock) the next, while the soak runs — and two whole periods after ``stop``
+    (a subscription is read again about a period after its last read; up to two while the ledger grows)."""
+    clock = ReconcileClock()
+    reconciler = rig.container(Runtime(time=clock.time)).reconciler()
+    after = -1
+    while time.monotonic() < until and after != 0:
+        if stop.is_set() and after < 0:
+            after = periods_after * int(RECONCILE_PERIOD_SECONDS // RUN_SECONDS) + 1
+        report = reconciler.run(LambdaContext("reconcile_subscriptions", 512, max_runtime_ms=300_000))
+        metrics.clear_metrics()
+        tally.add("reconcile_runs")
+        tally.add("reconcile_reads", report.read)
+        tally.add("reconcile_failed", report.failed)
+        for kind, healed in report.healed.items():
+            tally.add(f"healed_{kind}", healed)
+        clock.offset += RUN_SECONDS
+        after -= 1 if after > 0 else 0
+        time.sleep(0.05)
+
+
 def queue_empty(rig: Rig) -> bool:
     attributes = rig.sqs.get_queue_attributes(
         QueueUrl=rig.queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
@@ -281,42 +339,49 @@ def queue_empty(rig: Rig) -> bool:
     return all(value == "0" for value in attributes.values())
 
 
-def verify(rig: Rig) -> dict[str, int]:
-    """Every profile against Rokt's state, subscription by subscription; custom events per eventId."""
+def verify(rig: Rig, rokt: Forwarder) -> dict[str, int]:
+    """Every subscription against Rokt's state on every profile (its values on its subscriber's profile
+    only, none anywhere once it ended or Rokt forgot it); custom events per eventId the bridge heard of."""
     webhooks = rig.sandbox("GET", "webhooks/sent")
     by_subscription: dict[str, list[Any]] = {}
     for envelope in webhooks:
         webhook = parse(envelope)
         if webhook.subscription_id is not None:
             by_subscription.setdefault(webhook.subscription_id, []).append(webhook)
-    users = {u.get("external_id"): u for u in rig.braze("GET", "users")}
+    users = rig.braze("GET", "users")
     counts = Counter[str]()
-    for state in rig.sandbox("GET", "subscriptions"):
-        subscription_id = str(state["subscriptionId"])
-        account = by_subscription[subscription_id][-1].account
-        assert account is not None
-        current = mapping.subscriber(subscription_id, state, account, "email")
-        expected = current.values if current.active else {}
-        profile = users.get(state.get("subscriberId"), {"attributes": {}, "custom_events": []})
+    states = {str(state["subscriptionId"]): state for state in rig.sandbox("GET", "subscriptions")}
+    for subscription_id in sorted(set(states) | rokt.forgotten):
+        state = states.get(subscription_id)
+        expected: dict[str, list[str]] = {}
+        if state is not None:
+            account = by_subscription[subscription_id][-1].account
+            assert account is not None
+            current = mapping.subscriber(subscription_id, state, account, "email")
+            expected = {name: sorted(values) for name, values in current.values.items()} if current.active else {}
         tail = "/" + mapping.suffix(subscription_id)
-        held = {
-            name: sorted(v for v in values if v == subscription_id or v.endswith(tail))
-            for name, values in profile["attributes"].items()
-            if name.startswith("rokt:") and isinstance(values, list)
-        }
-        held = {name: values for name, values in held.items() if values}
         counts["profiles_checked"] += 1
-        if held != {name: sorted(values) for name, values in expected.items()}:
-            counts["wrong_profiles"] += 1
-            print(f"wrong profile for {subscription_id}: holds {held}, Rokt says {expected}", flush=True)
+        for user in users:
+            held = {
+                name: sorted(v for v in values if v == subscription_id or v.endswith(tail))
+                for name, values in user["attributes"].items()
+                if name.startswith("rokt:") and isinstance(values, list)
+            }
+            held = {name: values for name, values in held.items() if values}
+            wanted_here = expected if state is not None and user.get("external_id") == state.get("subscriberId") else {}
+            if held != wanted_here:
+                counts["wrong_profiles"] += 1
+                print(
+                    f"wrong profile {user.get('external_id')} for {subscription_id}: {held} ≠ {wanted_here}", flush=True
+                )
+        heard = {w.event_id: w for w in by_subscription.get(subscription_id, []) if w.event_id in rokt.heard}
         wanted = Counter(
-            mapping.CUSTOM_EVENTS[w.event_type]
-            for w in {w.event_id: w for w in by_subscription[subscription_id]}.values()
-            if w.event_type in mapping.CUSTOM_EVENTS
+            mapping.CUSTOM_EVENTS[w.event_type] for w in heard.values() if w.event_type in mapping.CUSTOM_EVENTS
         )
         got = Counter(
             e["name"]
-            for e in profile["custom_events"]
+            for user in users
+            for e in user["custom_events"]
             if e.get("properties", {}).get("subscription_id") == subscription_id
         )
         counts["events_expected"] += sum(wanted.values())
@@ -336,16 +401,18 @@ def run(rig: Rig, config: SoakConfig) -> dict[str, Any]:
     until = started + config.max_seconds
     with rig.proxy:
         containers = [rig.container() for _ in range(config.consumers)]
-        produced, stop_faults = threading.Event(), threading.Event()
+        produced, stop_faults, drained = threading.Event(), threading.Event(), threading.Event()
         threads = [
             threading.Thread(target=consume, args=(rig, c, random.Random(rng.random()), produced, tally, until))
             for c in containers
         ]
         faults = threading.Thread(target=arm_faults, args=(rig, random.Random(rng.random()), stop_faults, tally, until))
-        for thread in [*threads, faults]:
+        healing = threading.Thread(target=reconcile, args=(rig, drained, tally, until))
+        for thread in [*threads, faults, healing]:
             thread.start()
+        rokt = Forwarder(rig, config, rng, tally)
         try:
-            produce(rig, config, rng, tally)
+            produce(rig, config, rng, tally, rokt)
         finally:
             stop_faults.set()
             faults.join()
@@ -357,7 +424,9 @@ def run(rig: Rig, config: SoakConfig) -> dict[str, Any]:
             produced.set()
             for thread in threads:
                 thread.join(timeout=max(until - time.monotonic(), 1))
-    result: dict[str, Any] = {"consumers": config.consumers, **dict(tally.counts), **verify(rig)}
+            drained.set()  # the reconciliation runs one more period
+            healing.join(timeout=max(until - time.monotonic(), 1))
+    result: dict[str, Any] = {"consumers": config.consumers, **dict(tally.counts), **verify(rig, rokt)}
     result["drained"] = queue_empty(rig)
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
@@ -383,7 +452,8 @@ def main() -> int:
     os.environ.pop("AWS_PROFILE", None)
     print(
         f"sync soak: {config.consumers} consumers, {config.subscriptions} subscriptions, {config.changes} changes, "
-        f"duplicates, redeliveries, random faults (seed {config.seed})",
+        f"duplicates, redeliveries, {config.missed_rate:.0%} of webhooks missed, reconciliation, random faults "
+        f"(seed {config.seed})",
         flush=True,
     )
     port = free_port()
@@ -399,7 +469,11 @@ def main() -> int:
         moto.stop()
     print(json.dumps(result, indent=2, sort_keys=True), flush=True)
     passed = ok(result)
-    print("sync soak: OK — every profile equals Rokt, one event per eventId" if passed else "sync soak: FAILED")
+    print(
+        "sync soak: OK — every profile equals Rokt after a reconciliation period, one event per eventId heard"
+        if passed
+        else "sync soak: FAILED"
+    )
     return 0 if passed else 1
 
 

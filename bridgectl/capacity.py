@@ -12,6 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.settings import RECONCILE_EVERY_MINUTES
+from chalicelib.sync.reads import MAX_PARALLEL_READS
+from chalicelib.sync.reconcile import BATCH_SIZE
 from stage.project import PROJECT_DIR
 
 if TYPE_CHECKING:
@@ -147,3 +150,86 @@ def render(send: Send, result: dict[str, Any]) -> str:
         "estimated AWS cost: " + ", ".join(f"{k} ${v:,.2f}" for k, v in cost.items()),
     ]
     return "\n".join(lines)
+
+
+# --- reconciliation (chalicelib.sync.reconcile) ---------------------------------------------------
+PRICE_DYNAMODB_READ_UNIT = 0.125 / 1_000_000
+# A ledger index entry is its keys only: the item id (~66 characters) and the shard, ~90 bytes; a page
+# of one batch (75) is under 8 KB: two 4 KB units, eventually consistent (half a unit each).
+INDEX_ENTRY_BYTES = 90
+# The writes per subscription re-read, as the reconciler makes them: the lease (UpdateItem) and either
+# the expiry refresh (unchanged) or the write-ahead and the commit (drifted); a ledger item is under
+# 1 KB (about a dozen rokt:* values of ~60 characters): one write unit each.
+WRITES_UNCHANGED = 2
+WRITES_DRIFTED = 3
+BRAZE_CALL_SECONDS = 0.3
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """The subscriptions the ledger knows, and the reconciliation's settings."""
+
+    subscriptions: int
+    reads_per_second: float
+    period_seconds: float
+    drift_fraction: float = 0.01  # of the subscriptions read, those whose values drifted
+    upstream_ms: float = 340.0
+    aws_call_ms: float = 8.0
+
+
+def reconciliation(ledger: Ledger) -> dict[str, Any]:
+    """A day of reconciliation for ``ledger``: Rokt reads, DynamoDB units, Braze calls, Lambda seconds."""
+    passes = 86_400 / ledger.period_seconds
+    runs = 86_400 / (RECONCILE_EVERY_MINUTES * 60)
+    reads = ledger.subscriptions * passes
+    drifted = reads * ledger.drift_fraction
+    batches = math.ceil(ledger.subscriptions / BATCH_SIZE) * passes
+    page_units = math.ceil(BATCH_SIZE * INDEX_ENTRY_BYTES / 4096) * 0.5
+    count_units = math.ceil(ledger.subscriptions * INDEX_ENTRY_BYTES / 4096) * 0.5 * passes  # sized per pass
+    read_units = batches * page_units + count_units + runs * 0.5  # pages, the count, the cursor once per run
+    write_units = (reads - drifted) * WRITES_UNCHANGED + drifted * WRITES_DRIFTED + batches + runs  # + cursor saves
+    braze_calls = min(drifted, batches * (1 - (1 - ledger.drift_fraction) ** BATCH_SIZE))
+    per_batch = (
+        max(BATCH_SIZE / ledger.reads_per_second, BATCH_SIZE / MAX_PARALLEL_READS * ledger.upstream_ms / 1000)
+        + BATCH_SIZE * WRITES_UNCHANGED * ledger.aws_call_ms / 1000 / MAX_PARALLEL_READS
+    )
+    lambda_seconds = batches * per_batch + braze_calls * BRAZE_CALL_SECONDS + runs * 0.1
+    cost = {
+        "lambda": runs * PRICE_LAMBDA_REQUEST + lambda_seconds * LAMBDA_MEMORY_GB * PRICE_LAMBDA_GB_SECOND,
+        "dynamodb": read_units * PRICE_DYNAMODB_READ_UNIT + write_units * PRICE_DYNAMODB_WRITE_UNIT,
+    }
+    capacity_per_day = runs * (RECONCILE_EVERY_MINUTES * 60 - 30) / per_batch * BATCH_SIZE
+    return {
+        "rokt_reads_per_day": round(reads),
+        "rokt_reads_per_second_average": round(reads / 86_400, 2),
+        "dynamodb_read_units_per_day": round(read_units),
+        "dynamodb_write_units_per_day": round(write_units),
+        "braze_calls_per_day": round(braze_calls),
+        "lambda_seconds_per_day": round(lambda_seconds),
+        "runs_per_day": round(runs),
+        "fits_the_period": reads <= capacity_per_day,
+        "estimated_cost_usd_per_day": {k: round(v, 3) for k, v in cost.items()}
+        | {"total": round(sum(cost.values()), 3)},
+    }
+
+
+def render_reconciliation(ledger: Ledger, result: dict[str, Any]) -> str:
+    cost = result["estimated_cost_usd_per_day"]
+    fits = (
+        "every subscription is re-read within the period"
+        if result["fits_the_period"]
+        else "NOT every subscription fits the period at this read ceiling: raise RECONCILE_READS_PER_SECOND"
+    )
+    return "\n".join(
+        [
+            f"reconciliation: {ledger.subscriptions:,} subscriptions, a pass every {ledger.period_seconds / 3600:g} h, "
+            f"at most {ledger.reads_per_second:g} Rokt reads/s, {ledger.drift_fraction:.1%} drifted",
+            f"Rokt reads/day: {result['rokt_reads_per_day']:,} (average {result['rokt_reads_per_second_average']}/s)",
+            f"DynamoDB/day: {result['dynamodb_read_units_per_day']:,} read units (the ledger index: its count and "
+            "pages; the cursor), "
+            f"{result['dynamodb_write_units_per_day']:,} write units (leases, expiry refreshes, healed entries)",
+            f"Braze /users/track calls/day: {result['braze_calls_per_day']:,} (only for what drifted)",
+            f"Lambda seconds/day: {result['lambda_seconds_per_day']:,} over {result['runs_per_day']} runs; {fits}",
+            "estimated AWS cost/day: " + ", ".join(f"{k} ${v:,.3f}" for k, v in cost.items()),
+        ]
+    )

@@ -18,7 +18,7 @@ import click
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bridgectl import backfill, capacity, dead_letters, deployment, doctor, report
+from bridgectl import backfill, capacity, dead_letters, deployment, doctor, reconcile, report
 from chalicelib.sync.envelope import Account
 from stage import resources, secrets
 from stage.bootstrap import bootstrap
@@ -27,7 +27,7 @@ from stage.names import QUEUES, OpsError, StageError, StageNames
 from stage.project import stage_environment
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
 PROG = "bridgectl"
 SECRET_LISTS = {"webhook-secret": secrets.WEBHOOK_SECRET_LIST, "rokt-webhook-token": secrets.ROKT_TOKEN_LIST}
@@ -385,17 +385,75 @@ def backfill_command(
     return 0
 
 
+@bridgectl.command("reconcile")
+@click.option("--subscription", "subscriptions", multiple=True, help="a subscription id (repeatable)")
+@click.option("--all", "everything", is_flag=True, help="every subscription the ledger knows")
+@click.option("--dry-run", is_flag=True, help="show what would change, write nothing")
+@click.option("--yes", is_flag=True, help="write without asking, after showing the table")
+@pass_target
+def reconcile_command(
+    target: Target, subscriptions: tuple[str, ...], everything: bool, dry_run: bool, yes: bool
+) -> int:
+    """Compare subscriptions in Rokt with what Braze holds (the ledger) and heal what drifted, as the
+    scheduled reconciliation does: a table of what would change first."""
+    names = target.names()
+    if bool(subscriptions) == everything:
+        raise click.UsageError("give --subscription ID (one or more) or --all")
+    found = reconcile.reconciler(names.stage)
+
+    def pages() -> Iterable[list[str]]:
+        return found.everything() if everything else [list(subscriptions)]
+
+    def progress(report: Any) -> None:
+        click.echo(
+            f"… {report.read + report.busy + report.failed} subscription(s) so far: {reconcile.summary(report)}",
+            err=True,
+        )
+
+    looked = reconcile.check(found, pages(), dry_run=True, progress=progress)
+    click.echo(reconcile.table(looked.drifts) if looked.drifts else "nothing drifted")
+    click.echo(reconcile.summary(looked))
+    if dry_run or not looked.drifts:
+        return 0
+    if not yes:
+        click.confirm("write these changes to Braze?", abort=True)
+    written = reconcile.check(found, pages(), dry_run=False, progress=progress)
+    click.echo(reconcile.summary(written))
+    return 0
+
+
 @bridgectl.command("capacity")
-@click.option("--audience", type=int, required=True, help="users in the send")
-@click.option("--braze-rate", type=int, required=True, help="Braze rate limit, webhooks per minute")
-@click.option("--rokt-rate", type=float, required=True, help="calls per second Rokt allows")
+@click.option("--audience", type=int, help="users in the send")
+@click.option("--braze-rate", type=int, help="Braze rate limit, webhooks per minute")
+@click.option("--rokt-rate", type=float, help="calls per second Rokt allows")
 @click.option("--upstream-ms", type=float, default=300.0, show_default=True, help="average Rokt call latency")
 @click.option("--aws-call-ms", type=float, default=8.0, show_default=True, help="average DynamoDB call latency")
 @click.option("--results", default=str(capacity.RESULTS), help="bench results to use")
+@click.option("--subscriptions", type=int, help="price the reconciliation of this many subscriptions instead")
+@click.option("--reads-per-second", type=float, default=10.0, show_default=True, help="RECONCILE_READS_PER_SECOND")
+@click.option("--period", default="1d", show_default=True, help="RECONCILE_PERIOD_SECONDS, as 24h, 1d…")
+@click.option("--drift", type=float, default=0.01, show_default=True, help="share of subscriptions drifted per pass")
 def capacity_command(
-    *, audience: int, braze_rate: int, rokt_rate: float, upstream_ms: float, aws_call_ms: float, results: str
+    *,
+    audience: int | None,
+    braze_rate: int | None,
+    rokt_rate: float | None,
+    upstream_ms: float,
+    aws_call_ms: float,
+    results: str,
+    subscriptions: int | None,
+    reads_per_second: float,
+    period: str,
+    drift: float,
 ) -> int:
-    """What a Braze send needs from AWS and Rokt (from the measured costs in bench/results.json)."""
+    """What a Braze send needs from AWS and Rokt (from the measured costs in bench/results.json); with
+    --subscriptions, what reconciling that many subscriptions costs a day."""
+    if subscriptions is not None:
+        ledger = capacity.Ledger(subscriptions, reads_per_second, _seconds(period), drift, aws_call_ms=aws_call_ms)
+        click.echo(capacity.render_reconciliation(ledger, capacity.reconciliation(ledger)))
+        return 0
+    if audience is None or braze_rate is None or rokt_rate is None:
+        raise click.UsageError("a send needs --audience, --braze-rate and --rokt-rate (or give --subscriptions)")
     send = capacity.Send(
         audience=audience,
         braze_rate_per_minute=braze_rate,

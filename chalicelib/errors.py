@@ -259,3 +259,12 @@ class BrazeRejected(BrazeError):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(f"Braze refused the request with HTTP {status}: {detail}")
         self.status = status
+
+
+class BrazeObjectRefused(BrazeError):
+    """Braze applied the call but refused one of its objects (listed in ``errors`` of its 2xx answer), or
+    refused the whole call (400) for an object the bisection isolated: that object can never be written
+    as it is. ``message`` carries Braze's own words (e-mail addresses masked)."""
+
+    code = "braze_object_refused"
+    outcome = "rejected"

@@ -72,6 +72,11 @@ def count(name: str, value: int = 1) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
+def for_route(route: str) -> None:
+    """The ``route`` dimension of the metrics that follow (a function without webhooks: the reconciliation)."""
+    metrics.add_dimension("route", route)
+
+
 def count_token_refresh(source: str) -> None:
     """A container renewed its Rokt token: from Rokt itself (``oauth``) or another container (``ssm``)."""
     count("TokenRefreshes" if source == "oauth" else "SharedTokenReuses")

@@ -30,6 +30,7 @@ ROKT_CLIENT_SECRET = "rokt/client-secret"
 ROKT_ACCESS_TOKEN = "rokt/access-token"
 ROKT_WEBHOOK_TOKENS = "rokt-webhook-tokens"
 BRAZE_API_KEY = "braze/api-key"
+BRAZE_KEY_MAX_AGE_SECONDS = 300  # how long a container trusts the Braze key it read
 
 
 def split_list(raw: str) -> list[str]:

@@ -38,6 +38,14 @@ MIN_QUEUE_BUDGET_SECONDS = 20.0
 RETRY_HORIZON_SECONDS = 86_400.0
 RETRY_MAX_BACKOFF_SECONDS = 900
 
+# Rokt → Braze reconciliation: every subscription the ledger knows re-read from Rokt once per period,
+# at most this many Rokt reads per second (chalicelib.sync.reconcile); a period shorter than an hour
+# would re-read everything every few runs.
+RECONCILE_PERIOD_SECONDS = 86_400.0
+MIN_RECONCILE_PERIOD_SECONDS = 3_600.0
+RECONCILE_READS_PER_SECOND = 10.0
+RECONCILE_EVERY_MINUTES = 15  # app.py's schedule: each run re-reads what is due by the next
+
 UpdateShape = Literal["wrapped", "flat"]
 DeliveryMode = Literal["direct", "queued"]
 IdentityFallback = Literal["email", "none"]
@@ -68,6 +76,8 @@ class Settings:
     breaker_cooldown_seconds: float = BREAKER_COOLDOWN_SECONDS
     retry_horizon_seconds: float = RETRY_HORIZON_SECONDS
     retry_max_backoff_seconds: int = RETRY_MAX_BACKOFF_SECONDS
+    reconcile_period_seconds: float = RECONCILE_PERIOD_SECONDS
+    reconcile_reads_per_second: float = RECONCILE_READS_PER_SECOND
 
     @property
     def sync_configured(self) -> bool:
@@ -109,6 +119,10 @@ class Settings:
         cooldown = _number(environ, "BREAKER_COOLDOWN_SECONDS", BREAKER_COOLDOWN_SECONDS, float, problems)
         horizon = _number(environ, "DELIVERY_RETRY_HORIZON_SECONDS", RETRY_HORIZON_SECONDS, float, problems)
         backoff = _number(environ, "DELIVERY_RETRY_MAX_BACKOFF_SECONDS", RETRY_MAX_BACKOFF_SECONDS, int, problems)
+        period = _number(environ, "RECONCILE_PERIOD_SECONDS", RECONCILE_PERIOD_SECONDS, float, problems)
+        if period < MIN_RECONCILE_PERIOD_SECONDS:
+            problems.append(f"RECONCILE_PERIOD_SECONDS must be at least {MIN_RECONCILE_PERIOD_SECONDS:g} (an hour)")
+        reads = _number(environ, "RECONCILE_READS_PER_SECOND", RECONCILE_READS_PER_SECOND, float, problems)
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -131,6 +145,8 @@ class Settings:
             breaker_cooldown_seconds=float(cooldown),
             retry_horizon_seconds=float(horizon),
             retry_max_backoff_seconds=int(backoff),
+            reconcile_period_seconds=float(period),
+            reconcile_reads_per_second=float(reads),
         )
 
 

@@ -23,7 +23,6 @@ from botocore.config import Config
 
 from chalicelib.auth import PathTokenAuthenticator, SignatureVerifier, WebhookAuthenticator
 from chalicelib.delivery.breaker import CircuitBreaker
-from chalicelib.delivery.endpoint import WebhookEndpoint
 from chalicelib.delivery.in_order import InOrderDeliverer
 from chalicelib.delivery.queue import DeliveryQueue
 from chalicelib.delivery.service import DeliveryService
@@ -36,7 +35,7 @@ from chalicelib.rokt.events import RoktCalendarClient
 from chalicelib.rokt.tokens import TokenEndpoint, TokenProvider
 from chalicelib.rokt.transport import RoktTransport
 from chalicelib.runtime import SYSTEM
-from chalicelib.secrets import BRAZE_API_KEY, SecretStore
+from chalicelib.secrets import BRAZE_API_KEY, BRAZE_KEY_MAX_AGE_SECONDS, SecretStore
 from chalicelib.settings import CONNECT_TIMEOUT_SECONDS
 from chalicelib.sync.queue import SyncQueue
 
@@ -51,11 +50,13 @@ if TYPE_CHECKING:
 
     from chalicelib.braze.client import BrazeClient
     from chalicelib.delivery.consumer import QueueConsumer
+    from chalicelib.delivery.endpoint import WebhookEndpoint
     from chalicelib.delivery.service import Deliverer
     from chalicelib.runtime import Runtime
     from chalicelib.settings import Settings
     from chalicelib.sync.consumer import SyncConsumer
     from chalicelib.sync.endpoint import RoktWebhookEndpoint
+    from chalicelib.sync.reconcile import Reconciler
 
 BRAZE_READ_TIMEOUT_SECONDS = 10.0
 # Every AWS call is bounded: 2 attempts of (1 s connect + 2 s read) plus one standard-mode backoff —
@@ -111,7 +112,10 @@ class Bridge:
     # --- Braze → Rokt ---------------------------------------------------------------------------
     @_once
     def delivery_endpoint(self) -> WebhookEndpoint:
-        """The webhook routes: authenticate, validate, and hand over to the intake chain."""
+        """The webhook routes: authenticate, validate, and hand over to the intake chain. The HTTP edges
+        (and Chalice with them) are imported on first use, so the operator CLI builds the graph without them."""
+        from chalicelib.delivery.endpoint import WebhookEndpoint  # noqa: PLC0415
+
         settings, runtime = self.settings, self.runtime
         store = self.secrets()
         return WebhookEndpoint(
@@ -251,9 +255,29 @@ class Bridge:
         )
 
     @_once
+    def reconciler(self) -> Reconciler:
+        """The scheduled reconciliation (and ``bridgectl reconcile``): the sync consumer's Rokt client,
+        Braze client and ledger, and the ledger's index. Its imports come on first use, as the consumer's."""
+        from chalicelib.rokt.subscriptions import RoktSubscriptionsClient  # noqa: PLC0415
+        from chalicelib.sync.ledger_index import LedgerIndex  # noqa: PLC0415
+        from chalicelib.sync.reconcile import Reconciler  # noqa: PLC0415
+        from chalicelib.sync.records import SyncLedger  # noqa: PLC0415
+
+        settings, runtime = self.settings, self.runtime
+        return Reconciler(
+            RoktSubscriptionsClient(self.rokt_transport()),
+            self.braze(),
+            SyncLedger(self.dynamodb(), settings.idempotency_table, clock=runtime.time),
+            LedgerIndex(self.dynamodb(), settings.idempotency_table),
+            fallback=settings.braze_identity_fallback,
+            period_seconds=settings.reconcile_period_seconds,
+            reads_per_second=settings.reconcile_reads_per_second,
+            runtime=runtime,
+        )
+
+    @_once
     def braze(self) -> BrazeClient:
         from chalicelib.braze.client import BrazeClient  # noqa: PLC0415
-        from chalicelib.sync.endpoint import BRAZE_KEY_MAX_AGE_SECONDS  # noqa: PLC0415
 
         settings = self.settings
         if not settings.sync_configured or settings.braze_rest_endpoint is None:

@@ -6,7 +6,9 @@ object (``external_id``, ``user_alias``, ``braze_id`` or ``email``), non-fatal p
 ``errors`` of a 201 answer, array attributes as sets (a list replaces; ``{"add"}``/``{"remove"}``
 edit, both at once allowed; re-adding moves an element to the end; at most 25 elements, the oldest
 dropped), ``null`` removes an attribute, custom events appended and never deduplicated, and
-``X-RateLimit-Limit/-Remaining/-Reset`` on every answer with 429 past the budget.
+``X-RateLimit-Limit/-Remaining/-Reset`` on every answer with 429 past the budget. Braze's refusals
+on request (``/_sandbox/refusals``): the objects naming a user refused one by one in ``errors`` (its
+per-object model), or the whole request refused with a 400 when it holds one (a fatal problem).
 
 Profiles live in memory. Look at them, seed them and arm faults under ``/_sandbox/`` (never Braze's).
 """
@@ -41,6 +43,23 @@ STANDARD_ATTRIBUTES = frozenset(
     {"first_name", "last_name", "email", "time_zone", "country", "language", "phone", "gender", "dob", "home_city"}
 )
 FAULT_TARGETS = ("track",)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Braze refuses the objects naming ``user`` (an external_id or e-mail address), of ``input_array``
+    (``attributes``/``events``) or of any kind: each in ``errors`` of a 201, or (``fatal``) the whole
+    request with a 400."""
+
+    user: str
+    message: str
+    fatal: bool = False
+    input_array: str | None = None
+
+    def refuses(self, kind: str, item: Any) -> bool:
+        if self.input_array not in (None, kind) or not isinstance(item, dict):
+            return False
+        return self.user in (item.get("external_id"), str(item.get("email") or "").lower() or None)
 
 
 @dataclass
@@ -84,6 +103,7 @@ class BrazeState:
     def reset(self) -> None:
         self.profiles: dict[str, Profile] = {}
         self.faults: list[Fault] = []
+        self.refusals: list[Refusal] = []
         self.requests: list[dict[str, Any]] = []
         self.counts: Counter[str] = Counter()
         self.array_max = DEFAULT_ARRAY_MAX
@@ -129,7 +149,7 @@ class BrazeState:
         if not isinstance(payload, dict):
             return 400, {"message": "Invalid JSON: the body must be a JSON object"}
         kinds = {kind: payload.get(kind, []) for kind in ("attributes", "events", "purchases")}
-        fatal = _fatal_problem(kinds)
+        fatal = _fatal_problem(kinds) or self._fatal_refusal(kinds)
         if fatal is not None:
             return 400, fatal
         errors: list[dict[str, Any]] = []
@@ -150,10 +170,19 @@ class BrazeState:
             answer["errors"] = errors
         return 201, answer
 
+    def _fatal_refusal(self, kinds: dict[str, Any]) -> dict[str, Any] | None:
+        for refusal in self.refusals:
+            if refusal.fatal and any(refusal.refuses(k, item) for k, objects in kinds.items() for item in objects):
+                return {"message": refusal.message}
+        return None
+
     def _apply(self, kind: str, item: Any) -> int:
         """Apply one object; 1 if processed, 0 if skipped (``_update_existing_only`` and no such user)."""
         if not isinstance(item, dict):
             raise _Refusal("each object must be a JSON object")
+        refused = next((r for r in self.refusals if not r.fatal and r.refuses(kind, item)), None)
+        if refused is not None:
+            raise _Refusal(refused.message)
         profile = self._profile_for(item)
         if profile is None:
             return 0
@@ -356,6 +385,21 @@ def _reset(state: BrazeState, _: Any) -> tuple[int, Any]:
     return 200, {"status": "reset"}
 
 
+def _refuse(state: BrazeState, data: Any) -> tuple[int, Any]:
+    data = dict(data or {})
+    kind = data.get("inputArray")
+    if not data.get("user") or kind not in (None, "attributes", "events"):
+        raise ValueError('refusals take {"user", "message", "fatal"?, "inputArray"?: "attributes"|"events"}')
+    refusal = Refusal(str(data["user"]), str(data.get("message") or "refused"), bool(data.get("fatal")), kind)
+    state.refusals.append(refusal)
+    return 200, {"status": "refusing", "refusals": len(state.refusals)}
+
+
+def _clear_refusals(state: BrazeState, _: Any) -> tuple[int, Any]:
+    state.refusals.clear()
+    return 200, {"status": "cleared"}
+
+
 def _seed(state: BrazeState, data: Any) -> tuple[int, Any]:
     users = data.get("users") if isinstance(data, dict) else data
     if not isinstance(users, list):
@@ -371,6 +415,8 @@ _CONTROL_ACTIONS: dict[tuple[str, str], Callable[[BrazeState, Any], tuple[int, A
     ("POST", "seed"): _seed,
     ("POST", "faults"): _arm_fault,
     ("DELETE", "faults"): _clear_faults,
+    ("POST", "refusals"): _refuse,
+    ("DELETE", "refusals"): _clear_refusals,
     ("POST", "reset"): _reset,
     ("POST", "config"): _configure,
 }

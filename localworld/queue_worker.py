@@ -1,6 +1,7 @@
 """Feed the bridge's queues to its SQS handlers locally, as Lambda's event source mapping does with
 ReportBatchItemFailures and a batching window: gather up to the batch size, invoke the handler
-(``app.deliver_queued``, ``app.sync_subscribers``), delete only the records that did not fail.
+(``app.deliver_queued``, ``app.sync_subscribers``), delete only the records that did not fail; and,
+with the sync queue, play EventBridge's schedule for ``app.reconcile_subscriptions`` (every 15 minutes).
 (``chalice local`` serves HTTP routes only.)"""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import boto3
 from chalice.local import LambdaContext
 
 from chalicelib.delivery.queue import BATCH_SIZE
+from chalicelib.settings import RECONCILE_EVERY_MINUTES
 from chalicelib.sync.queue import SYNC_BATCH_SIZE
 
 if TYPE_CHECKING:
@@ -140,7 +142,11 @@ def serve(project_dir: str, stage: str, environment: Mapping[str, str]) -> None:
         return
     for feed in queues:
         print(f"queue worker: {feed.handler_name} from {feed.queue_url}", flush=True)
+    reconcile_at = time.monotonic() + RECONCILE_EVERY_MINUTES * 60
     while True:
+        if environment.get("SYNC_QUEUE_URL") and time.monotonic() >= reconcile_at:
+            reconcile_at += RECONCILE_EVERY_MINUTES * 60
+            _reconcile(app)
         busy = False
         for feed in queues:
             context = LambdaContext(feed.handler_name, 512, max_runtime_ms=30_000)
@@ -153,3 +159,16 @@ def serve(project_dir: str, stage: str, environment: Mapping[str, str]) -> None:
                 print(f"queue worker: {feed.handler_name}: {received - failed} done, {failed} to retry", flush=True)
         if not busy:
             time.sleep(0.3)
+
+
+def _reconcile(app: Any) -> None:
+    """EventBridge's scheduled event for the reconciliation, as Lambda delivers it (a 300 s function)."""
+    event = {"version": "0", "id": "local", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
+    event |= {"account": "123456789012", "time": "", "region": "us-east-1", "resources": []}
+    context = LambdaContext("reconcile_subscriptions", 512, max_runtime_ms=300_000)
+    try:
+        found = app.reconcile_subscriptions(event, context)
+    except Exception as exc:  # as Lambda reports a failed invocation; the next run continues
+        print(f"queue worker: reconcile_subscriptions failed: {type(exc).__name__}: {exc}", flush=True)
+        return
+    print(f"queue worker: reconcile_subscriptions: {found}", flush=True)

@@ -28,7 +28,7 @@ from tzlocal import windows_tz
 from chalicelib.settings import APP_NAME
 from localworld.httpkit import BackgroundServer, Fault, JsonHandler, LoopbackServer, take_fault, try_json
 from localworld.rokt_outbound import WebhookDispatcher
-from localworld.rokt_subscriptions import Subscriptions
+from localworld.rokt_subscriptions import TIME_FORMATS, Subscriptions
 
 DEFAULT_CLIENTS = {"local-client-id": "local-client-secret"}
 REQUIRED_EVENT_FIELDS = ("eventId", "title", "start", "timezone")
@@ -363,6 +363,10 @@ def _configure(state: SandboxState, data: dict[str, Any]) -> tuple[int, Any]:
         state.clients = {str(k): str(v) for k, v in dict(data["clients"]).items()}
     if "detailsUpdatedType" in data:
         state.subscriptions.details_updated_type = str(data["detailsUpdatedType"])
+    if "timeFormat" in data:
+        if data["timeFormat"] not in TIME_FORMATS:
+            return 400, {"error": f"timeFormat must be one of {', '.join(TIME_FORMATS)}"}
+        state.subscriptions.time_format = str(data["timeFormat"])
     return 200, {"status": "configured"}
 
 
@@ -394,6 +398,7 @@ _CONTROL_ACTIONS: dict[tuple[str, str], ControlAction] = {
     ("POST", "subscribe"): lambda state, data: (201, state.subscriptions.subscribe(data).to_api()),
     ("POST", "unsubscribe"): lambda state, data: (200, state.subscriptions.unsubscribe(data).to_api()),
     ("POST", "subscriptions/update"): lambda state, data: (200, state.subscriptions.update(data).to_api()),
+    ("POST", "subscriptions/forget"): lambda state, data: (200, state.subscriptions.forget(data).to_api()),
     ("GET", "subscriptions"): lambda state, _: (200, [s.to_api() for s in state.subscriptions.all()]),
     # Rokt's outbound webhooks (v2)
     ("POST", "webhooks"): _register_webhook,

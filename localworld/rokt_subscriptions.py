@@ -5,7 +5,9 @@
 v2 webhooks (docs/design.md, "The Rokt sandbox"), including the documented oddities a receiver must survive:
 ``calendarSubscriptionId`` at ``eventDetails`` level on Unsubscribe, ``removedDateTimeUtc`` as
 "YYYY-MM-DD HH:MM:SS.ffffff", ``Webcal`` in webhooks but ``WebCal`` in the API, and (by config) the
-``SubscriptionDetailsUpdate`` spelling of the docs' example.
+``SubscriptionDetailsUpdate`` spelling of the docs' example, and (by config) each time Rokt sends
+in another of its formats: ISO 8601 with ``Z`` (the default), with an offset, without a zone, or
+"YYYY-MM-DD HH:MM:SS.ffffff" (no zone: UTC).
 """
 
 from __future__ import annotations
@@ -26,8 +28,25 @@ def _stable_id(*parts: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, "/".join(parts)))
 
 
+TIME_FORMATS = ("iso", "offset", "naive", "space")
+_OFFSET = dt.timezone(dt.timedelta(hours=10))
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def rokt_time(moment: dt.datetime, time_format: str) -> str:
+    """``moment`` as Rokt may write it: ``iso`` (…Z), ``offset`` (…+10:00), ``naive`` (ISO, no zone,
+    UTC) or ``space`` ("YYYY-MM-DD HH:MM:SS.ffffff", UTC)."""
+    utc = moment.astimezone(dt.UTC)
+    if time_format == "offset":
+        return utc.astimezone(_OFFSET).isoformat(timespec="seconds")
+    if time_format == "naive":
+        return utc.replace(tzinfo=None).isoformat(timespec="seconds")
+    if time_format == "space":
+        return utc.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return utc.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -47,10 +66,19 @@ class Subscription:
     device_name: str | None = None
     source: str | None = None
     timezone_id: str = "Eastern Standard Time"
-    created_at: str = field(default_factory=lambda: _now().isoformat(timespec="seconds").replace("+00:00", "Z"))
+    created: dt.datetime = field(default_factory=_now)
     is_active: bool = True
-    deactivated_date: str | None = None
+    deactivated: dt.datetime | None = None
     events: list[str] = field(default_factory=list)
+    time_format: str = "iso"
+
+    @property
+    def created_at(self) -> str:
+        return rokt_time(self.created, self.time_format)
+
+    @property
+    def deactivated_date(self) -> str | None:
+        return None if self.deactivated is None else rokt_time(self.deactivated, self.time_format)
 
     @property
     def account_id(self) -> str:
@@ -133,6 +161,7 @@ class Subscriptions:
         self._webhooks = webhooks
         self._by_id: dict[str, Subscription] = {}
         self.details_updated_type = "SubscriptionDetailsUpdated"
+        self.time_format = "iso"
 
     def get(self, subscription_id: str) -> Subscription | None:
         return self._by_id.get(subscription_id)
@@ -161,6 +190,7 @@ class Subscriptions:
             geo_country=_optional(data, "geoCountry"),
             device_name=_optional(data, "deviceName"),
             source=_optional(data, "source"),
+            time_format=self.time_format,
         )
         self._by_id[subscription.id] = subscription
         self._webhooks.emit(
@@ -173,7 +203,7 @@ class Subscriptions:
         subscription = self._require(data)
         now = _now()
         subscription.is_active = False
-        subscription.deactivated_date = now.isoformat(timespec="seconds").replace("+00:00", "Z")
+        subscription.deactivated = now
         removed = {
             "removedDateTimeUtc": now.strftime("%Y-%m-%d %H:%M:%S.%f"),
             "unsubscribeReasonText": str(data.get("reason") or "The event has come to an end"),
@@ -196,6 +226,8 @@ class Subscriptions:
             subscription.tags = [str(t) for t in data["tags"] or []]
         if "method" in data:
             subscription.method = METHODS[str(data["method"]).lower()]
+        if "subscriberId" in data:  # the subscription moves to another subscriber
+            subscription.subscriber_id = _optional(data, "subscriberId")
         for key, attribute in (("optIn1", "marketing_allowed"), ("optIn2", "additional_opt_in")):
             if key in data:
                 setattr(subscription, attribute, bool(data[key]))
@@ -203,6 +235,12 @@ class Subscriptions:
             self.details_updated_type,
             subscription.envelope_details("SubscriptionViaCalendarPage", subscription=subscription.details()),
         )
+        return subscription
+
+    def forget(self, data: dict[str, Any]) -> Subscription:
+        """Rokt no longer knows the subscription (``GET`` answers 404), and says nothing: no webhook."""
+        subscription = self._require(data)
+        del self._by_id[subscription.id]
         return subscription
 
     def events_added(self, account: str, event: dict[str, Any], subscription_ids: list[str]) -> None:

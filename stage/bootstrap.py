@@ -79,6 +79,7 @@ def _table(dynamodb: DynamoDBClient, properties: Mapping[str, Any], progress: Pr
             TableName=table,
             AttributeDefinitions=properties["AttributeDefinitions"],
             KeySchema=properties["KeySchema"],
+            GlobalSecondaryIndexes=properties["GlobalSecondaryIndexes"],
             BillingMode=properties["BillingMode"],
             SSESpecification={"Enabled": properties["SSESpecification"]["SSEEnabled"]},
         )
@@ -86,6 +87,7 @@ def _table(dynamodb: DynamoDBClient, properties: Mapping[str, Any], progress: Pr
         if exc.response["Error"]["Code"] != "ResourceInUseException":
             raise
         progress(f"table {table}: already exists")
+        _indexes(dynamodb, properties, progress)
         return False
     progress(f"table {table}: creating…")
     dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
@@ -98,6 +100,25 @@ def _table(dynamodb: DynamoDBClient, properties: Mapping[str, Any], progress: Pr
     )
     progress(f"table {table}: created, TTL on {ttl['AttributeName']!r}, point-in-time recovery on")
     return True
+
+
+def _indexes(dynamodb: DynamoDBClient, properties: Mapping[str, Any], progress: Progress) -> None:
+    """Add the indexes an existing table lacks (a table made before the sync ledger's index)."""
+    table = properties["TableName"]
+    found = dynamodb.describe_table(TableName=table)["Table"].get("GlobalSecondaryIndexes", [])
+    have = {index["IndexName"] for index in found}
+    for index in properties["GlobalSecondaryIndexes"]:
+        if index["IndexName"] in have:
+            continue
+        dynamodb.update_table(
+            TableName=table,
+            AttributeDefinitions=properties["AttributeDefinitions"],
+            GlobalSecondaryIndexUpdates=[{"Create": index}],
+        )
+        progress(
+            f"table {table}: index {index['IndexName']} added (it lists each ledger item from its next write; "
+            "see docs/rokt-to-braze.md, Reconciliation)"
+        )
 
 
 def _queue(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from chalicelib.sync.reconcile import HEALED_METRICS, ROUTE
 from stage.names import NAMESPACE, QUEUES, SERVICE, resource_name
 
 # The routes record_outcome names: the three Braze → Rokt routes, the delivery queue's consumer, and
@@ -20,9 +21,17 @@ WEBHOOK_OUTCOMES = ("Delivered", "Duplicates", "Queued", "Spilled", "Superseded"
                     "RejectedByRokt", "RetryableFailures", "NotAttempted", "DeadLettered", "Errors")  # fmt: skip
 SYNC_COUNTS = ("Accepted", "Ignored", "Synced", "Skipped", "DeadLettered", "BrazeCalls", "BrazeObjectErrors",
                "SyncDeadLettered", "SyncSkippedNoIdentity")  # fmt: skip
+# What Braze refused, on the sync queue's consumer: the REST key (alarmed), single objects (dead-lettered
+# with Braze's words), and calls refused whole with a 400 (bisected to the subscription that makes it).
+BRAZE_REFUSALS = ("BrazeKeyRefused", "BrazeObjectsRefused", "BrazeCallsSplit")
 # Placeholders filled by CloudFormation (Fn::Sub) or by put-dashboard with the deployed names.
 REGION = "${AWS::Region}"
-FUNCTIONS = {"api": "${APIHandler}", "delivery": "${DeliverQueued}", "sync": "${SyncSubscribers}"}
+FUNCTIONS = {
+    "api": "${APIHandler}",
+    "delivery": "${DeliverQueued}",
+    "sync": "${SyncSubscribers}",
+    "reconcile": "${ReconcileSubscriptions}",
+}
 
 
 def _ours(metric: str, route: str, **options: Any) -> list[Any]:
@@ -82,6 +91,9 @@ def widgets(stage: str) -> list[dict[str, Any]]:
         _queue("ApproximateNumberOfMessagesVisible", sync_dlq, "sync DLQ"),
     ]
     sync_counts = [_ours(m, r, label=f"{r} {m}") for r in SYNC_ROUTES for m in SYNC_COUNTS]
+    refusals = [_ours(m, "sync_queue", label=m) for m in BRAZE_REFUSALS]
+    healed = [_ours(metric, ROUTE, label=f"healed: {kind}") for kind, metric in HEALED_METRICS.items()]
+    healed += [_ours(m, ROUTE, label=m) for m in ("ReconciliationFailed", "ReconciliationRefused")]
     lambdas = [
         ["AWS/Lambda", metric, "FunctionName", name, {"label": f"{role} {metric}"}]
         for role, name in FUNCTIONS.items()
@@ -98,6 +110,8 @@ def widgets(stage: str) -> list[dict[str, Any]]:
         _widget("Age of oldest message (s)", ages, stat="Maximum"),
         _widget("Dead-letter queues", dead, stat="Maximum"),
         _widget("Rokt → Braze sync", sync_counts, stacked=True),
+        _widget("Braze refusals", refusals),
+        _widget("Reconciliation: profiles healed, by kind", healed, stacked=True),
         _widget("Lambda errors, throttles, concurrency", lambdas, stat="Maximum"),
     ]
 

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 SERVICE = APP_NAME  # Powertools' service name, a dimension of every metric
 NAMESPACE = METRICS_NAMESPACE
 QUEUES: dict[str, Callable[[str], tuple[str, str]]] = {"delivery": delivery_queue_names, "sync": sync_queue_names}
-# The Lambda functions `chalice deploy` makes: the API handler, then one per SQS handler in app.py.
-HANDLERS = {"api": "", "delivery": "deliver_queued", "sync": "sync_subscribers"}
+# The Lambda functions `chalice deploy` makes: the API handler, one per SQS handler in app.py, and the
+# scheduled reconciliation.
+HANDLERS = {"api": "", "delivery": "deliver_queued", "sync": "sync_subscribers", "reconcile": "reconcile_subscriptions"}
 
 
 class StageError(Exception):

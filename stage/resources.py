@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.delivery.queue import MAX_RECEIVES, RETENTION_SECONDS
 from chalicelib.settings import APP_NAME, RETRY_HORIZON_SECONDS
+from chalicelib.sync.ledger_index import LEDGER_INDEX, SHARD_ATTRIBUTE
 from chalicelib.sync.queue import SYNC_MAX_RECEIVES
 from stage import dashboard
 from stage.names import NAMESPACE, SERVICE, StageNames, resource_name
@@ -64,6 +65,13 @@ def iam_policy(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
                 "Resource": _arn("dynamodb", f"table/{table}"),
             },
             {
+                # the reconciliation enumerates the sync ledger through its sparse index, never a Scan
+                "Sid": "SyncLedgerIndex",
+                "Effect": "Allow",
+                "Action": ["dynamodb:Query"],
+                "Resource": _arn("dynamodb", f"table/{table}/index/{LEDGER_INDEX}"),
+            },
+            {
                 "Sid": "DeliveryQueue",
                 "Effect": "Allow",
                 "Action": [
@@ -101,10 +109,16 @@ def iam_policy(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
 
 
 def _outcome_alarm(
-    stage: str, metric: str, threshold: int, description: str, periods: tuple[int, int] = (5, 3)
+    stage: str,
+    metric: str,
+    threshold: int,
+    description: str,
+    *,
+    periods: tuple[int, int] = (5, 3),
+    routes: tuple[str, ...] = ALARMED_ROUTES,
 ) -> dict[str, Any]:
-    """Sum of an EMF outcome metric over the webhook routes and the delivery queue's consumer (EMF
-    dimensions: service, route), so queued-mode refusals and failures raise the same alarms."""
+    """Sum of an EMF outcome metric over ``routes`` (EMF dimensions: service, route): by default the webhook
+    routes and the delivery queue's consumer, so queued-mode refusals and failures raise the same alarms."""
     queries: list[dict[str, Any]] = [
         {
             "Id": f"m{index}",
@@ -119,9 +133,9 @@ def _outcome_alarm(
                 "Stat": "Sum",
             },
         }
-        for index, route in enumerate(ALARMED_ROUTES)
+        for index, route in enumerate(routes)
     ]
-    total = " + ".join(f"m{index}" for index in range(len(ALARMED_ROUTES)))
+    total = " + ".join(f"m{index}" for index in range(len(routes)))
     queries.append({"Id": "total", "Expression": total, "Label": metric, "ReturnData": True})
     return {
         "Type": "AWS::CloudWatch::Alarm",
@@ -245,7 +259,9 @@ def queue_pair(prefix: str, names: tuple[str, str], max_receives: int) -> dict[s
 
 
 def table_resource(table: str) -> dict[str, Any]:
-    """The idempotency table: Powertools' schema (partition key ``id``), TTL on ``expiration``."""
+    """The idempotency table: Powertools' schema (partition key ``id``), TTL on ``expiration``; and the
+    sync ledger's sparse index (only ledger items carry its key: ``chalicelib.sync.ledger_index``), which
+    the reconciliation queries instead of scanning the table."""
     return {
         "Type": "AWS::DynamoDB::Table",
         "DeletionPolicy": "Retain",
@@ -253,8 +269,21 @@ def table_resource(table: str) -> dict[str, Any]:
         "Properties": {
             "TableName": table,
             "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+            "AttributeDefinitions": [
+                {"AttributeName": "id", "AttributeType": "S"},
+                {"AttributeName": SHARD_ATTRIBUTE, "AttributeType": "S"},
+            ],
             "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": LEDGER_INDEX,
+                    "KeySchema": [
+                        {"AttributeName": SHARD_ATTRIBUTE, "KeyType": "HASH"},
+                        {"AttributeName": "id", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                }
+            ],
             "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
             "SSESpecification": {"SSEEnabled": True},
@@ -348,6 +377,15 @@ def merge_template(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any
             ),
             "RoktRejectionAlarm": _outcome_alarm(
                 stage, "RejectedByRokt", 50, "Rokt refuses events for good: check the Braze template"
+            ),
+            "BrazeKeyRefusedAlarm": _outcome_alarm(
+                stage,
+                "BrazeKeyRefused",
+                0,
+                "Braze refuses the REST key (revoked, or mid-rotation): Rokt webhooks wait on the sync queue until "
+                "`bridgectl secrets set braze-key` stores one with users.track",
+                periods=(1, 1),
+                routes=("sync_queue",),
             ),
             **_gateway_responses(),
             "Dashboard": {

@@ -8,7 +8,7 @@ state from Rokt; reading stops while the time left still covers the flush, and r
 then go back at once (visibility 0), not counted as failures. **Flush** (``plan``, then ``writer``):
 one attribute object per subscription (state, so order and redelivery do not matter) and one custom
 event per webhook (history), packed 75 + 75 per call, with the ledger written ahead of Braze and
-committed after it, under the lease (see ``records``).
+committed after it, under the lease (see ``records``); ``bookkeeping`` settles each record as it goes.
 
 A record's fate when it is not written is one of ``chalicelib.fates``: retried after a backoff,
 dead-lettered with the reason, or given back at once. Retries end 24 h after the message was queued,
@@ -34,6 +34,7 @@ from chalicelib.runtime import SYSTEM
 from chalicelib.settings import RETRY_HORIZON_SECONDS
 from chalicelib.sqs import sent_at
 from chalicelib.sync import mapping, plan
+from chalicelib.sync.bookkeeping import RecordBook
 from chalicelib.sync.envelope import parse
 from chalicelib.sync.outcomes import DeadLetter, NotAttempted, Outcome, Unstaged
 from chalicelib.sync.queue import SYNC_BASE_BACKOFF_SECONDS, SYNC_MAX_BACKOFF_SECONDS, SYNC_NOT_FOUND_HORIZON_SECONDS
@@ -66,6 +67,7 @@ class _Batch:
     leases: Leases
     reads: Reads
     writer: Writer
+    book: RecordBook
     unstaged: Unstaged
     claimed: list[plan.Claimed] = field(default_factory=list)
     staged: list[plan.Staged] = field(default_factory=list)
@@ -121,11 +123,11 @@ class SyncConsumer:
                 failed = {str(item["itemIdentifier"]) for item in processor.response()["batchItemFailures"]}
                 for claimed in batch.claimed:
                     self._settle_or_fail(claimed, batch)
-                batch.writer.flush(batch.staged)
+                batch.writer.write(plan.chunks(plan.groups(batch.staged)))
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)  # every read is bounded by the reads' deadline
                 batch.leases.release(batch.cleanup)
-        failed |= batch.failed | batch.writer.failed
+        failed |= batch.failed | batch.book.unacknowledged
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(failed)]}
 
     def _batch(self, context: Any, pool: Executor) -> _Batch:
@@ -135,19 +137,10 @@ class SyncConsumer:
         cleanup = Deadline(deadline.remaining() + CLEANUP_SECONDS, clock=clock, sleep=sleep)
         leases = Leases(self._ledger, self._runtime.new_id())
         reads = Reads(self._rokt, leases, pool, deadline=deadline, reading=reading, clock=clock)
-        writer = Writer(
-            self._braze,
-            self._claims,
-            self._ledger,
-            self._fates,
-            leases=leases,
-            pool=pool,
-            deadline=deadline,
-            cleanup=cleanup,
-            clock=clock,
-        )
+        book = RecordBook(self._claims, self._fates, pool=pool, deadline=deadline, cleanup=cleanup, clock=clock)
+        writer = Writer(self._braze, self._ledger, book, leases=leases, pool=pool, deadline=deadline, cleanup=cleanup)
         unstaged = Unstaged(self._claims, self._fates, clock, cleanup)
-        return _Batch(lambda_remaining_ms(context), cleanup, leases, reads, writer, unstaged)
+        return _Batch(lambda_remaining_ms(context), cleanup, leases, reads, writer, book, unstaged)
 
     def _claim(self, record: SQSRecord, batch: _Batch) -> None:
         """The claim pass: read the webhook, claim its eventId, start reading its subscription."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib import routes
 from chalicelib.errors import BridgeError, DependencyUnavailable, ValidationFailed
 from chalicelib.observability import logger, record_outcome
-from chalicelib.secrets import BRAZE_API_KEY
+from chalicelib.secrets import BRAZE_API_KEY, BRAZE_KEY_MAX_AGE_SECONDS
 from chalicelib.sync.envelope import USED_TYPES, RoktWebhook, decode, header, parse, problems
 from chalicelib.web import error_response, json_response
 
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from chalicelib.auth import PathTokenAuthenticator
     from chalicelib.secrets import SecretStore
     from chalicelib.sync.queue import SyncQueue
-
-BRAZE_KEY_MAX_AGE_SECONDS = 300
 
 
 class RoktWebhookEndpoint:

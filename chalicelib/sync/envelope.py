@@ -11,13 +11,13 @@ ValidationFailed, described by ``problems``)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.bodies import MAX_NESTING, nesting_depth
 from chalicelib.errors import FieldError, InvalidJson, PayloadTooLarge, ValidationFailed
+from chalicelib.sync.times import utc_iso
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_ID_LENGTH = 256
@@ -138,19 +138,6 @@ def _used(event_id: str, event_type: str, details: dict[str, Any]) -> RoktWebhoo
         calendar_event_title=_text(calendar_event.get("title")),
         removed_at=utc_iso(subscription.get("removedDateTimeUtc")),
     )
-
-
-def utc_iso(value: Any) -> str | None:
-    """Rokt's timestamps ("2020-05-06 01:18:49.755190", or ISO 8601) as ISO 8601 UTC; None if unreadable."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _identifier(value: Any, field: str, errors: list[FieldError]) -> str | None:

@@ -10,15 +10,17 @@ Rokt does not publish what its own suffix means (docs/rokt-to-braze.md).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from chalicelib.sync.envelope import Account
+from chalicelib.sync.times import utc_iso
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from chalicelib.sync.envelope import Account, RoktWebhook
+    from chalicelib.sync.envelope import RoktWebhook
 
 IdentityFallback = Literal["email", "none"]
 MAX_VALUE_CHARS = 255  # Braze's limit for a custom attribute string
@@ -57,8 +59,8 @@ class Subscriber:
     active: bool
     identity: dict[str, str] | None
     values: Values = field(default_factory=dict)
-    created_at: str | None = None
-    deactivated_at: str | None = None
+    created_at: str | None = None  # ISO 8601 UTC, whatever format Rokt wrote it in
+    deactivated_at: str | None = None  # likewise
     calendar_code: str | None = None
     method: str | None = None
 
@@ -99,8 +101,8 @@ def subscriber(
         active=state.get("isActive") is not False and not state.get("deactivatedDate"),
         identity=identity(state, fallback),
         values=values,
-        created_at=_text(state.get("createdAt")),
-        deactivated_at=_text(state.get("deactivatedDate")),
+        created_at=utc_iso(state.get("createdAt")),
+        deactivated_at=utc_iso(state.get("deactivatedDate")),
         calendar_code=_text(calendar.get("code")),
         method=_text(state.get("subscriptionType")),
     )
@@ -122,6 +124,16 @@ def known_account(
         or _text(found.get("accountName"))
         or _unsuffixed(written.get("rokt:account_name"), subscription_id),
     )
+
+
+def written_account(subscription_id: str, values: Values, state: Mapping[str, Any] | None = None) -> Account | None:
+    """The account a subscription's ledger values name (a reconciliation has no webhook): the code the
+    bridge wrote, else Rokt's subscription's own ``accountCode`` should it name one; then its id and name
+    as ``known_account`` finds them. None without a code."""
+    code = _unsuffixed(values.get("rokt:account_code"), subscription_id) or _text((state or {}).get("accountCode"))
+    if code is None:
+        return None
+    return known_account(subscription_id, Account(code), state, values)
 
 
 def _unsuffixed(values: list[str] | None, subscription_id: str) -> str | None:
@@ -196,11 +208,6 @@ def custom_event(
         "time": time,
         "properties": {k: v for k, v in properties.items() if v is not None},
     }
-
-
-def utc_time(epoch: float) -> str:
-    """``epoch`` (seconds) as ISO 8601 UTC to the second, as Braze takes a custom event's time."""
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _text(value: Any) -> str | None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.braze.client import MAX_OBJECTS_PER_KIND
 from chalicelib.sync import mapping
 from chalicelib.sync.records import LedgerEntry
+from chalicelib.sync.times import utc_time
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -82,7 +83,7 @@ def stage(
         return None
     event = None
     if claimed.claim == "new":  # "sent": the custom event may be in Braze already; never twice
-        event = mapping.custom_event(webhook, who, subscriber if state is not None else None, mapping.utc_time(now))
+        event = mapping.custom_event(webhook, who, subscriber if state is not None else None, utc_time(now))
     sent_before = claimed.claim == "sent"
     return Staged(claimed.record, webhook, subscriber, previous, event, claimed.started, sent_before=sent_before)
 
@@ -94,21 +95,30 @@ def groups(staged: list[Staged]) -> list[Group]:
     found = []
     for subscription_id, records in by_subscription.items():
         first = records[0]
-        current, previous = first.subscriber, first.previous
-        who = current.identity or (previous.identity if previous else None)
-        if who is None:
-            continue
-        add, remove = mapping.changes(previous.values if previous else {}, current)
-        objects = []
-        for old in previous.holders() if previous is not None else ():
-            if old != who:  # the subscriber id changed: take everything off every profile it was on
-                removal = mapping.attribute_object(old, {}, previous.values if previous else {})
-                objects += [removal] if removal is not None else []
-        new = mapping.attribute_object(who, add, remove)
-        objects += [new] if new is not None else []
-        ledger = LedgerEntry(who, current.values) if current.active else None
-        found.append(Group(subscription_id, objects, records, ledger, ahead(previous, who, current)))
+        planned = group(subscription_id, first.subscriber, first.previous, records)
+        if planned is not None:
+            found.append(planned)
     return found
+
+
+def group(
+    subscription_id: str, current: mapping.Subscriber, previous: LedgerEntry | None, records: list[Staged]
+) -> Group | None:
+    """One subscription's writes from its state and what the ledger says Braze may hold (``records``: the
+    webhooks behind them, none for a reconciliation); None when there is nobody to write to."""
+    who = current.identity or (previous.identity if previous else None)
+    if who is None:
+        return None
+    add, remove = mapping.changes(previous.values if previous else {}, current)
+    objects = []
+    for old in previous.holders() if previous is not None else ():
+        if old != who:  # the subscriber id changed: take everything off every profile it was on
+            removal = mapping.attribute_object(old, {}, previous.values if previous else {})
+            objects += [removal] if removal is not None else []
+    new = mapping.attribute_object(who, add, remove)
+    objects += [new] if new is not None else []
+    ledger = LedgerEntry(who, current.values) if current.active else None
+    return Group(subscription_id, objects, records, ledger, ahead(previous, who, current))
 
 
 def ahead(previous: LedgerEntry | None, who: dict[str, str], current: mapping.Subscriber) -> LedgerEntry | None:

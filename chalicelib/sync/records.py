@@ -36,13 +36,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import DependencyUnavailable, SubscriptionBusy
 from chalicelib.settings import APP_NAME
+from chalicelib.sync.ledger_index import LEDGER_KEY_PREFIX, SHARD_ATTRIBUTE, shard_of
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 SYNC_KEY_PREFIX = f"{APP_NAME}.sync"
-LEDGER_KEY_PREFIX = f"{APP_NAME}.sync-ledger#"
 LEDGER_TTL_SECONDS = 400 * 86_400  # refreshed on every write; forgets subscriptions untouched for > a year
 # new: ours to write; done: written before; busy: another consumer has it; sent: its custom event may
 # have reached Braze (the answer was lost or the ledger not updated) — write the state, never the event.
@@ -51,7 +51,10 @@ EVENT_SENT = {"status": "event_sent"}
 MAX_BUSY_WAIT_SECONDS = 900
 _AWS_ERRORS = (BotoCoreError, ClientError)
 _CONDITION_FAILED = "ConditionalCheckFailedException"
-_SET_ENTRY = "SET #identity = :identity, #values = :values, #former = :former, expiration = :expiration"
+# Every write of an entry puts the item in the ledger's index (its shard) and refreshes its expiry.
+_SET_ENTRY = (
+    "SET #identity = :identity, #values = :values, #former = :former, expiration = :expiration, #shard = :shard"
+)
 
 
 class LeaseLost(DependencyUnavailable):
@@ -112,6 +115,8 @@ class LedgerEntry:
     identity: dict[str, str]
     values: dict[str, list[str]] = field(default_factory=dict)
     former: tuple[dict[str, str], ...] = ()
+    # False: written ahead of a Braze call whose commit never came — Braze may hold less than it says
+    settled: bool = field(default=True, compare=False)
 
     def holders(self) -> tuple[dict[str, str], ...]:
         """Every identity that may hold the values, the current one first."""
@@ -159,8 +164,9 @@ class SyncLedger:
         return _entry(item)
 
     def put(self, subscription_id: str, entry: LedgerEntry, owner: str) -> None:
-        """Record ``entry`` and keep the lease (the write ahead of Braze); LeaseLost if it is gone."""
-        self._update(subscription_id, owner, _SET_ENTRY, entry)
+        """Record ``entry`` and keep the lease (the write ahead of Braze, unsettled until the commit);
+        LeaseLost if it is gone."""
+        self._update(subscription_id, owner, f"{_SET_ENTRY}, unsettled = :true", entry)
 
     def commit(self, subscription_id: str, entry: LedgerEntry | None, owner: str) -> None:
         """Record what Braze now holds (or forget the subscription when None) and give the lease back."""
@@ -168,7 +174,7 @@ class SyncLedger:
             self._update(
                 subscription_id,
                 owner,
-                f"{_SET_ENTRY} REMOVE lease_owner, lease_until",
+                f"{_SET_ENTRY} REMOVE lease_owner, lease_until, unsettled",
                 entry,
             )
             return
@@ -195,21 +201,51 @@ class SyncLedger:
                 ExpressionAttributeValues={":owner": {"S": owner}},
             )
 
+    def touch(self, subscription_id: str, owner: str) -> None:
+        """Give the lease back and keep the entry another ``LEDGER_TTL_SECONDS`` (a reconciliation found
+        the subscription active and the ledger right); LeaseLost if the lease is gone."""
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=self._key(subscription_id),
+                UpdateExpression="SET expiration = :expiration, #shard = :shard REMOVE lease_owner, lease_until",
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeNames={"#shard": SHARD_ATTRIBUTE},
+                ExpressionAttributeValues={
+                    ":owner": {"S": owner},
+                    ":expiration": {"N": str(int(self._clock() + LEDGER_TTL_SECONDS))},
+                    ":shard": {"S": shard_of(subscription_id)},
+                },
+            )
+        except ClientError as exc:
+            raise _ledger_error(exc) from exc
+        except BotoCoreError as exc:
+            raise DependencyUnavailable("the sync ledger (DynamoDB) is unavailable") from exc
+
     def _update(self, subscription_id: str, owner: str, expression: str, entry: LedgerEntry) -> None:
+        values: dict[str, Any] = {
+            ":owner": {"S": owner},
+            ":identity": {"S": json.dumps(entry.identity, sort_keys=True)},
+            ":values": {"S": json.dumps(entry.values, sort_keys=True)},
+            ":former": {"S": json.dumps(list(entry.former), sort_keys=True)},
+            ":expiration": {"N": str(int(self._clock() + LEDGER_TTL_SECONDS))},
+            ":shard": {"S": shard_of(subscription_id)},
+        }
+        if ":true" in expression:
+            values[":true"] = {"BOOL": True}
         try:
             self._dynamodb.update_item(
                 TableName=self._table,
                 Key=self._key(subscription_id),
                 UpdateExpression=expression,
                 ConditionExpression="lease_owner = :owner",
-                ExpressionAttributeNames={"#identity": "identity", "#values": "values", "#former": "former"},
-                ExpressionAttributeValues={
-                    ":owner": {"S": owner},
-                    ":identity": {"S": json.dumps(entry.identity, sort_keys=True)},
-                    ":values": {"S": json.dumps(entry.values, sort_keys=True)},
-                    ":former": {"S": json.dumps(list(entry.former), sort_keys=True)},
-                    ":expiration": {"N": str(int(self._clock() + LEDGER_TTL_SECONDS))},
+                ExpressionAttributeNames={
+                    "#identity": "identity",
+                    "#values": "values",
+                    "#former": "former",
+                    "#shard": SHARD_ATTRIBUTE,
                 },
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             raise _ledger_error(exc) from exc
@@ -226,7 +262,10 @@ def _entry(item: dict[str, Any]) -> LedgerEntry | None:
         return None
     try:
         former = json.loads(item.get("former", {}).get("S", "[]"))
-        return LedgerEntry(json.loads(item["identity"]["S"]), json.loads(item["values"]["S"]), tuple(former))
+        settled = not item.get("unsettled", {}).get("BOOL", False)
+        return LedgerEntry(
+            json.loads(item["identity"]["S"]), json.loads(item["values"]["S"]), tuple(former), settled=settled
+        )
     except (KeyError, ValueError, TypeError):
         return None
 

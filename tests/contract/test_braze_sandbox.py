@@ -70,6 +70,30 @@ def test_success_counts_and_non_fatal_errors_per_object(braze: str) -> None:
     assert user(braze, "u1")["attributes"] == {"plan": "gold"}
 
 
+def test_refusals_on_request_per_object_or_the_whole_call(braze: str) -> None:
+    refuse = {"user": "bad", "message": "'time' is not valid", "inputArray": "events"}
+    requests.post(f"{braze}/_sandbox/refusals", json=refuse, timeout=5).raise_for_status()
+    body = {
+        "attributes": [{"external_id": "bad", "plan": "gold"}, {"external_id": "good", "plan": "gold"}],
+        "events": [
+            {"external_id": "good", "name": "subscribe", "time": "2026-01-01T00:00:00Z"},
+            {"external_id": "bad", "name": "subscribe", "time": "2026-01-01T00:00:00Z"},
+        ],
+    }
+    answer = track(braze, body)
+    assert answer.status_code == 201
+    assert answer.json()["errors"] == [{"type": "'time' is not valid", "input_array": "events", "index": 1}]
+    assert user(braze, "bad")["attributes"] == {"plan": "gold"}
+    assert user(braze, "bad")["custom_events"] == []
+
+    fatal = {"user": "worse", "message": "Bad Request", "fatal": True}
+    requests.post(f"{braze}/_sandbox/refusals", json=fatal, timeout=5).raise_for_status()
+    whole = track(braze, {"attributes": [{"external_id": "fine", "a": 1}, {"external_id": "worse", "a": 1}]})
+    assert whole.status_code == 400
+    assert whole.json() == {"message": "Bad Request"}
+    assert requests.get(f"{braze}/_sandbox/users/fine", timeout=5).status_code == 404
+
+
 def test_arrays_are_sets_with_add_remove_move_to_end_and_a_cap_of_25(braze: str) -> None:
     track(braze, {"attributes": [{"external_id": "u1", "tags": {"add": ["a", "b", "c"]}}]})
     track(braze, {"attributes": [{"external_id": "u1", "tags": {"add": ["a", "d"], "remove": ["b"]}}]})

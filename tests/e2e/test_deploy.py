@@ -45,8 +45,18 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 STAGE = "dev"
 STEP_TIMEOUT_SECONDS = 60
-HANDLERS = {"api": "app.app", "delivery": "app.deliver_queued", "sync": "app.sync_subscribers"}
-ROLES = {"api": "api_handler", "delivery": "deliver_queued", "sync": "sync_subscribers"}
+HANDLERS = {
+    "api": "app.app",
+    "delivery": "app.deliver_queued",
+    "sync": "app.sync_subscribers",
+    "reconcile": "app.reconcile_subscriptions",
+}
+ROLES = {
+    "api": "api_handler",
+    "delivery": "deliver_queued",
+    "sync": "sync_subscribers",
+    "reconcile": "reconcile_subscriptions",
+}
 WEBHOOK_SECRET = "deploy-e2e-webhook-secret-0123456789"
 
 
@@ -135,7 +145,8 @@ def test_the_stages_functions_run_its_handlers_with_its_environment(deployment: 
     for kind, name in function_names(STAGE).items():
         function = functions[name]
         assert function["Handler"] == HANDLERS[kind]
-        assert function["Timeout"] == config["lambda_timeout"]
+        handler = HANDLERS[kind].removeprefix("app.")
+        assert function["Timeout"] == config.get("lambda_functions", {}).get(handler, config)["lambda_timeout"]
         assert function["MemorySize"] == config["lambda_memory_size"]
         assert function["TracingConfig"] == {"Mode": "Active" if config["stages"][STAGE]["xray"] else "PassThrough"}
         assert function["Role"].endswith(f":role/{APP_NAME}-{STAGE}-{ROLES[kind]}")

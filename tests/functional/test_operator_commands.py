@@ -237,5 +237,6 @@ def test_put_dashboard_puts_the_templates_dashboard_with_the_deployed_names(aws:
     assert "${" not in json.dumps(body)
     lambdas = {line[3] for w in body["widgets"] for line in w["properties"]["metrics"] if line[0] == "AWS/Lambda"}
     assert lambdas == {"rokt-calendar-bridge-prod", "rokt-calendar-bridge-prod-deliver_queued",
-                       "rokt-calendar-bridge-prod-sync_subscribers"}  # fmt: skip
+                       "rokt-calendar-bridge-prod-sync_subscribers",
+                       "rokt-calendar-bridge-prod-reconcile_subscriptions"}  # fmt: skip
     assert said.count(f"dashboard {name}: put in us-east-1 (CloudWatch → Dashboards)") == 2

@@ -3,7 +3,9 @@ app's sync handler → the Braze sandbox, with Rokt's GET /v1/subscription read 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -87,6 +89,35 @@ def test_a_subscribe_becomes_the_documented_attributes_and_one_subscribe_event(
     assert subscribe["properties"]["subscription_id"] == subscription
     # what the Braze → Rokt template renders from this profile
     assert attributes["rokt:account_code"][0].split("/")[0] == "brazetest"
+
+
+@pytest.mark.parametrize("time_format", ["space", "offset", "naive", "iso"])
+def test_every_time_rokt_sends_reaches_braze_as_iso_8601_utc(
+    synced: Client, sandbox: Sandbox, braze: Braze, sync_queue: QueuePair, time_format: str
+) -> None:
+    """createdAt (the subscribe event's time) and deactivatedDate (the unsubscribe's, when the webhook
+    has no removedDateTimeUtc) in each of Rokt's formats: Braze gets "YYYY-MM-DDTHH:MM:SSZ"."""
+    sandbox.configure(timeFormat=time_format)
+    subscription = sandbox.subscribe()
+    created = sandbox.control("GET", "subscriptions")[0]["createdAt"]
+    sandbox.unsubscribe(subscription)
+    subscribe, unsubscribe = sandbox.sent_webhooks()
+    unsubscribe["eventDetails"]["subscription"].pop("removedDateTimeUtc")
+    forward(synced, sandbox, [subscribe])
+    sync(synced, sync_queue)
+    forward(synced, sandbox, [unsubscribe])
+    sync(synced, sync_queue)
+
+    profile = braze.user("user42")
+    [subscribed] = events(profile, "subscribe")
+    [unsubscribed] = events(profile, "unsubscribe")
+    iso_utc = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z"
+    assert re.fullmatch(iso_utc, subscribed["time"]), (created, subscribed["time"])
+    assert re.fullmatch(iso_utc, unsubscribed["time"]), unsubscribed["time"]
+    assert subscribed["time"] <= unsubscribed["time"]
+    expected = dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    expected = expected if expected.tzinfo else expected.replace(tzinfo=dt.UTC)
+    assert subscribed["time"] == expected.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_two_subscriptions_coexist_until_one_is_cancelled(

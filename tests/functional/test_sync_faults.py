@@ -127,7 +127,8 @@ def test_a_refusal_from_braze_is_dead_lettered_with_its_reason_and_replayable(
 ) -> None:
     client, queue = rig
     accept_subscribers(client, sandbox, copies=1)
-    braze.fault(status=400, body={"message": "Invalid attribute"}, count=1)
+    calls = 2 * SUBSCRIBERS - 1  # every call refused: bisected down to each subscription alone
+    braze.fault(status=400, body={"message": "Invalid attribute"}, count=calls)
 
     queue.drain(client, SYNC_BATCH_SIZE)
 
@@ -136,6 +137,7 @@ def test_a_refusal_from_braze_is_dead_lettered_with_its_reason_and_replayable(
     reasons = {m["MessageAttributes"]["deadLetterReason"]["StringValue"] for m in dead}
     assert reasons == {"Braze refused the request with HTTP 400: Invalid attribute"}
     assert braze.users() == []
+    assert braze.track_calls() == calls
     for message in dead:  # what `replay-dlq --queue sync` does
         queue.sqs.send_message(QueueUrl=queue.url, MessageBody=message["Body"])
     queue.drain(client, SYNC_BATCH_SIZE)

@@ -1,5 +1,6 @@
 """`make soak-sync`, small and seeded, so `make test` covers the concurrency soak: consumer threads
-on one queue, random batch order, redeliveries, Rokt, Braze and DynamoDB faults (bench/sync_soak.py)."""
+on one queue, random batch order, redeliveries, webhooks Rokt gave up on, the reconciliation alongside,
+Rokt, Braze and DynamoDB faults (bench/sync_soak.py)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,5 @@ def test_several_consumers_with_faults_leave_every_profile_equal_to_rokt_and_one
     assert result["events_written"] == result["events_expected"] > 0
     assert result["faults_armed"] > 0
     assert result["duplicates_sent"] > 0
+    assert result["webhooks_missed"] > 0  # healed by the reconciliation running alongside, then one period after
+    assert result["reconcile_reads"] > 0

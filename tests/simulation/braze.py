@@ -24,6 +24,7 @@ MAX_RETRIES = 5
 FIRST_BACKOFF_SECONDS = 60.0
 # Objects Braze refuses for good, whatever the moment: an identity it cannot take.
 REFUSED_MARK = "refused-by-braze"
+SIMULATED_REFUSAL = "simulated refusal of this object"
 
 
 class BrazeModel:
@@ -85,9 +86,7 @@ class BrazeModel:
                 kept = []
                 for index, item in enumerate(objects):
                     if _refused(item) or (refuse_some and self.world.faults.rng.random() < 0.3):
-                        refused.append(
-                            {"type": "simulated refusal of this object", "input_array": kind, "index": index}
-                        )
+                        refused.append({"type": SIMULATED_REFUSAL, "input_array": kind, "index": index})
                     else:
                         kept.append(item)
                 payload[kind] = kept

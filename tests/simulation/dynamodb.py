@@ -332,15 +332,55 @@ class DynamoDbModel:
     def __init__(self) -> None:
         self.tables: dict[str, dict[str, dict[str, Any]]] = {}
         self.keys: dict[str, str] = {}
+        self.indexes: dict[tuple[str, str], tuple[str, str]] = {}
         self.meta = _Meta()
 
-    def create_table(self, TableName: str, KeySchema: list[dict[str, str]], **_: Any) -> dict[str, Any]:
+    def create_table(
+        self,
+        TableName: str,
+        KeySchema: list[dict[str, str]],
+        GlobalSecondaryIndexes: list[dict[str, Any]] | None = None,
+        **_: Any,
+    ) -> dict[str, Any]:
         hash_keys = [k["AttributeName"] for k in KeySchema if k["KeyType"] == "HASH"]
         if len(KeySchema) != 1 or len(hash_keys) != 1:
             raise ValueError("the model keeps tables with one hash key only")
         self.tables[TableName] = {}
         self.keys[TableName] = hash_keys[0]
+        for index in GlobalSecondaryIndexes or []:
+            schema = {k["KeyType"]: k["AttributeName"] for k in index["KeySchema"]}
+            self.indexes[(TableName, index["IndexName"])] = (schema["HASH"], schema["RANGE"])
         return {"TableDescription": {"TableName": TableName, "TableStatus": "ACTIVE"}}
+
+    def query(self, TableName: str, IndexName: str, **request: Any) -> dict[str, Any]:
+        """A keys-only sparse index's partition, in sort-key order (equality on the partition key only)."""
+        table = self._table(TableName, "Query")
+        partition, sort = self.indexes[(TableName, IndexName)]
+        names = dict(request.get("ExpressionAttributeNames") or {})
+        values = dict(request.get("ExpressionAttributeValues") or {})
+        name, _, placeholder = (part.strip() for part in request["KeyConditionExpression"].partition("="))
+        wanted = values[placeholder]
+        if names.get(name, name) != partition:
+            raise _invalid("Query", "Query condition missed key schema element")
+        found = sorted(
+            (item for item in table.values() if item.get(partition) == wanted and sort in item),
+            key=lambda item: item[sort]["S"],
+        )
+        start = (request.get("ExclusiveStartKey") or {}).get(sort)
+        if start is not None:
+            found = [item for item in found if item[sort]["S"] > start["S"]]
+        if request.get("Select") == "COUNT":
+            return {"Count": len(found)}
+        limit = int(request.get("Limit") or len(found) or 1)
+        page = found[:limit]
+        key = self.keys[TableName]
+        answer: dict[str, Any] = {
+            "Items": [{k: copy.deepcopy(item[k]) for k in {key, partition, sort} if k in item} for item in page],
+            "Count": len(page),
+        }
+        if len(found) > limit or (page and len(page) == limit):
+            answer["LastEvaluatedKey"] = {key: copy.deepcopy(page[-1][key]), partition: copy.deepcopy(wanted)}
+        return answer
 
     def get_item(self, TableName: str, Key: dict[str, Any], ConsistentRead: bool = False, **_: Any) -> dict[str, Any]:
         item = self._table(TableName, "GetItem").get(self._key(TableName, Key, "GetItem"))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import app as bridge_app
 from chalicelib.observability import logger
 from stage.bootstrap import ensure_table
+from stage.resources import table_resource
 from tests.simulation.dynamodb import DynamoDbModel
 from tests.simulation.invariants import Verdict, check
 from tests.simulation.scenario import Scenario, generate
@@ -120,7 +121,10 @@ def run_seed(seed: int, size: str = "small", scenario: Scenario | None = None, d
             ensure_table(client, TABLE, progress=lambda _: None)
         else:
             client = DynamoDbModel()
-            client.create_table(TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+            table = table_resource(TABLE)["Properties"]
+            client.create_table(
+                TableName=TABLE, KeySchema=table["KeySchema"], GlobalSecondaryIndexes=table["GlobalSecondaryIndexes"]
+            )
         traveller = time_machine.travel(EPOCH, tick=False)
         coordinates = traveller.start()
         stack.callback(traveller.stop)
@@ -136,13 +140,13 @@ def run_seed(seed: int, size: str = "small", scenario: Scenario | None = None, d
         finally:
             bridge_app.use_bridge(None)
         verdict = check(world, logs.lines, drained)
-    api, deliver, sync = world.functions
     stats = {
         "webhooks": len(world.answers),
         "Rokt changes applied": len(world.rokt.applied),
         "Braze calls": world.braze.calls,
-        "invocations": api.invocations + deliver.invocations + sync.invocations,
-        "killed": api.killed + deliver.killed + sync.killed,
+        "invocations": sum(f.invocations for f in world.functions),
+        "reconciliations": world.functions[3].invocations,
+        "killed": sum(f.killed for f in world.functions),
         "faults met": sum(world.faults.met.values()),
         "steps": world.scheduler.steps,
     }

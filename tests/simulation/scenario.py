@@ -71,7 +71,7 @@ class Scenario:
 
 # Families of worlds, by weight: each seed draws one, then everything else. A family makes one kind of
 # trouble likely (rather than leaving it to one seed in a thousand): the rest of the draw stays random.
-FAMILIES = (("mixed", 50), ("crowd", 15), ("slow", 10), ("races", 10), ("moves", 15))
+FAMILIES = (("mixed", 45), ("crowd", 15), ("slow", 10), ("races", 10), ("moves", 12), ("missed", 8))
 
 
 def generate(seed: int, size: str = "small") -> Scenario:
@@ -104,6 +104,10 @@ def generate(seed: int, size: str = "small") -> Scenario:
                 )
             )
         )
+    if family == "missed":  # from some point on, Rokt's webhooks cannot reach the bridge: only reconciliation
+        start = HORIZON_SECONDS / 2  # heals what changed after it — every subscription changes once more then
+        faults.append(Fault("rokt.webhooks", "refused", start, HORIZON_SECONDS + 3600.0, 1.0))
+        changes = sorted(changes + _missed_changes(rng, subscriptions, users, start), key=lambda c: c.at)
     mode = rng.choice(MODES)
     return Scenario(
         seed=seed,
@@ -191,6 +195,21 @@ def _rokt_changes(
     for _ in range(rng.choice((0, 0, 1, 3))):
         changes.append(RoktChange(rng.uniform(0, HORIZON_SECONDS), "hostile", "", {"why": _hostile_envelope(rng)}))
     return sorted(changes, key=lambda c: c.at)
+
+
+def _missed_changes(rng: random.Random, subscriptions: list[str], users: list[str], after: float) -> list[RoktChange]:
+    """One more change to each subscription, after ``after`` (each kind the reconciliation heals)."""
+    changes = []
+    for subscription in subscriptions:
+        at = after + rng.uniform(60.0, HORIZON_SECONDS / 2)
+        kind = rng.choice(("tags", "move", "unsubscribe"))
+        if kind == "tags":
+            changes.append(RoktChange(at, "tags", subscription, {"tags": rng.sample(TAGS, rng.randint(0, 4))}))
+        elif kind == "move":
+            changes.append(RoktChange(at, "move", subscription, {"subscriberId": rng.choice(users)}))
+        else:
+            changes.append(RoktChange(at, "unsubscribe", subscription))
+    return changes
 
 
 def _hostile_envelope(rng: random.Random) -> str:

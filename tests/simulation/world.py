@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import app as bridge_app
 from chalicelib.delivery.queue import BATCH_SIZE, MAX_CONCURRENCY, delivery_queue_names
-from chalicelib.settings import Settings
+from chalicelib.settings import RECONCILE_EVERY_MINUTES, Settings
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_BATCH_WINDOW_SECONDS, sync_queue_names
 from localworld.rokt_sandbox import DEFAULT_CLIENTS
 from tests.simulation.aws import SqsModel, SsmModel
@@ -32,7 +32,7 @@ from tests.simulation.braze import (
     braze_wait,
 )
 from tests.simulation.faults import Faults
-from tests.simulation.lambdas import ApiGateway, EventSource, Function
+from tests.simulation.lambdas import ApiGateway, EventSource, Function, HttpAnswer
 from tests.simulation.rokt import RETRY_EVERY_SECONDS, RETRY_FOR_SECONDS, ROKT_HOST, Outbound, RoktModel
 from tests.simulation.scheduler import Actor, Scheduler, Stuck, Waiters
 
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tests.simulation.aws import Queue
-    from tests.simulation.lambdas import HttpAnswer
     from tests.simulation.scenario import BrazeIntent, RoktChange, Scenario
 
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -50,7 +49,25 @@ TABLE = "rokt-calendar-bridge-sim-idempotency"
 WEBHOOK_SECRET = "sim-webhook-secret-0123456789"
 ROKT_WEBHOOK_TOKEN = "sim-rokt-webhook-token-0123456789"
 DRAIN_CAP_SECONDS = 80 * 3600.0
+# Reconciliation in the simulated world: a shorter period (the least the settings allow), so that a seed
+# runs one whole period after the last webhook Rokt gave up on.
+RECONCILE_PERIOD_SECONDS = 3600.0
+RECONCILE_EVERY_SECONDS = RECONCILE_EVERY_MINUTES * 60.0
 LEASE_BOUND_SECONDS = 30.0 + 10.0 + 1.0  # Lambda's timeout, the lease's stated margin, clock skew
+
+
+RECONCILE_TIMEOUT_SECONDS = 300.0  # .chalice/config.json's lambda_functions
+_SCHEDULED_EVENT = {
+    "version": "0",
+    "id": "sim-schedule",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": "123456789012",
+    "time": "2026-01-01T00:00:00Z",
+    "region": "us-east-1",
+    "resources": ["arn:aws:events:us-east-1:123456789012:rule/reconcile"],
+    "detail": {},
+}
 
 
 @dataclass
@@ -247,6 +264,7 @@ class World:
             self._send_intent(intent)
         for change in self.scenario.changes:
             self._workload(f"rokt:{change.kind}", functools.partial(self._rokt_change, change), at=change.at)
+        self._workload("eventbridge:reconcile", self._reconcile_schedule, at=RECONCILE_EVERY_SECONDS)
         try:
             self.scheduler.run(DRAIN_CAP_SECONDS, done=self._drained)
         except Stuck as exc:
@@ -254,6 +272,17 @@ class World:
         drained = self._drained()
         self.scheduler.close()
         return drained
+
+    def _reconcile_schedule(self) -> None:
+        """EventBridge's schedule: the reconciliation every 15 minutes, until one whole period has passed
+        since Rokt could last have given up on a webhook (its last change, plus its 30 minutes of retries)."""
+        last_change = max((c.at for c in self.scenario.changes), default=0.0)
+        ends = last_change + RETRY_FOR_SECONDS + RECONCILE_PERIOD_SECONDS + 2 * RECONCILE_EVERY_SECONDS
+        reconcile = self.functions[3]
+        while self.scheduler.now < ends:
+            actor = reconcile.invoke(_SCHEDULED_EVENT, "scheduled reconciliation")
+            self.join(actor, RECONCILE_TIMEOUT_SECONDS + 1)
+            self.scheduler.sleep(RECONCILE_EVERY_SECONDS)
 
     def _drained(self) -> bool:
         if self.pending or any(s.running for s in self._sources.values()):
@@ -301,13 +330,21 @@ class World:
             sync_queue_url=sync_queue.url,
             request_budget_seconds=scenario.budget[0],
             rokt_timeout_seconds=scenario.budget[1],
+            reconcile_period_seconds=RECONCILE_PERIOD_SECONDS,
         )
         self.settings = settings
         name = f"rokt-calendar-bridge-{STAGE}"
         api = Function(self, name, bridge_app.app, settings)
         deliver = Function(self, f"{name}-deliver_queued", bridge_app.deliver_queued, replace(settings))
         sync_consumer = Function(self, f"{name}-sync_subscribers", bridge_app.sync_subscribers, settings)
-        self.functions = (api, deliver, sync_consumer)
+        reconcile = Function(
+            self,
+            f"{name}-reconcile_subscriptions",
+            bridge_app.reconcile_subscriptions,
+            settings,
+            timeout=RECONCILE_TIMEOUT_SECONDS,
+        )
+        self.functions = (api, deliver, sync_consumer, reconcile)
         self.api = ApiGateway(self, api)
         self.api_function = api
         self._sources[deliveries] = EventSource(
@@ -393,6 +430,15 @@ class World:
         first = scheduler.now
         event_id = delivery.envelope.get("eventId") if isinstance(delivery.envelope, dict) else "hostile"
         while True:
+            if self.faults.http("rokt.webhooks") is not None:  # the bridge cannot be reached: Rokt retries
+                delivery.answers.append(_refused_answer())
+                self.trace.add("rokt", f"webhook {event_id}: connection refused", keys=_delivery_keys(delivery))
+                if scheduler.now + RETRY_EVERY_SECONDS > first + RETRY_FOR_SECONDS:
+                    delivery.gave_up = True
+                    self.trace.add("rokt", f"webhook {event_id}: Rokt gives up", keys=_delivery_keys(delivery))
+                    return
+                scheduler.sleep(RETRY_EVERY_SECONDS)
+                continue
             answer = self.api.call(
                 "POST",
                 f"/rokt/webhooks/{ROKT_WEBHOOK_TOKEN}",
@@ -442,6 +488,11 @@ class Profile:
 
     def redelivery_delay(self) -> float:
         return self._world.random.uniform(1.0, 300.0)
+
+
+def _refused_answer() -> HttpAnswer:
+    """What Rokt's dispatcher records when the bridge cannot be reached: no status."""
+    return HttpAnswer(0, {}, "", 0.0)
 
 
 def _delivery_keys(delivery: RoktDelivery) -> tuple[str, ...]:

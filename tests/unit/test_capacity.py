@@ -53,3 +53,26 @@ def test_measured_figures_come_from_bench_results():
     )
 
     assert (measured.cpu_ms, measured.rokt_calls, measured.token_calls_per_lifetime) == (9.5, 1.0, 2.0)
+
+
+def test_reconciliation_of_100k_subscriptions_a_day():
+    ledger = capacity.Ledger(100_000, reads_per_second=10, period_seconds=86_400, drift_fraction=0.01)
+
+    result = capacity.reconciliation(ledger)
+
+    assert result["rokt_reads_per_day"] == 100_000  # each subscription once per period
+    assert result["runs_per_day"] == 96
+    # 1,334 batches: their index pages (two 4 KB units, half a read unit each), the pass's count of
+    # the index (100k x 90 bytes: 2,198 units, half each) and 96 cursor reads
+    assert result["dynamodb_read_units_per_day"] == round(1334 * 1 + 2198 * 0.5 + 96 * 0.5)
+    # 2 writes per unchanged subscription, 3 per drifted one, one cursor save per batch and per run
+    assert result["dynamodb_write_units_per_day"] == (99_000 * 2 + 1_000 * 3 + 1334 + 96)
+    assert 0 < result["braze_calls_per_day"] <= 1_000  # only batches with a drifted subscription call Braze
+    assert result["lambda_seconds_per_day"] >= 100_000 / 10  # the read ceiling paces the runs
+    assert result["fits_the_period"]
+
+
+def test_a_read_ceiling_too_low_for_the_period_says_so():
+    ledger = capacity.Ledger(5_000_000, reads_per_second=10, period_seconds=86_400)
+
+    assert not capacity.reconciliation(ledger)["fits_the_period"]

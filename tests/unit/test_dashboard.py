@@ -59,7 +59,8 @@ def test_the_check_itself_catches_a_metric_the_code_does_not_emit():
 def test_sqs_widgets_name_the_stage_queues_and_placeholders_are_filled():
     body = dashboard.dashboard_body("prod")
     assert "rokt-calendar-bridge-prod-deliveries-dlq" in body
-    filled = dashboard.filled(body, "eu-west-1", {"api": "fn-api", "delivery": "fn-q", "sync": "fn-s"})
+    functions = {"api": "fn-api", "delivery": "fn-q", "sync": "fn-s", "reconcile": "fn-r"}
+    filled = dashboard.filled(body, "eu-west-1", functions)
     assert "${" not in filled
     assert '"region":"eu-west-1"' in filled
     assert "fn-q" in filled

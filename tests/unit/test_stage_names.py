@@ -81,6 +81,7 @@ def test_stage_names_are_what_the_runtime_parses(stage: str):
         "api": f"{APP_NAME}-{stage}",
         "delivery": f"{APP_NAME}-{stage}-deliver_queued",
         "sync": f"{APP_NAME}-{stage}-sync_subscribers",
+        "reconcile": f"{APP_NAME}-{stage}-reconcile_subscriptions",
     }
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.clock import MIN_ATTEMPT_SECONDS
 from chalicelib.delivery.service import DeliveryOutcome
-from chalicelib.delivery.state import Applied, EventState, Intent, StateChanged, Step, decide
+from chalicelib.delivery.state import MAYBE, Applied, EventState, Intent, StateChanged, Step, decide
 from chalicelib.errors import (
     BridgeError,
     DependencyUnavailable,
@@ -182,7 +182,8 @@ class InOrderDeliverer:
             outcome = self._run(request, attempt.deadline)
         except RoktRejected as exc:
             self._land(state, attempt, None, in_time=in_time)  # a refusal changes nothing: not remembered
-            if self._behind_queue(attempt) and refused_as_unknown(request.operation, exc) and self._waiting(intent):
+            unknown = refused_as_unknown(request.operation, exc)
+            if self._behind_queue(attempt) and unknown and self._waiting(intent, attempt.deadline):
                 raise BehindQueuedIntents(
                     "Rokt does not know the event yet; its create waits in the queue", after_rokt=True
                 ) from exc
@@ -200,14 +201,20 @@ class InOrderDeliverer:
                 state, attempt, Applied.maybe(intent.fingerprint, intent.received_at, intent.action), in_time=in_time
             )
             raise
-        outcome = _with(outcome, received_at=intent.received_at)
-        applied = Applied(intent.fingerprint, intent.received_at, outcome.to_dict(), intent.action)
+        received = intent.received_at
+        if state.applied is not None and state.applied.fingerprint == MAYBE + intent.fingerprint:
+            received = max(received, state.applied.received_at)  # an older copy stands for the later one
+        outcome = _with(outcome, received_at=received)
+        applied = Applied(intent.fingerprint, received, outcome.to_dict(), intent.action)
         try:
             self._states.finish(state, intent, applied, leave_queue=True)
         except (StateChanged, DependencyUnavailable):
             # Rokt has it; the state could not say so: a copy arriving before the flight ends waits,
-            # one after it is delivered again (the same event at Rokt: an update).
+            # one after it is delivered again (the same event at Rokt: an update). Its message is done
+            # with all the same: off the waiting list, while there is time to say so.
             logger.warning("delivered, but the delivery record could not be completed; the flight expires")
+            if attempt.deadline.remaining() >= MIN_ATTEMPT_SECONDS:
+                self._leave_quietly(attempt)
         return outcome
 
     def _land(self, state: EventState, attempt: _Attempt, applied: Applied | None, *, in_time: bool) -> None:
@@ -225,12 +232,22 @@ class InOrderDeliverer:
         """A direct webhook (never a queued one: it is in the queue) goes behind its event's queued intents."""
         return self._queue_behind and not attempt.queued
 
+    def _leave_quietly(self, attempt: _Attempt) -> None:
+        try:
+            self._leave(attempt)
+        except DependencyUnavailable:
+            logger.warning("a delivered intent is still noted as waiting; it holds others back until stale")
+
     def _leave(self, attempt: _Attempt) -> None:
         """A queued intent answered without reaching Rokt (a duplicate, superseded): its message is done."""
         if attempt.queued:
             self._states.leave(attempt.intent)
 
-    def _waiting(self, intent: Intent) -> bool:
+    def _waiting(self, intent: Intent, deadline: Deadline) -> bool:
+        """Do intents for the event wait in the queue? Asked only while the request has time for the read
+        (and the spill after it); else Rokt's refusal stands."""
+        if deadline.remaining() < MIN_ATTEMPT_SECONDS:
+            return False
         try:
             state = self._states.read(intent.account_code, intent.event_id)
         except DependencyUnavailable:

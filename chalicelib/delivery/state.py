@@ -117,7 +117,7 @@ class EventState:
     applied: Applied | None = None
     flight: Flight | None = None
     waiting: tuple[Waiting, ...] = ()
-    confirmed: bool = False  # Rokt confirmed some intent for this event (not only maybe)
+    confirmed: bool = False  # Rokt confirmed the event exists (a create or update applied, no delete since)
 
 
 def decide(state: EventState, intent: Intent, now: float, *, queued: bool, queue_behind: bool) -> Step:
@@ -240,8 +240,8 @@ class EventStates:
         sets: dict[str, dict[str, Any]] = {"version": {"N": str(state.version + 1)}, EXPIRY_ATTRIBUTE: self._expiry()}
         if applied is not None:
             sets["applied"] = {"S": _json(applied)}
-            if not applied.is_maybe:
-                sets["confirmed"] = {"BOOL": True}
+            if not applied.is_maybe:  # Rokt confirmed it: the event exists there, unless it was deleted
+                sets["confirmed"] = {"BOOL": applied.action != "delete"}
         if flight is not None:
             sets["flight"] = {"S": _json(flight)}
         removes = ["flight"] if end_flight else []
@@ -279,7 +279,7 @@ class EventStates:
             applied=applied or state.applied,
             flight=None if end_flight else flight or state.flight,
             waiting=kept,
-            confirmed=state.confirmed or (applied is not None and not applied.is_maybe),
+            confirmed=state.confirmed if applied is None or applied.is_maybe else applied.action != "delete",
         )
 
     def _update(self, intent: Intent, expression: str, values: dict[str, Any], condition: str | None = None) -> None:
@@ -362,7 +362,7 @@ def _state(item: dict[str, Any] | None) -> EventState:
         applied=applied,
         flight=flight,
         waiting=tuple(sorted(waiting, key=lambda w: (w.received_at, w.intent_id))),
-        confirmed="confirmed" in item,
+        confirmed=bool(item.get("confirmed", {}).get("BOOL", False)),
     )
 
 

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.clock import Deadline
 from chalicelib.delivery.breaker import CircuitBreaker
-from chalicelib.delivery.in_order import BehindQueuedIntents, InOrderDeliverer
+from chalicelib.delivery.in_order import BehindQueuedIntents, InOrderDeliverer, fingerprint
 from chalicelib.delivery.models import Action, EventRequest
 from chalicelib.delivery.queue import DeliveryQueue
 from chalicelib.delivery.service import DeliveryOutcome
@@ -273,3 +273,49 @@ def test_an_intent_that_changed_nothing_at_rokt_is_not_remembered_so_an_older_on
 
     # Then it goes to Rokt: the update changed nothing there, so it supersedes nothing
     assert (outcome.status, sent) == ("delivered", [Action.UPDATE, Action.DELETE])
+
+
+def model_states() -> EventStates:
+    dynamodb = DynamoDbModel()
+    dynamodb.create_table(TableName="t", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    return EventStates(dynamodb, "t", 3_600, clock=lambda: NOW)  # type: ignore[arg-type]
+
+
+def delivered(request: EventRequest, _deadline: Deadline) -> DeliveryOutcome:
+    return DeliveryOutcome("delivered", request.action.value, request.account_code, request.event_id, 202, 1)
+
+
+def test_an_older_copy_delivered_in_place_of_its_own_maybe_keeps_the_later_arrival():
+    # Given Rokt may have update A received at NOW (its landing failed), and its older copy (NOW - 2)
+    states = model_states()
+    first = Intent("brazetest", "Event_0001_user42", fingerprint(request(Action.UPDATE)), NOW, "", "update")
+    states.finish(
+        states.start(EventState(), first, "x", NOW + 30),
+        first,
+        Applied.maybe(first.fingerprint, NOW, "update"),
+        leave_queue=False,
+    )
+    deliverer = InOrderDeliverer(delivered, states, wall_clock=lambda: NOW, new_id=lambda: "me")
+
+    # When the older copy is delivered in its place
+    deliverer.deliver(request(Action.UPDATE), Deadline(10.0), None, NOW - 2)
+
+    # Then Rokt's state stands for the later copy: an intent received between the two is older than it
+    applied = states.read("brazetest", "Event_0001_user42").applied
+    assert applied is not None
+    assert (applied.fingerprint, applied.received_at) == (first.fingerprint, NOW)
+
+
+def test_a_confirmed_delete_means_the_event_no_longer_exists_at_rokt():
+    states = model_states()
+    intent = Intent("brazetest", "Event_1", A, NOW, "", "create")
+    created = states.finish(
+        states.start(EventState(), intent, "x", NOW + 30), intent, Applied(A, NOW, {}, "create"), leave_queue=False
+    )
+    assert states.read("brazetest", "Event_1").confirmed
+    delete = Intent("brazetest", "Event_1", B, NOW + 1, "", "delete")
+    states.finish(
+        states.start(created, delete, "x", NOW + 30), delete, Applied(B, NOW + 1, {}, "delete"), leave_queue=False
+    )
+
+    assert not states.read("brazetest", "Event_1").confirmed  # an older create under a maybe update goes again

@@ -133,6 +133,7 @@ def _rokt_events(world: World, verdict: Verdict) -> None:
         by_key[intent.key].append(intent)
     for key, intents in by_key.items():
         ambiguous: list[tuple[Any, Intent]] = []
+        parked_senders = _dead_lettered_senders(world)
         accepted = _received(world, verdict, key, intents, dead, ambiguous)
         if not accepted and not ambiguous:
             continue
@@ -146,6 +147,14 @@ def _rokt_events(world: World, verdict: Verdict) -> None:
         final = world.rokt.final_event(key)
         actual = final.get("simTag") if final is not None else None
         last = by_bridge[-1][1] if by_bridge else None
+        tried = sorted(
+            ((a, i) for i in intents for c in i.sent for a in c.attempts if a.invocation not in parked_senders),
+            key=lambda pair: (pair[0].perceived, pair[0].at),
+        )
+        if tried and tried[-1][0].perceived > (by_bridge[-1][0].perceived if by_bridge else 0.0):
+            # the last intent the bridge received was answered with an error (Braze retries it): the
+            # bridge still ordered by it (its outcome unknown), so Rokt may hold what it asks for
+            last = tried[-1][1]
         with_parked = sorted(accepted + ambiguous, key=lambda pair: (pair[0].perceived, pair[0].at))
         if actual != expected and ambiguous and actual == _ideal(intent for _, intent in with_parked):
             # a dead-lettered copy's delivery reached Rokt (its answer lost) before it was parked
@@ -154,7 +163,7 @@ def _rokt_events(world: World, verdict: Verdict) -> None:
             # the last intent received is a copy of the change Rokt has, which the bridge answered as a
             # duplicate before an older delete came up for delivery (superseded): Rokt holds what the
             # last intent asks for, where applying both in order would have left nothing
-            verdict.counted["a delete superseded by a later copy of the applied change (Rokt keeps it)"] += 1
+            verdict.counted["a delete superseded by a later copy of the change Rokt has (Rokt keeps it)"] += 1
         elif actual != expected:
             story = ", ".join(f"{i.op} {i.tag or ''}@{a.perceived:.2f}s" for a, i in _runs(by_bridge))
             verdict.add("rokt-state", f"Rokt holds {actual!r}; the intents received make {expected!r} ({story})", key)

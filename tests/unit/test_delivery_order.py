@@ -23,6 +23,7 @@ from chalicelib.delivery.state import (
     EventStates,
     Flight,
     Intent,
+    StateChanged,
     Step,
     Waiting,
     decide,
@@ -89,6 +90,9 @@ def state(
             False,
             Step.SUPERSEDED,
         ),
+        # a flight that ended unfinished counts as maybe applied: a copy of the older applied intent,
+        # received before the flight's, is superseded by it (not answered as a duplicate)
+        (state(applied=(A, NOW - 5), flight_until=NOW - 1), intent(A, NOW - 3), False, False, Step.SUPERSEDED),
         (state(flight_until=NOW + 1), intent(), False, False, Step.IN_FLIGHT),
         (state(flight_until=NOW - 1), intent(), False, False, Step.DELIVER),  # a flight that ended
         # through the queue: after every older intent still waiting, never behind a newer one
@@ -319,3 +323,60 @@ def test_a_confirmed_delete_means_the_event_no_longer_exists_at_rokt():
     )
 
     assert not states.read("brazetest", "Event_1").confirmed  # an older create under a maybe update goes again
+
+
+def test_the_first_delivery_of_an_event_with_waiting_entries_is_taken_by_one_copy_only():
+    # the item exists (an intent was noted) but was never delivered: two copies read it at version 0
+    states = model_states()
+    states.wait(Intent("brazetest", "Event_1", A, NOW - 1, "w1"))
+    seen = states.read("brazetest", "Event_1")
+    states.start(seen, Intent("brazetest", "Event_1", A, NOW, "", "create"), "first", NOW + 30)
+
+    with pytest.raises(StateChanged):
+        states.start(seen, Intent("brazetest", "Event_1", B, NOW, "", "create"), "second", NOW + 30)
+
+
+def test_a_queued_duplicate_leaves_the_waiting_list():
+    states = model_states()
+    first = Intent("brazetest", "Event_0001_user42", fingerprint(request(Action.CREATE)), NOW - 5, "", "create")
+    states.finish(
+        states.start(EventState(), first, "x", NOW + 30),
+        first,
+        Applied(
+            first.fingerprint,
+            NOW - 5,
+            {
+                "status": "delivered",
+                "action": "create",
+                "accountCode": "brazetest",
+                "eventId": "Event_0001_user42",
+                "upstreamStatus": 202,
+            },
+            "create",
+        ),
+        leave_queue=False,
+    )
+    states.wait(Intent("brazetest", "Event_0001_user42", first.fingerprint, NOW - 6, "copy"))
+    deliverer = InOrderDeliverer(delivered, states, wall_clock=lambda: NOW, new_id=lambda: "me")
+
+    outcome = deliverer.deliver(request(Action.CREATE), Deadline(10.0), None, NOW - 6, intent_id="copy")
+
+    assert outcome.duplicate
+    assert states.read("brazetest", "Event_0001_user42").waiting == ()
+
+
+def test_a_flight_lasts_as_long_as_the_rokt_call_it_covers_and_a_margin():
+    states = model_states()
+    until: list[float] = []
+
+    def rokt(request: EventRequest, deadline: Deadline) -> DeliveryOutcome:
+        flight = states.read(request.account_code, request.event_id).flight
+        until.append(flight.until if flight else 0.0)
+        return delivered(request, deadline)
+
+    InOrderDeliverer(rokt, states, wall_clock=lambda: NOW, new_id=lambda: "me").deliver(
+        request(Action.CREATE), Deadline(10.0), None, NOW
+    )
+
+    assert until
+    assert until[0] >= NOW + 10.0 + 4.0  # the call's whole deadline, plus the margin for clocks

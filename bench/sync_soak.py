@@ -1,21 +1,23 @@
 """`make soak-sync`: a bounded concurrency soak of the Rokt → Braze sync on loopback. Rokt-side
-changes (subscribe, tag changes, subscriber moves, unsubscribes, subscriptions Rokt forgets) emit
-webhooks; Rokt sends some twice and gives up on some (``SYNC_SOAK_MISSED``: the bridge never hears of
-them); several sync consumer threads ("containers", each with its own clients, sharing one SQS queue,
-DynamoDB and SSM) take batches of random size in random order while faults come and go on Rokt's
-subscription reads, Braze (429, 5xx) and DynamoDB; SQS redelivers some acknowledged messages; and the
-scheduled reconciliation runs alongside (every 15 minutes of its own clock, a period of an hour), then
-for two more periods after the queue drained. After that: every Braze profile must equal Rokt's state
-for each subscription — on its subscriber's profile and on no other — and each Rokt eventId the bridge
-heard of must have left exactly one custom event (healing invents none). Prints the figures; exits 1 on
-any wrong profile or missing/doubled event. Sizes: SYNC_SOAK_CONSUMERS (4), SYNC_SOAK_SUBSCRIPTIONS
-(40), SYNC_SOAK_CHANGES (240), SYNC_SOAK_MISSED (0.1), SYNC_SOAK_SEED (7), SYNC_SOAK_MAX_SECONDS (600).
+changes (subscribe, tag changes, subscriber moves, unsubscribes) emit webhooks; Rokt sends some twice
+and gives up on some (``SYNC_SOAK_MISSED``: the bridge never hears of them), and at the end silently
+forgets some subscriptions (404). Several sync consumer threads ("containers", each with its own
+clients, sharing one SQS queue, DynamoDB and SSM) take batches of random size in random order while
+faults come and go on Rokt's subscription reads, Braze (429, 5xx) and DynamoDB; SQS redelivers some
+acknowledged messages; and the scheduled reconciliation runs alongside (a run a second, a period of
+ten seconds), then for two more periods after the queue drained. After that: every Braze profile must
+equal Rokt's state for each subscription — on its subscriber's profile and on no other — and each Rokt
+eventId the bridge heard of must have left exactly one custom event (healing invents none). Prints the
+figures; exits 1 on any wrong profile or missing/doubled event. Sizes: SYNC_SOAK_CONSUMERS (4),
+SYNC_SOAK_SUBSCRIPTIONS (40), SYNC_SOAK_CHANGES (240), SYNC_SOAK_MISSED (0.1), SYNC_SOAK_SEED (7),
+SYNC_SOAK_MAX_SECONDS (600).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 
 # Before Powertools is imported (as tests/conftest.py does): a metrics namespace, and credentials
@@ -44,7 +46,6 @@ from botocore.exceptions import ClientError
 from chalice.local import LambdaContext
 
 from chalicelib.observability import logger, metrics
-from chalicelib.runtime import SYSTEM, Runtime
 from chalicelib.settings import Settings
 from chalicelib.sync import mapping
 from chalicelib.sync.envelope import parse
@@ -66,8 +67,8 @@ TAGS = ["A", "B", "C", "D"]
 USERS = 12
 FAULT_EVERY_SECONDS = 0.3
 LAMBDA_MS = 30_000
-RECONCILE_PERIOD_SECONDS = 3600.0  # the least the settings allow: four scheduled runs
-RUN_SECONDS = 15 * 60.0
+RECONCILE_PERIOD_SECONDS = 10.0  # a soak-sized period (Settings built here, not from the environment)
+RUN_SECONDS = 1.0
 
 
 @dataclass
@@ -125,6 +126,7 @@ class Rig:
 
     def __init__(self, aws_url: str, sandbox_url: str, braze_url: str, session: boto3.session.Session) -> None:
         self.proxy = AwsProxy(aws_url)
+        self.aws_url = aws_url
         self.sandbox_url = sandbox_url
         self.braze_url = braze_url
         self.session = session
@@ -139,12 +141,18 @@ class Rig:
         answer.raise_for_status()
         return answer.json()
 
+    def ledger_item(self, subscription_id: str) -> Any:
+        """The subscription's ledger item as the table holds it (for a failure's report)."""
+        dynamodb = self.session.client("dynamodb", endpoint_url=self.aws_url)
+        key = {"id": {"S": f"rokt-calendar-bridge.sync-ledger#{subscription_id}"}}
+        return dynamodb.get_item(TableName=TABLE, Key=key).get("Item")
+
     def braze(self, method: str, path: str, body: Any = None) -> Any:
         answer = requests.request(method, f"{self.braze_url}/_sandbox/{path}", json=body, timeout=10)
         answer.raise_for_status()
         return answer.json()
 
-    def container(self, runtime: Runtime = SYSTEM) -> Bridge:
+    def container(self) -> Bridge:
         """One Lambda container (a sync consumer, or the reconciliation): its own clients, token memory
         and HTTP session."""
         settings = Settings(
@@ -164,7 +172,6 @@ class Rig:
             dynamodb_client=self.session.client("dynamodb", endpoint_url=self.proxy.url, config=AWS_CLIENT_CONFIG),
             sqs_client=self.session.client("sqs", endpoint_url=self.proxy.url, config=AWS_CLIENT_CONFIG),
             session=requests.Session(),
-            runtime=runtime,
         )
 
 
@@ -209,9 +216,9 @@ class Forwarder:
         self._tally.add("webhooks_sent")
 
 
-def produce(rig: Rig, config: SoakConfig, rng: random.Random, tally: Tally, rokt: Forwarder) -> None:
-    """Rokt-side changes: subscriptions, then tag changes, moves, unsubscribes and subscriptions Rokt
-    forgets (404, no webhook), each webhook forwarded (or missed)."""
+def produce(rig: Rig, config: SoakConfig, rng: random.Random, tally: Tally, rokt: Forwarder) -> list[str]:
+    """Rokt-side changes: subscriptions, then tag changes, moves and unsubscribes, each webhook forwarded
+    (or missed); the subscriptions still active."""
     active: list[str] = []
     for index in range(config.subscriptions):
         tags = rng.sample(TAGS, rng.randint(0, 2))
@@ -226,11 +233,7 @@ def produce(rig: Rig, config: SoakConfig, rng: random.Random, tally: Tally, rokt
         if draw < 0.12:
             rig.sandbox("POST", "unsubscribe", {"subscriptionId": subscription})
             active.remove(subscription)
-        elif draw < 0.15:
-            rig.sandbox("POST", "subscriptions/forget", {"subscriptionId": subscription})
-            rokt.forgotten.add(subscription)
-            active.remove(subscription)
-        elif draw < 0.25:
+        elif draw < 0.22:
             who = f"soak{rng.randrange(USERS)}"
             rig.sandbox("POST", "subscriptions/update", {"subscriptionId": subscription, "subscriberId": who})
         else:
@@ -238,6 +241,15 @@ def produce(rig: Rig, config: SoakConfig, rng: random.Random, tally: Tally, rokt
             rig.sandbox("POST", "subscriptions/update", {"subscriptionId": subscription, "tags": tags})
         rokt.forward()
     rokt.flush()
+    return active
+
+
+def forget_some(rig: Rig, active: list[str], rng: random.Random, rokt: Forwarder) -> None:
+    """Rokt forgets a tenth of the subscriptions still active, silently (404 from now on, no webhook):
+    only the reconciliation can see it."""
+    for subscription in rng.sample(active, max(1, len(active) // 10)) if active else []:
+        rig.sandbox("POST", "subscriptions/forget", {"subscriptionId": subscription})
+        rokt.forgotten.add(subscription)
 
 
 FAULTS: dict[str, Callable[[Rig, random.Random], None]] = {
@@ -300,26 +312,17 @@ def consume(rig: Rig, bridge: Bridge, rng: random.Random, done: threading.Event,
                 tally.add("stale_receipts")
 
 
-class ReconcileClock:
-    """The reconciliation container's wall clock: 15 minutes later at each scheduled run."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def time(self) -> float:
-        return time.time() + self.offset
-
-
-def reconcile(rig: Rig, stop: threading.Event, tally: Tally, until: float, *, periods_after: int = 2) -> None:
-    """EventBridge's schedule for the reconciliation, compressed: a run, then 15 minutes later (by the
-    reconciliation's own clock) the next, while the soak runs — and two whole periods after ``stop``
-    (a subscription is read again about a period after its last read; up to two while the ledger grows)."""
-    clock = ReconcileClock()
-    reconciler = rig.container(Runtime(time=clock.time)).reconciler()
-    after = -1
-    while time.monotonic() < until and after != 0:
-        if stop.is_set() and after < 0:
-            after = periods_after * int(RECONCILE_PERIOD_SECONDS // RUN_SECONDS) + 1
+def reconcile(rig: Rig, stop: threading.Event, tally: Tally, until: float) -> None:
+    """EventBridge's schedule for the reconciliation, compressed: a run every ``RUN_SECONDS`` of real time
+    with a period of ``RECONCILE_PERIOD_SECONDS`` (each run reads what is due by the next run, 15 minutes
+    by the schedule: here, the whole pass), while the soak runs — then two more periods after ``stop``.
+    Its clock is the consumers' (a container whose wall clock ran hours ahead would take leases the
+    consumers still hold: AWS keeps Lambda's clocks in step)."""
+    reconciler = rig.container().reconciler()
+    ends = math.inf
+    while time.monotonic() < min(until, ends):
+        if stop.is_set() and ends == math.inf:
+            ends = time.monotonic() + 2 * RECONCILE_PERIOD_SECONDS + RUN_SECONDS
         report = reconciler.run(LambdaContext("reconcile_subscriptions", 512, max_runtime_ms=300_000))
         metrics.clear_metrics()
         tally.add("reconcile_runs")
@@ -327,9 +330,7 @@ def reconcile(rig: Rig, stop: threading.Event, tally: Tally, until: float, *, pe
         tally.add("reconcile_failed", report.failed)
         for kind, healed in report.healed.items():
             tally.add(f"healed_{kind}", healed)
-        clock.offset += RUN_SECONDS
-        after -= 1 if after > 0 else 0
-        time.sleep(0.05)
+        time.sleep(RUN_SECONDS)
 
 
 def queue_empty(rig: Rig) -> bool:
@@ -371,9 +372,9 @@ def verify(rig: Rig, rokt: Forwarder) -> dict[str, int]:
             wanted_here = expected if state is not None and user.get("external_id") == state.get("subscriberId") else {}
             if held != wanted_here:
                 counts["wrong_profiles"] += 1
-                print(
-                    f"wrong profile {user.get('external_id')} for {subscription_id}: {held} ≠ {wanted_here}", flush=True
-                )
+                says = "forgotten" if state is None else f"active={state['isActive']} of {state.get('subscriberId')}"
+                print(f"wrong profile {user.get('external_id')} for {subscription_id} (Rokt: {says})", flush=True)
+                print(f"  holds {held}, ledger {rig.ledger_item(subscription_id)}", flush=True)
         heard = {w.event_id: w for w in by_subscription.get(subscription_id, []) if w.event_id in rokt.heard}
         wanted = Counter(
             mapping.CUSTOM_EVENTS[w.event_type] for w in heard.values() if w.event_type in mapping.CUSTOM_EVENTS
@@ -389,6 +390,12 @@ def verify(rig: Rig, rokt: Forwarder) -> dict[str, int]:
         counts["doubled_events"] += sum(max(got[n] - wanted[n], 0) for n in got)
         counts["missing_events"] += sum(max(wanted[n] - got[n], 0) for n in wanted)
     counts["rokt_webhooks"] = len(webhooks)
+    dlq_url = rig.sqs.get_queue_url(QueueName=sync_queue_names("soak")[1])["QueueUrl"]
+    for message in receive_batch(rig.sqs, dlq_url, 1000, wait_seconds=0):
+        counts["dead_letters"] += 1
+        attributes: dict[str, Any] = dict(message.get("MessageAttributes", {}))
+        reason = attributes.get("deadLetterReason", {}).get("StringValue")
+        print(f"dead letter: {json.loads(message['Body'])['webhook'].get('eventType')}: {reason}", flush=True)
     return dict(counts)
 
 
@@ -411,8 +418,9 @@ def run(rig: Rig, config: SoakConfig) -> dict[str, Any]:
         for thread in [*threads, faults, healing]:
             thread.start()
         rokt = Forwarder(rig, config, rng, tally)
+        active: list[str] = []
         try:
-            produce(rig, config, rng, tally, rokt)
+            active = produce(rig, config, rng, tally, rokt)
         finally:
             stop_faults.set()
             faults.join()
@@ -424,7 +432,8 @@ def run(rig: Rig, config: SoakConfig) -> dict[str, Any]:
             produced.set()
             for thread in threads:
                 thread.join(timeout=max(until - time.monotonic(), 1))
-            drained.set()  # the reconciliation runs one more period
+            forget_some(rig, active, rng, rokt)
+            drained.set()  # the reconciliation runs two more periods
             healing.join(timeout=max(until - time.monotonic(), 1))
     result: dict[str, Any] = {"consumers": config.consumers, **dict(tally.counts), **verify(rig, rokt)}
     result["drained"] = queue_empty(rig)

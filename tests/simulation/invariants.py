@@ -475,7 +475,7 @@ def _custom_events(world: World, logs: list[str], verdict: Verdict) -> None:
             verdict.add("custom-event-doubled", text, key[1])
         elif actual[key] < expected[key]:
             ids = [d.envelope["eventId"] for d in owners[key]]
-            reason = excuse.missing(str(key[1]), ids)
+            reason = excuse.missing(str(key[1]), ids, expected[key] - actual[key])
             if reason is not None:
                 verdict.counted[reason] += 1
             else:
@@ -493,12 +493,12 @@ class _Excuses:
         self.lost_logged = "\n".join(line for line in logs if "at most once" in line)
         self.skipped = {json.loads(line).get("eventId") for line in logs if '"outcome":"skipped"' in line}
 
-    def missing(self, subscription_id: str, ids: list[str]) -> str | None:
+    def missing(self, subscription_id: str, ids: list[str], missing: int) -> str | None:
         subscription = self.subscriptions.get(subscription_id)
         state = subscription.to_api() if subscription else {}
         if subscription is None or mapping.identity(state, "email") is None or all(i in self.skipped for i in ids):
             return "a custom event not written: no identity when its webhook was processed"
-        if REFUSED_MARK in str(subscription.email) or all(i in self.dead for i in ids):
+        if REFUSED_MARK in str(subscription.email) or sum(i in self.dead for i in ids) >= missing:
             return "a custom event not written: its webhook was dead-lettered"
         if any(i in self.lost_logged for i in ids):
             return "a custom event lost after Braze's answer was lost (at most once, logged)"

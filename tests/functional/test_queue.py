@@ -18,6 +18,7 @@ from bridgectl import dead_letters
 from chalicelib.delivery.consumer import UNKNOWN_EVENT_GRACE_SECONDS
 from chalicelib.delivery.queue import delivery_queue_names
 from chalicelib.delivery.state import KEY_PREFIX, WAITING, WAITING_STALE_SECONDS, EventStates, Intent, Step, decide
+from chalicelib.errors import FieldError, ValidationFailed
 from chalicelib.observability import flush_metrics
 from chalicelib.runtime import Runtime
 from chalicelib.wiring import Bridge
@@ -590,6 +591,44 @@ def test_a_bug_while_delivering_a_queued_intent_dead_letters_it_with_the_reason_
     assert dead["MessageAttributes"]["deadLetterReason"]["StringValue"] == "unexpected_error: RuntimeError"
     items = aws.dynamodb().scan(TableName=TABLE)["Items"]
     assert [name for item in items for name in item if name.startswith(WAITING)] == []
+
+
+def test_a_definitive_failure_of_a_queued_intent_is_dead_lettered_with_its_reason_not_retried(
+    patient, patient_queues: QueuePair, monkeypatch: pytest.MonkeyPatch
+):
+    assert post(patient, *INTENTS["create:v1"]).status_code == 202
+    consumer = bridge_app.bridge().delivery_consumer()
+
+    def refuses(*_: Any, **__: Any) -> Any:
+        raise ValidationFailed("the stored request is not a valid webhook", [FieldError("event", "missing")])
+
+    monkeypatch.setattr(consumer._deliverer, "deliver", refuses)
+
+    assert patient_queues.consume(patient, patient_queues.receive()) == {"batchItemFailures": []}
+    [dead] = patient_queues.dead_letters()
+    assert dead["MessageAttributes"]["deadLetterReason"]["StringValue"].startswith("validation_failed: ")
+
+
+def test_the_404_grace_counts_from_the_first_receive_when_a_backlog_hands_an_update_over_late(
+    settings: Settings, aws: Aws, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
+):
+    wall = [time.time() - 2 * UNKNOWN_EVENT_GRACE_SECONDS]  # it reached the bridge two graces ago
+    bridge = Bridge(
+        replace(settings, delivery_mode="queued", delivery_queue_url=patient_queues.url),
+        ssm_client=aws.ssm(),
+        dynamodb_client=aws.dynamodb(),
+        sqs_client=aws.sqs(),
+        runtime=Runtime(time=lambda: wall[0]),
+    )
+    with serving(bridge) as client:
+        assert post(client, *INTENTS["update:v2"]).status_code == 202
+        wall[0] = time.time()  # a backlog: SQS hands it over for the first time only now
+        answer = patient_queues.consume(client, patient_queues.receive())
+
+    # Rokt's 404 is retried: its create may still be behind it in the same backlog
+    assert len(answer["batchItemFailures"]) == 1
+    summaries = [r for r in json_logs.records() if r["message"] == "queued webhook handled"]
+    assert [(s["outcome"], s["error"]) for s in summaries] == [("retryable_failure", "event_not_known_yet")]
 
 
 def test_a_queued_intent_the_consumer_cannot_process_is_dead_lettered_at_once_and_never_holds_its_event_back(

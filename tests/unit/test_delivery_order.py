@@ -380,3 +380,11 @@ def test_a_flight_lasts_as_long_as_the_rokt_call_it_covers_and_a_margin():
 
     assert until
     assert until[0] >= NOW + 10.0 + 4.0  # the call's whole deadline, plus the margin for clocks
+
+
+def test_a_waiting_entry_keeps_when_its_intent_reached_the_bridge_not_when_it_was_noted():
+    states = model_states()  # its clock says NOW
+    states.wait(Intent("brazetest", "Event_1", A, NOW - 100, "w1"))
+
+    [entry] = states.read("brazetest", "Event_1").waiting
+    assert (entry.received_at, entry.seen_at) == (NOW - 100, NOW)

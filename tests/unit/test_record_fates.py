@@ -108,3 +108,10 @@ def test_a_retry_without_time_for_its_backoff_comes_back_after_the_visibility_ti
     assert [reason for _, reason in records.dead_letters] == [
         f"gave up after {MAX_RECEIVES} receives (the queue's redrive limit): upstream_timeout"
     ]
+
+
+def test_a_dead_letter_the_dlq_refuses_is_retried_not_dropped():
+    records = Records(dlq_takes=False)
+
+    assert fates(records).dead_letter(record(1), "unexpected_error: RuntimeError") is Fate.RETRIED
+    assert records.delays == [30]  # back after the backoff; dead-lettered with its reason when the DLQ takes it

@@ -631,6 +631,30 @@ def test_the_404_grace_counts_from_the_first_receive_when_a_backlog_hands_an_upd
     assert [(s["outcome"], s["error"]) for s in summaries] == [("retryable_failure", "event_not_known_yet")]
 
 
+def test_an_update_rokt_refused_leaves_the_waiting_list_so_a_newer_one_goes_through(
+    patient, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
+):
+    # Given two updates queued for one event, and Rokt refusing the first for good (400)
+    for name in ("update:v2", "update:v3"):
+        assert post(patient, *INTENTS[name]).status_code == 202
+    messages = patient_queues.receive()
+    older = [m for m in messages if label(m) == "update:v2"]
+    patient_queues.release([m for m in messages if label(m) != "update:v2"])
+    sandbox.fault(status=400, count=1)
+
+    # When the consumer meets the refused one, then the newer one
+    patient_queues.consume(patient, older)
+    patient_queues.consume(patient, [m for m in patient_queues.receive() if label(m) == "update:v3"])
+
+    # Then the refusal took the older one off the waiting list: the newer one reached Rokt (which does
+    # not know the event: 404, retried) instead of waiting behind it until it went stale
+    summaries = [r for r in json_logs.records() if r["message"] == "queued webhook handled"]
+    assert [(s["outcome"], s["error"]) for s in summaries] == [
+        ("rejected", "rejected_by_rokt"),
+        ("retryable_failure", "event_not_known_yet"),
+    ]
+
+
 def test_a_queued_intent_the_consumer_cannot_process_is_dead_lettered_at_once_and_never_holds_its_event_back(
     patient, patient_queues: QueuePair, sandbox: Sandbox
 ):

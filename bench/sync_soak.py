@@ -67,6 +67,7 @@ TAGS = ["A", "B", "C", "D"]
 USERS = 12
 FAULT_EVERY_SECONDS = 0.3
 LAMBDA_MS = 30_000
+RETRY_SECONDS = 1  # a failed record comes back after this (SQS would wait the consumer's backoff)
 RECONCILE_PERIOD_SECONDS = 10.0  # a soak-sized period (Settings built here, not from the environment)
 RUN_SECONDS = 1.0
 
@@ -305,7 +306,13 @@ def consume(rig: Rig, bridge: Bridge, rng: random.Random, done: threading.Event,
             try:
                 if message["MessageId"] in failed or rng.random() < 0.1:
                     tally.add("redeliveries", 0 if message["MessageId"] in failed else 1)
-                    rig.sqs.change_message_visibility(QueueUrl=rig.queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
+                    # time is compressed, but a failed record still waits a second before it comes back:
+                    # released at once, a record whose subscription another writer leases (real seconds)
+                    # spent SQS's 1,000 receives in seconds under load and was dead-lettered
+                    delay = RETRY_SECONDS if message["MessageId"] in failed else 0
+                    rig.sqs.change_message_visibility(
+                        QueueUrl=rig.queue_url, ReceiptHandle=handle, VisibilityTimeout=delay
+                    )
                 else:
                     rig.sqs.delete_message(QueueUrl=rig.queue_url, ReceiptHandle=handle)
             except ClientError:  # the consumer made it visible at once and another consumer has it now

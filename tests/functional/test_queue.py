@@ -549,15 +549,20 @@ def test_a_404_for_an_update_of_an_event_rokt_never_knew_is_dropped_after_the_gr
     assert patient_queues.receive_count() == 0
 
 
+def queue_two_updates_holding_the_newer(client: Any, queues: QueuePair) -> list[Any]:
+    """Two updates queued for one event; the older handed over, the newer back on the queue."""
+    for name in ("update:v2", "update:v3"):
+        assert post(client, *INTENTS[name]).status_code == 202
+    messages = queues.receive()
+    queues.release([m for m in messages if label(m) != "update:v2"])
+    return [m for m in messages if label(m) == "update:v2"]
+
+
 def test_an_update_retried_within_the_404_grace_does_not_hold_a_newer_intent_back(
     patient, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
 ):
     # Given two updates queued for an event Rokt does not know (yet)
-    for name in ("update:v2", "update:v3"):
-        assert post(patient, *INTENTS[name]).status_code == 202
-    messages = patient_queues.receive()
-    older = [m for m in messages if label(m) == "update:v2"]
-    patient_queues.release([m for m in messages if label(m) != "update:v2"])
+    older = queue_two_updates_holding_the_newer(patient, patient_queues)
 
     # When the consumer meets the older one (Rokt: 404, retried within the grace), then the newer one
     patient_queues.consume(patient, older)
@@ -635,11 +640,7 @@ def test_an_update_rokt_refused_leaves_the_waiting_list_so_a_newer_one_goes_thro
     patient, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
 ):
     # Given two updates queued for one event, and Rokt refusing the first for good (400)
-    for name in ("update:v2", "update:v3"):
-        assert post(patient, *INTENTS[name]).status_code == 202
-    messages = patient_queues.receive()
-    older = [m for m in messages if label(m) == "update:v2"]
-    patient_queues.release([m for m in messages if label(m) != "update:v2"])
+    older = queue_two_updates_holding_the_newer(patient, patient_queues)
     sandbox.fault(status=400, count=1)
 
     # When the consumer meets the refused one, then the newer one

@@ -341,8 +341,6 @@ class Reconciler:
             return _Inspection(subscription_id, "busy")
         except BridgeError:
             return _Inspection(subscription_id, "failed")
-        if previous is None:
-            return _Inspection(subscription_id, "gone")
         try:
             state = self._rokt.get(subscription_id, reading)
         except RoktRejected as exc:
@@ -357,8 +355,13 @@ class Reconciler:
             return _Inspection(subscription_id, "failed", previous)
         return self._compare(subscription_id, state, previous)
 
-    def _compare(self, subscription_id: str, state: dict[str, Any] | None, previous: LedgerEntry) -> _Inspection:
-        account = mapping.written_account(subscription_id, previous.values, state)
+    def _compare(self, subscription_id: str, state: dict[str, Any] | None, previous: LedgerEntry | None) -> _Inspection:
+        """``previous`` None: the bridge has written nothing for the subscription (it had no subscriber to
+        write to, or the entry is gone): forgotten once Rokt has, kept while still nobody's, written once
+        Rokt names its subscriber."""
+        if previous is None and state is None:
+            return _Inspection(subscription_id, "gone")
+        account = mapping.written_account(subscription_id, previous.values if previous else {}, state)
         if account is None:
             logger.error(
                 "no account code for a ledger entry; not reconciled",
@@ -368,8 +371,10 @@ class Reconciler:
         current = (
             mapping.subscriber(subscription_id, state, account, self._fallback)
             if state is not None
-            else mapping.Subscriber(subscription_id, active=False, identity=previous.identity)
+            else mapping.Subscriber(subscription_id, active=False, identity=previous.identity if previous else None)
         )
+        if previous is None and not current.active:
+            return _Inspection(subscription_id, "gone")
         kind = _kind(state, current, previous)
         if kind is None:
             return _Inspection(subscription_id, "unchanged", previous)
@@ -380,12 +385,14 @@ class Reconciler:
         return _Inspection(subscription_id, "drift", previous, group, kind, drifts)
 
 
-def _kind(state: dict[str, Any] | None, current: mapping.Subscriber, previous: LedgerEntry) -> str | None:
+def _kind(state: dict[str, Any] | None, current: mapping.Subscriber, previous: LedgerEntry | None) -> str | None:
     """What changed between the ledger and Rokt's state; None when nothing did."""
     if state is None:
         return "not_found"
     if not current.active:
         return "unsubscribe"
+    if previous is None:  # nobody held it: a subscriber now (a move from nobody), or still nobody
+        return "move" if current.identity else None
     who = current.identity or previous.identity
     if who != previous.identity or previous.former:
         return "move"
@@ -398,17 +405,18 @@ def _kind(state: dict[str, Any] | None, current: mapping.Subscriber, previous: L
     return None
 
 
-def _drifts(subscription_id: str, kind: str, current: mapping.Subscriber, previous: LedgerEntry) -> list[Drift]:
+def _drifts(subscription_id: str, kind: str, current: mapping.Subscriber, previous: LedgerEntry | None) -> list[Drift]:
     """Each attribute that differs (and the profile, for a move), e-mail addresses masked."""
     rokt = current.values if current.active else {}
     found = []
-    who = current.identity or previous.identity
-    holders = [f"{k}:{v}" for h in previous.holders() for k, v in h.items()]
+    who = current.identity or (previous.identity if previous else None)
+    had = previous.values if previous else {}
+    holders = [f"{k}:{v}" for h in (previous.holders() if previous else ()) for k, v in h.items()]
     if kind == "move":
         target = [f"{k}:{v}" for k, v in (who or {}).items()]
         found.append(Drift(subscription_id, kind, "profile", _masked(holders), _masked(target)))
-    for name in sorted(set(rokt) | set(previous.values)):
-        have, want = sorted(previous.values.get(name, [])), sorted(rokt.get(name, []))
+    for name in sorted(set(rokt) | set(had)):
+        have, want = sorted(had.get(name, [])), sorted(rokt.get(name, []))
         if have != want:
             found.append(Drift(subscription_id, kind, name, _masked(have), _masked(want)))
     if not found:

@@ -133,20 +133,24 @@ class SyncLedger:
 
     def acquire(self, subscription_id: str, owner: str, hold_seconds: float) -> LedgerEntry | None:
         """Take the subscription's lease for ``hold_seconds`` (or until released) and return what the
-        ledger says Braze may hold; SubscriptionBusy while another consumer holds it."""
+        ledger says Braze may hold; SubscriptionBusy while another consumer holds it. The item joins the
+        ledger's index at once, entry or not: a subscription with nobody to write to yet (no subscriber id)
+        is still re-read by the reconciliation, which writes it once Rokt names its subscriber."""
         now = self._clock()
         try:
             item = self._dynamodb.update_item(
                 TableName=self._table,
                 Key=self._key(subscription_id),
-                UpdateExpression="SET lease_owner = :owner, lease_until = :until, "
+                UpdateExpression="SET lease_owner = :owner, lease_until = :until, #shard = :shard, "
                 "expiration = if_not_exists(expiration, :expiration)",
                 ConditionExpression="attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :owner",
+                ExpressionAttributeNames={"#shard": SHARD_ATTRIBUTE},
                 ExpressionAttributeValues={
                     ":owner": {"S": owner},
                     ":until": {"N": f"{now + hold_seconds:.3f}"},
                     ":now": {"N": f"{now:.3f}"},
                     ":expiration": {"N": str(int(now + LEDGER_TTL_SECONDS))},
+                    ":shard": {"S": shard_of(subscription_id)},
                 },
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",

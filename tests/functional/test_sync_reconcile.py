@@ -204,6 +204,29 @@ def test_a_bridge_that_missed_two_hours_of_webhooks_equals_rokt_after_one_period
     assert all(run["failed"] == 0 for run in runs)
 
 
+def test_a_subscriber_id_rokt_gives_an_anonymous_subscription_reaches_braze_though_its_webhook_was_missed(
+    synced: Client, sandbox: Sandbox, braze: Braze, queue: QueuePair, clock: VirtualTime
+) -> None:
+    """Simulation seed 2053: a subscription without subscriber id or e-mail has nobody to write to, so the
+    bridge wrote nothing — yet the ledger must still list it, or a subscriber id Rokt adds later, whose
+    webhook the bridge missed, never reaches Braze."""
+    anonymous = sandbox.subscribe(subscriberId=None, calendarCode="cal-anonymous", tags=["A"])
+    forward(synced, sandbox.sent_webhooks())
+    queue.drain(synced, SYNC_BATCH_SIZE)
+    assert actual_profiles(braze) == {}
+
+    def named_later() -> None:
+        sandbox.control("POST", "subscriptions/update", {"subscriptionId": anonymous, "subscriberId": "user-later"})
+
+    bridge_down_while(sandbox, named_later)
+    runs = one_period(clock)
+
+    assert actual_profiles(braze) == expected_profiles(sandbox)
+    assert "user-later" in actual_profiles(braze)
+    assert events(braze) == 0  # healing invents no custom event
+    assert all(run["failed"] == 0 for run in runs)
+
+
 def test_the_ledger_is_enumerated_through_its_sparse_index_and_the_cursor_survives_each_run(
     synced: Client, sandbox: Sandbox, braze: Braze, queue: QueuePair, aws: Aws, clock: VirtualTime
 ) -> None:

@@ -359,6 +359,7 @@ def _profiles(world: World, verdict: Verdict) -> None:
     received, missed = _reached(world)
     last_dead = _latest_webhook_dead_lettered(world)
     profiles = world.braze.profile_values()
+    anonymous = {c.subscription for c in world.scenario.changes if c.kind == "subscribe" and not _named(c.fields)}
     for subscription in world.rokt.state.subscriptions.all():
         if subscription.id not in received:
             verdict.counted["a subscription none of whose webhooks reached the bridge"] += 1
@@ -373,6 +374,12 @@ def _profiles(world: World, verdict: Verdict) -> None:
         expected = _expected_profile(subscription)
         actual = _holding(profiles, subscription.id)
         if actual == expected:
+            continue
+        if subscription.id in missed and subscription.id in anonymous and actual == _without_account_names(expected):
+            verdict.counted[
+                "a subscriber named while Rokt's webhooks were missed, first seen with nobody to write to: "
+                "no account id or name to write (Rokt's read names neither)"
+            ] += 1
             continue
         if any(len(v) >= BRAZE_ARRAY_CAP for who in expected for v in profiles.get(who, {}).values()):
             verdict.counted["a profile past Braze's 25-element array cap (Braze drops the oldest)"] += 1
@@ -434,6 +441,16 @@ def _expected_profile(subscription: Any) -> dict[str, dict[str, list[str]]]:
     name, value = next(iter(who.items()))
     key = f"{name}:{value.lower() if name == 'email' else value}"
     return {key: {k: sorted(v) for k, v in values.items()}}
+
+
+def _named(fields: dict[str, Any]) -> bool:
+    return bool(fields.get("subscriberId") or fields.get("email"))
+
+
+def _without_account_names(profile: dict[str, dict[str, list[str]]]) -> dict[str, dict[str, list[str]]]:
+    """The values a reconciliation can write with no webhook to name the account's id and name."""
+    dropped = ("rokt:account_id", "rokt:account_name")
+    return {who: {k: v for k, v in values.items() if k not in dropped} for who, values in profile.items()}
 
 
 def _difference(actual: dict[str, dict[str, list[str]]], expected: dict[str, dict[str, list[str]]]) -> str:

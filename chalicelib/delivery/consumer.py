@@ -12,9 +12,10 @@ waiting list exactly when its message leaves the queue:
 - Rokt or AWS failing → retried after a backoff (Retry-After, else exponential, capped), its entry kept
   live; past the horizon (24 h after it was queued) or on the queue's last allowed receive →
   dead-lettered with the reason, off the waiting list;
-- Rokt's 404 for an update or delete → retried for ``UNKNOWN_EVENT_GRACE_SECONDS`` from the later of
-  its arrival and its first receive (its create may still be queued un-noted, or processed by Rokt),
-  off the waiting list meanwhile so newer intents need not wait for it; then a refusal;
+- Rokt's 404 for an update or delete → retried for ``UNKNOWN_EVENT_GRACE_SECONDS`` from Rokt's first
+  404 for it (its create may still be queued un-noted, or processed by Rokt; receives an outage spent
+  before do not count), off the waiting list meanwhile so newer intents need not wait for it; then a
+  refusal;
 - anything else — an unreadable message, an unexpected error — dead-lettered with the reason at once:
   nothing loops, nothing holds its event's later intents back;
 - not started because the invocation's time ran out → given back at once (dead-lettered with that
@@ -89,6 +90,8 @@ class WaitingList(Protocol):
     def seen(self, intent: Intent) -> None: ...
 
     def leave(self, intent: Intent) -> None: ...
+
+    def unknown_since(self, intent: Intent) -> float: ...
 
 
 class NotAttempted(Exception):
@@ -200,13 +203,8 @@ class QueueConsumer:
             return self._retry(record, intent, exc, summary, retry_after=self._hold_back(receives))
         except RoktRejected as exc:
             summary.update(outcome=exc.outcome, error=exc.code, upstreamStatus=exc.upstream_status)
-            if refused_as_unknown(request.operation, exc) and self._within_grace(record, intent):
-                # Off the waiting list, so newer intents do not wait for this retry: if one reaches Rokt
-                # first, this one is superseded when it comes back; an older create goes first.
-                self._leave(intent)
-                unknown = EventNotKnownYet("Rokt does not know this event yet; retried for a while before it counts")
-                summary.update(outcome=unknown.outcome, error=unknown.code)
-                return self._retry(record, None, unknown, summary)
+            if refused_as_unknown(request.operation, exc):
+                return self._not_known_yet(record, intent, summary)
             self._leave(intent)  # definitive: another attempt would get the same answer
             return None
         except BridgeError as exc:
@@ -264,9 +262,22 @@ class QueueConsumer:
         delay: int = HOLD_BACK_BASE_SECONDS * 2 ** max(receives - 1, 0)
         return min(delay, self._max_backoff)
 
-    def _within_grace(self, record: SQSRecord, intent: _QueuedIntent) -> bool:
-        """Within the grace of a 404, counted from the later of its arrival and its first receive (a
-        backlog may hand a message over hours after it arrived)."""
+    def _not_known_yet(self, record: SQSRecord, intent: _QueuedIntent, summary: dict[str, Any]) -> Exception | None:
+        """Rokt's 404 for an update or delete: retried within the grace, off the waiting list meanwhile so
+        newer intents do not wait for it (if one reaches Rokt first, this one is superseded when it comes
+        back; an older create goes first); after the grace, Rokt's refusal stands."""
+        if not self._within_grace(record, intent, self._unknown_since(intent)):
+            return None
+        unknown = EventNotKnownYet("Rokt does not know this event yet; retried for a while before it counts")
+        summary.update(outcome=unknown.outcome, error=unknown.code)
+        return self._retry(record, None, unknown, summary)
+
+    def _within_grace(self, record: SQSRecord, intent: _QueuedIntent, first_404: float | None) -> bool:
+        """Within the grace of a 404, counted from Rokt's first 404 for the intent (receives before it,
+        failing on an outage, never spend it); when that is not known, from the later of its arrival and
+        its first receive (a backlog may hand a message over hours after it arrived)."""
+        if first_404 is not None:
+            return self._wall_clock() - first_404 < self._grace
         try:
             first = int(record.attributes.approximate_first_receive_timestamp) / 1000
         except (TypeError, ValueError, KeyError):
@@ -281,6 +292,17 @@ class QueueConsumer:
             self._waiting.leave(intent.key)
         except DependencyUnavailable:
             logger.warning("an intent done with is still noted as waiting; intents behind it wait until it is stale")
+
+    def _unknown_since(self, intent: _QueuedIntent) -> float | None:
+        """Off the waiting list; when Rokt first answered 404 for it (None: not known)."""
+        if not intent.intent_id:
+            return None
+        try:
+            return self._waiting.unknown_since(intent.key)
+        except DependencyUnavailable:
+            logger.warning("a 404's first time was not recorded; its grace counts from the first receive")
+            self._leave(intent)
+            return None
 
     def _seen(self, intent: _QueuedIntent) -> None:
         if not intent.intent_id:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 # A prefix of its own: no record written by an earlier scheme (".event", ".pending#") is read as one.
 KEY_PREFIX = f"{APP_NAME}.event-state#"
 WAITING = "w_"
+UNKNOWN = "u_"  # + intent id: when Rokt first answered 404 for the intent (its 404 grace starts then)
 MAYBE = "maybe:"  # a fingerprint no intent has: what Rokt holds is not known (see Applied.maybe)
 EXPIRY_ATTRIBUTE = "expiration"  # the table's TTL attribute (Powertools' default schema)
 # A waiting entry's message is seen at least every SQS backoff cap (15 min) while it is retried; one
@@ -220,6 +221,26 @@ class EventStates:
             {":entry": {"S": _entry(intent.received_at, self._clock())}},
             condition="attribute_exists(#entry)",
         )
+
+    def unknown_since(self, intent: Intent) -> float:
+        """Rokt answered 404 for ``intent`` (its event unknown there, maybe not yet): take it off the waiting
+        list while it waits for its retry, and return when Rokt first said so for it (now, the first time)."""
+        unknown = UNKNOWN + intent.intent_id
+        names = {"#entry": WAITING + intent.intent_id, "#unknown": unknown, "#expiry": EXPIRY_ATTRIBUTE}
+        try:
+            answer = self._dynamodb.update_item(
+                TableName=self._table,
+                Key=_key(intent.account_code, intent.event_id),
+                UpdateExpression="SET #unknown = if_not_exists(#unknown, :now), #expiry = :expiry REMOVE #entry",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":now": {"N": f"{self._clock():.3f}"}, ":expiry": self._expiry()},
+                ReturnValues="ALL_NEW",
+            )
+            return float(answer["Attributes"][unknown]["N"])
+        except (ClientError, BotoCoreError) as exc:
+            raise _unavailable() from exc
+        except (KeyError, ValueError) as exc:  # an answer without the attribute it set: cannot tell
+            raise _unavailable() from exc
 
     def leave(self, intent: Intent) -> None:
         """The intent's message is done with (or was never sent): intents behind it may go."""

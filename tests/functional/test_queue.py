@@ -636,6 +636,48 @@ def test_the_404_grace_counts_from_the_first_receive_when_a_backlog_hands_an_upd
     assert [(s["outcome"], s["error"]) for s in summaries] == [("retryable_failure", "event_not_known_yet")]
 
 
+def test_the_404_grace_counts_from_rokts_first_404_not_from_receives_an_outage_spent(
+    settings: Settings, aws: Aws, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
+):
+    """Simulation seed 2246: intents spilled while DynamoDB was down for two hours; their first receives
+    failed on the outage, so when Rokt first answered 404 for an update (its create still queued) the grace
+    counted from the first receive had already run out, and the update was dropped."""
+    wall = [time.time()]
+    bridge = Bridge(
+        replace(settings, delivery_mode="queued", delivery_queue_url=patient_queues.url),
+        ssm_client=aws.ssm(),
+        dynamodb_client=aws.dynamodb(),
+        sqs_client=aws.sqs(),
+        runtime=Runtime(time=lambda: wall[0]),
+    )
+    with serving(bridge) as client:
+        # Given an update for an event Rokt does not know yet, first met while Rokt fails (503)
+        assert post(client, *INTENTS["update:v2"]).status_code == 202
+        sandbox.fault(status=503, count=100)
+        patient_queues.consume(client, first := patient_queues.receive())
+        patient_queues.release(first)
+        sandbox.clear_faults()
+
+        # When Rokt first answers 404 after longer than the grace, then again within the grace of that
+        # first 404, then after it
+        answers = []
+        for step in (UNKNOWN_EVENT_GRACE_SECONDS + 1, UNKNOWN_EVENT_GRACE_SECONDS / 2, UNKNOWN_EVENT_GRACE_SECONDS):
+            wall[0] += step
+            answers.append(answer := patient_queues.consume(client, received := patient_queues.receive()))
+            if answer["batchItemFailures"]:
+                patient_queues.release(received)
+
+    # Then the 404 was retried for a grace from Rokt's first 404, then dropped as Rokt's refusal
+    assert [len(a["batchItemFailures"]) for a in answers] == [1, 1, 0]
+    summaries = [r for r in json_logs.records() if r["message"] == "queued webhook handled"]
+    assert [(s["outcome"], s["error"]) for s in summaries][1:] == [
+        ("retryable_failure", "event_not_known_yet"),
+        ("retryable_failure", "event_not_known_yet"),
+        ("rejected", "rejected_by_rokt"),
+    ]
+    assert patient_queues.receive_count() == 0
+
+
 def test_an_update_rokt_refused_leaves_the_waiting_list_so_a_newer_one_goes_through(
     patient, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
 ):

@@ -225,6 +225,34 @@ def test_the_consumer_dead_letters_on_the_last_receive_sqs_would_give_it(
     assert all(r.startswith("gave up after 3 receives") for r in found), found
 
 
+def test_a_subscription_whose_braze_answer_was_lost_stays_leased_until_the_lease_expires(
+    timed: tuple[Client, QueuePair], sandbox: Sandbox, braze: Braze, later: Later
+) -> None:
+    """Braze may still apply a call whose answer was lost: the lease is kept (not given back when the batch
+    ends), so a redelivery cannot write the subscription (and Braze then apply the older call over it)
+    until the lease expires."""
+    client, queue = timed
+    subscription = sandbox.subscribe(subscriberId="ann")
+    for envelope in sandbox.sent_webhooks():
+        answer = client.http.post(
+            f"/rokt/webhooks/{ROKT_TOKEN}", headers={"Content-Type": "application/json"}, body=json.dumps(envelope)
+        )
+        assert answer.status_code == 202
+    braze.fault(loseAnswer=True, count=1)  # Braze applies the call, the bridge never hears so
+
+    assert len(consume_once(client, queue)["batchItemFailures"]) == 1
+    calls = braze.track_calls()
+    later.offset = 5  # redelivered soon: the lease (the batch's deadline and a margin) still holds
+    assert len(consume_once(client, queue)["batchItemFailures"]) == 1
+    assert braze.track_calls() == calls  # the redelivery found the subscription leased: Braze not called
+
+    later.offset = 120  # the lease expired: the redelivery writes it
+    assert consume_once(client, queue)["batchItemFailures"] == []
+    assert braze.track_calls() == calls + 1
+    assert braze.user("ann")["attributes"]["rokt:subscription_id"] == [subscription]
+    assert queue.receive() == []
+
+
 def test_a_subscription_rokt_does_not_know_yet_is_retried_then_synced(
     timed: tuple[Client, QueuePair], sandbox: Sandbox, braze: Braze, later: Later
 ) -> None:

@@ -16,11 +16,14 @@ import requests
 from chalice.local import LambdaContext
 
 import app as bridge_app
+from chalicelib.rokt.subscriptions import RoktSubscriptionsClient
 from chalicelib.runtime import Runtime
 from chalicelib.sync import mapping
 from chalicelib.sync.envelope import Account
-from chalicelib.sync.ledger_index import CURSOR_KEY, LEDGER_INDEX
+from chalicelib.sync.ledger_index import CURSOR_KEY, LEDGER_INDEX, LedgerIndex
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, sync_queue_names
+from chalicelib.sync.reconcile import Reconciler
+from chalicelib.sync.records import SyncLedger
 from chalicelib.wiring import Bridge
 from tests.conftest import ROKT_TOKEN, TABLE, Aws, Braze, Sandbox, serving
 from tests.support.queues import QueuePair
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 
     from chalice.test import Client
 
+    from chalicelib.clock import Deadline
     from chalicelib.settings import Settings
     from tests.conftest import LogCapture
 
@@ -57,6 +61,20 @@ class VirtualTime:
 
     def runtime(self) -> Runtime:
         return Runtime(time=self.time, monotonic=self.monotonic, sleep=self.sleep)
+
+
+class StoppedTime(VirtualTime):
+    """Virtual time with no real time in it: it moves only when told (or when the pacer sleeps)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wall, self._monotonic = time.time(), time.monotonic()
+
+    def time(self) -> float:
+        return self._wall + self.offset
+
+    def monotonic(self) -> float:
+        return self._monotonic + self.offset
 
 
 @pytest.fixture
@@ -445,3 +463,65 @@ def test_what_one_pass_costs_per_subscription_is_what_the_capacity_model_prices(
     assert counts["dynamodb.GetItem"] == 1  # the cursor, once per run
     batches = counts["dynamodb.PutItem"] - 1  # the cursor, after each batch and at the end
     assert 1 <= braze.track_calls() - calls <= min(healed, batches)  # only batches with something drifted
+
+
+class SlowReads:
+    """The reconciler's Rokt reads, each taking ``seconds`` of the clock; after each, ``meanwhile`` runs (what
+    another container does between the reconciler's read and its Braze write) and its answer is kept."""
+
+    def __init__(self, rokt: RoktSubscriptionsClient, clock: VirtualTime, seconds: float, meanwhile: Any) -> None:
+        self._rokt = rokt
+        self._clock = clock
+        self._seconds = seconds
+        self._meanwhile = meanwhile
+        self.answers: list[Any] = []
+
+    def get(self, subscription_id: str, deadline: Deadline) -> dict[str, Any] | None:
+        state = self._rokt.get(subscription_id, deadline)
+        self._clock.sleep(self._seconds)
+        self.answers.append(self._meanwhile())
+        return state
+
+
+def test_a_webhook_s_consumer_finds_the_subscription_busy_between_the_reconciler_s_read_and_its_braze_write(
+    settings: Settings, aws: Aws, sandbox: Sandbox, braze: Braze, queue: QueuePair
+) -> None:
+    """The reconciler holds each subscription's lease for its whole batch (not for no time): a webhook for
+    the same subscription, consumed while the reconciler is between Rokt and Braze, goes back to the queue."""
+    clock = StoppedTime()
+    subscription = sandbox.subscribe(subscriberId="ann", tags=["A"])
+    bridge = make(settings, aws, braze, queue, clock)
+    with serving(bridge) as client:
+        forward(client, sandbox.sent_webhooks())
+        queue.drain(client, SYNC_BATCH_SIZE)
+        seen = len(sandbox.sent_webhooks())
+        sandbox.control("POST", "subscriptions/update", {"subscriptionId": subscription, "tags": ["live"]})
+        forward(client, sandbox.sent_webhooks()[seen:])  # queued, not consumed yet: the reconciler comes first
+        calls = braze.track_calls()
+        received: list[Any] = []
+
+        def consume_the_webhook() -> dict[str, Any]:
+            received.extend(queue.receive(SYNC_BATCH_SIZE))
+            assert received, "the webhook was not queued"
+            return queue.consume(client, received)
+
+        reads = SlowReads(RoktSubscriptionsClient(bridge.rokt_transport()), clock, 2.0, consume_the_webhook)
+        reconciler = Reconciler(
+            reads,
+            bridge.braze(),
+            SyncLedger(aws.dynamodb(), settings.idempotency_table, clock=clock.time),
+            LedgerIndex(aws.dynamodb(), settings.idempotency_table),
+            fallback=settings.braze_identity_fallback,
+            runtime=clock.runtime(),
+        )
+
+        report = reconciler.subscriptions([subscription], dry_run=False)
+
+        [answer] = reads.answers
+        assert [f["itemIdentifier"] for f in answer["batchItemFailures"]] == [m["MessageId"] for m in received]
+        assert braze.track_calls() == calls + 1  # the reconciler's write only: the consumer wrote nothing
+        assert report.healed == {"tags": 1}
+        queue.release(received)
+        queue.drain(client, SYNC_BATCH_SIZE)  # the webhook again, the lease given back: written
+
+    assert actual_profiles(braze) == expected_profiles(sandbox)

@@ -50,6 +50,9 @@ HOLD_BACK_SECONDS = 5
 # A flight lasts until the upstream deadline, and this much more: the clocks of two containers may
 # disagree by a second or two (NTP), and Rokt's answer to the last attempt comes back by then.
 FLIGHT_MARGIN_SECONDS = 5.0
+# The completion reserve (settings: 7 s) holds one bounded AWS call (wiring: ~6.5 s at worst) and this
+# much more: upstream work that overran its deadline by more leaves a failed flight to expire.
+LAND_OVERRUN_SECONDS = 0.5
 # How often one delivery looks at its event's state again when another writer changed it meanwhile.
 MAX_TURNS = 4
 
@@ -220,8 +223,11 @@ class InOrderDeliverer:
     def _land(self, state: EventState, attempt: _Attempt, applied: Applied | None, *, in_time: bool) -> None:
         """End a flight that failed (so a spilled copy or a retry may go at once), recording what Rokt may
         now hold (None: nothing changed), when the request's reserve still holds the call; else the
-        flight expires (``_until``) and counts as ``Applied.maybe`` (``decide``)."""
-        if not in_time:
+        flight expires (``_until``) and counts as ``Applied.maybe`` (``decide``). Only while the upstream
+        work ended by its deadline, give or take ``LAND_OVERRUN_SECONDS``: a step bounded by its own
+        timeouts rather than the deadline (an SSM read for the token) may overrun it, and the reserve
+        holds one AWS call, not that overrun as well."""
+        if not in_time or attempt.deadline.remaining() < -LAND_OVERRUN_SECONDS:
             return
         try:
             self._states.finish(state, attempt.intent, applied, leave_queue=False)

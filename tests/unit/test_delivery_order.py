@@ -28,7 +28,7 @@ from chalicelib.delivery.state import (
     Waiting,
     decide,
 )
-from chalicelib.errors import DependencyUnavailable, RateLimited, RoktRejected
+from chalicelib.errors import DependencyUnavailable, RateLimited, RoktRejected, UpstreamTimeout
 from tests.simulation.dynamodb import DynamoDbModel
 from tests.support.spilling import RecordingQueue, ScriptedDeliverer
 
@@ -388,3 +388,37 @@ def test_a_waiting_entry_keeps_when_its_intent_reached_the_bridge_not_when_it_wa
 
     [entry] = states.read("brazetest", "Event_1").waiting
     assert (entry.received_at, entry.seen_at) == (NOW - 100, NOW)
+
+
+def test_a_failed_delivery_whose_upstream_steps_overran_the_deadline_leaves_its_flight_to_expire():
+    """Simulation seed 2539: the token's SSM read (an AWS call, bounded by its own timeouts, not by the
+    deadline) ran 3.5 s past the upstream deadline; ending the flight then took the completion reserve's
+    AWS call on top, and the answer left 1.3 s after the request budget."""
+    states = model_states()
+    now = [0.0]
+
+    def slow_token(request: EventRequest, deadline: Deadline) -> DeliveryOutcome:
+        now[0] += 5.0 + 3.5
+        raise UpstreamTimeout("not enough of the request's time was left to reach Rokt")
+
+    deliverer = InOrderDeliverer(slow_token, states, wall_clock=lambda: NOW, new_id=lambda: "me")
+    with pytest.raises(UpstreamTimeout):
+        deliverer.deliver(request(Action.CREATE), Deadline(5.0, clock=lambda: now[0]), None, NOW)
+
+    # the flight was not ended (no AWS call past the reserve): it expires, as one started late does
+    assert states.read("brazetest", "Event_0001_user42").flight is not None
+
+
+def test_a_failed_delivery_that_ended_by_the_deadline_ends_its_flight_at_once():
+    states = model_states()
+    now = [0.0]
+
+    def timed_out(request: EventRequest, deadline: Deadline) -> DeliveryOutcome:
+        now[0] += 5.0
+        raise UpstreamTimeout("Rokt did not answer in time")
+
+    deliverer = InOrderDeliverer(timed_out, states, wall_clock=lambda: NOW, new_id=lambda: "me")
+    with pytest.raises(UpstreamTimeout):
+        deliverer.deliver(request(Action.CREATE), Deadline(5.0, clock=lambda: now[0]), None, NOW)
+
+    assert states.read("brazetest", "Event_0001_user42").flight is None

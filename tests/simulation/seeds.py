@@ -36,4 +36,7 @@ FIXED_SEEDS: tuple[int, ...] = (
     289,  # Rokt 429 for 2 h: a rate-limited delivery supersedes nothing
     296,  # DynamoDB at ~2 s a call: the delivery consumer ends before Lambda kills it
     319,  # Rokt 429 for 2 h, queued: backoff grows, SQS's 1000 receives are not spent
+    2053,  # webhooks missed: a subscriber id Rokt gives an anonymous subscription, healed by reconciliation
+    2246,  # DynamoDB down 2 h, spilled: the 404 grace counts from Rokt's first 404, not the first receive
+    2539,  # DynamoDB and SSM at 1.6 s a call: a failed flight past the deadline expires, the answer in budget
 )

@@ -266,23 +266,17 @@ class QueueConsumer:
         """Rokt's 404 for an update or delete: retried within the grace, off the waiting list meanwhile so
         newer intents do not wait for it (if one reaches Rokt first, this one is superseded when it comes
         back; an older create goes first); after the grace, Rokt's refusal stands."""
-        if not self._within_grace(record, intent, self._unknown_since(intent)):
+        if not self._within_grace(self._unknown_since(intent)):
             return None
         unknown = EventNotKnownYet("Rokt does not know this event yet; retried for a while before it counts")
         summary.update(outcome=unknown.outcome, error=unknown.code)
         return self._retry(record, None, unknown, summary)
 
-    def _within_grace(self, record: SQSRecord, intent: _QueuedIntent, first_404: float | None) -> bool:
+    def _within_grace(self, first_404: float | None) -> bool:
         """Within the grace of a 404, counted from Rokt's first 404 for the intent (receives before it,
-        failing on an outage, never spend it); when that is not known, from the later of its arrival and
-        its first receive (a backlog may hand a message over hours after it arrived)."""
-        if first_404 is not None:
-            return self._wall_clock() - first_404 < self._grace
-        try:
-            first = int(record.attributes.approximate_first_receive_timestamp) / 1000
-        except (TypeError, ValueError, KeyError):
-            first = 0.0
-        return self._wall_clock() - max(intent.received_at, first) < self._grace
+        failing on an outage or handed over late by a backlog, never spend it). Not known (DynamoDB
+        failing, a message queued before intents had ids): retried — the horizon still bounds it."""
+        return first_404 is None or self._wall_clock() - first_404 < self._grace
 
     # --- the waiting list (best effort: an entry left behind stops holding others back once stale) ----
     def _leave(self, intent: _QueuedIntent | None) -> None:
@@ -300,7 +294,7 @@ class QueueConsumer:
         try:
             return self._waiting.unknown_since(intent.key)
         except DependencyUnavailable:
-            logger.warning("a 404's first time was not recorded; its grace counts from the first receive")
+            logger.warning("a 404's first time was not recorded; retried")
             self._leave(intent)
             return None
 

@@ -614,7 +614,7 @@ def test_a_definitive_failure_of_a_queued_intent_is_dead_lettered_with_its_reaso
     assert dead["MessageAttributes"]["deadLetterReason"]["StringValue"].startswith("validation_failed: ")
 
 
-def test_the_404_grace_counts_from_the_first_receive_when_a_backlog_hands_an_update_over_late(
+def test_the_404_grace_is_not_spent_by_a_backlog_that_hands_an_update_over_late(
     settings: Settings, aws: Aws, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
 ):
     wall = [time.time() - 2 * UNKNOWN_EVENT_GRACE_SECONDS]  # it reached the bridge two graces ago

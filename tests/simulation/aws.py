@@ -144,6 +144,7 @@ class Message:
     visible_at: float = 0.0
     receipt: str = ""
     first_received: float | None = None
+    redriven_at: float | None = None  # when SQS's redrive moved it to the DLQ (virtual seconds)
 
 
 @dataclass(eq=False)
@@ -250,6 +251,7 @@ class SqsModel:
                 break
             if queue.max_receives is not None and message.receive_count >= queue.max_receives:
                 queue.messages.remove(message)
+                message.redriven_at = world.scheduler.now
                 if queue.dead_letters is not None:
                     queue.dead_letters.messages.append(message)
                 world.trace.add("sqs", f"{queue.name}: redrive moved {message.id} to the DLQ (no reason)")

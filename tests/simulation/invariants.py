@@ -28,6 +28,7 @@ INVALID_INPUT = frozenset({"lone_surrogate", "email_account", "huge_number", "na
 # Bodies the bridge may take or refuse, but never answer 5xx.
 NEVER_5XX = INVALID_INPUT | {"deep_nesting", "email_field"}
 LONG_OUTAGE_SECONDS = 20 * 3600.0
+SQS_LAST_RECEIVE_WINDOW_SECONDS = 900.0 + 180.0  # the longest backoff, then a visibility timeout
 _ADDRESS = re.compile(r"[^\s@\"'<>(),;:\[\]{}]+@[^\s@\"'<>(),;:\[\]{}]+\.[A-Za-z]{2,}")
 _MASK = "[email redacted]"
 CUSTOM_EVENTS = mapping.CUSTOM_EVENTS
@@ -329,6 +330,10 @@ def _dead_letters(world: World, verdict: Verdict) -> None:
         for message in dlq.messages if dlq is not None else []:
             reason = str(message.attributes.get("deadLetterReason", {}).get("StringValue") or "")
             keys = _message_keys(message.body)
+            if not reason and _sqs_refusing(world, message.redriven_at):
+                # the bridge's own dead-letter send (with the reason) failed: SQS's redrive moved it
+                verdict.counted["a dead letter without its reason: SQS refused the bridge's send (redriven)"] += 1
+                continue
             if not reason:
                 verdict.add("dead-letter-without-reason", f"{dlq.name if dlq else '?'}: {message.id}", *keys)
                 continue
@@ -339,6 +344,18 @@ def _dead_letters(world: World, verdict: Verdict) -> None:
                 verdict.counted["a Rokt webhook the sync can never write, dead-lettered with its reason"] += 1
                 continue
             verdict.add("dead-letter-without-cause", f"{dlq.name if dlq else '?'}: {reason[:200]}", *keys)
+
+
+def _sqs_refusing(world: World, redriven_at: float | None) -> bool:
+    """SQS failed the bridge's calls around the last receive before this redrive (a visibility timeout
+    and a backoff before it)."""
+    if redriven_at is None:
+        return False
+    before = redriven_at - SQS_LAST_RECEIVE_WINDOW_SECONDS
+    return any(
+        f.target == "sqs" and f.kind == "error" and f.start <= redriven_at and f.end >= before
+        for f in world.scenario.faults
+    )
 
 
 def _sync_dead_letter_is_due(reason: str, body: str, subscriptions: dict[str, Any]) -> bool:
@@ -541,7 +558,8 @@ class _Excuses:
     def missing(self, subscription_id: str, ids: list[str], missing: int) -> str | None:
         subscription = self.subscriptions.get(subscription_id)
         state = subscription.to_api() if subscription else {}
-        if subscription is None or mapping.identity(state, "email") is None or all(i in self.skipped for i in ids):
+        skipped = sum(i in self.skipped for i in ids)
+        if subscription is None or mapping.identity(state, "email") is None or skipped >= missing:
             return "a custom event not written: no identity when its webhook was processed"
         if REFUSED_MARK in str(subscription.email) or sum(i in self.dead for i in ids) >= missing:
             return "a custom event not written: its webhook was dead-lettered"

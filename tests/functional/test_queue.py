@@ -518,17 +518,22 @@ def test_a_404_for_a_delete_whose_create_was_queued_un_noted_is_retried_not_drop
     assert sandbox.count("events_deleted") == 1
 
 
-def test_a_404_for_an_update_of_an_event_rokt_never_knew_is_dropped_after_the_grace(
-    settings: Settings, aws: Aws, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
-):
-    wall = [time.time()]  # SQS's first-receive time is real: the grace counts from it too
-    bridge = Bridge(
-        replace(settings, delivery_mode="queued", delivery_queue_url=patient_queues.url),
+def queued_bridge_on(wall: list[float], settings: Settings, aws: Aws, queues: QueuePair) -> Bridge:
+    """A queued-mode bridge whose wall clock reads ``wall[0]`` (moved by the test)."""
+    return Bridge(
+        replace(settings, delivery_mode="queued", delivery_queue_url=queues.url),
         ssm_client=aws.ssm(),
         dynamodb_client=aws.dynamodb(),
         sqs_client=aws.sqs(),
         runtime=Runtime(time=lambda: wall[0]),
     )
+
+
+def test_a_404_for_an_update_of_an_event_rokt_never_knew_is_dropped_after_the_grace(
+    settings: Settings, aws: Aws, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
+):
+    wall = [time.time()]
+    bridge = queued_bridge_on(wall, settings, aws, patient_queues)
     with serving(bridge) as client:
         # Given an update for an event Rokt does not know, and nothing older queued for it
         assert post(client, *INTENTS["update:v2"]).status_code == 202
@@ -618,13 +623,7 @@ def test_the_404_grace_is_not_spent_by_a_backlog_that_hands_an_update_over_late(
     settings: Settings, aws: Aws, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
 ):
     wall = [time.time() - 2 * UNKNOWN_EVENT_GRACE_SECONDS]  # it reached the bridge two graces ago
-    bridge = Bridge(
-        replace(settings, delivery_mode="queued", delivery_queue_url=patient_queues.url),
-        ssm_client=aws.ssm(),
-        dynamodb_client=aws.dynamodb(),
-        sqs_client=aws.sqs(),
-        runtime=Runtime(time=lambda: wall[0]),
-    )
+    bridge = queued_bridge_on(wall, settings, aws, patient_queues)
     with serving(bridge) as client:
         assert post(client, *INTENTS["update:v2"]).status_code == 202
         wall[0] = time.time()  # a backlog: SQS hands it over for the first time only now
@@ -643,13 +642,7 @@ def test_the_404_grace_counts_from_rokts_first_404_not_from_receives_an_outage_s
     failed on the outage, so when Rokt first answered 404 for an update (its create still queued) the grace
     counted from the first receive had already run out, and the update was dropped."""
     wall = [time.time()]
-    bridge = Bridge(
-        replace(settings, delivery_mode="queued", delivery_queue_url=patient_queues.url),
-        ssm_client=aws.ssm(),
-        dynamodb_client=aws.dynamodb(),
-        sqs_client=aws.sqs(),
-        runtime=Runtime(time=lambda: wall[0]),
-    )
+    bridge = queued_bridge_on(wall, settings, aws, patient_queues)
     with serving(bridge) as client:
         # Given an update for an event Rokt does not know yet, first met while Rokt fails (503)
         assert post(client, *INTENTS["update:v2"]).status_code == 202

@@ -33,6 +33,7 @@ _ADDRESS = re.compile(r"[^\s@\"'<>(),;:\[\]{}]+@[^\s@\"'<>(),;:\[\]{}]+\.[A-Za-z
 _MASK = "[email redacted]"
 CUSTOM_EVENTS = mapping.CUSTOM_EVENTS
 BRAZE_ARRAY_CAP = 25
+MAYBE_STATUSES = (502, 504)  # a delivery whose outcome at Rokt is unknown (remembered as maybe applied)
 ANSWER_SECONDS = 0.5  # after the budget: writing the answer, as API Gateway measures it
 
 
@@ -256,7 +257,9 @@ def _applied_once(world: World, verdict: Verdict, by_key: dict[tuple[str, str], 
     route and content, received one after another (answered 2xx, or answered with an error after their
     invocation reached Rokt or the queue; in the order they arrived); a copy
     after a different intent starts a new run (the contract: "an identical re-send after a different
-    intent is not a duplicate"), a refused one does not (refusals are not remembered)."""
+    intent is not a duplicate"), a refused one does not (refusals are not remembered); one answered 502
+    or 504 does (its outcome unknown, the bridge remembers it as maybe applied: a copy after it is sent
+    again)."""
     applications: Counter[tuple[tuple[str, str], str | None]] = Counter()
     risky: Counter[tuple[tuple[str, str], str | None]] = Counter()
     for applied in world.rokt.applied:
@@ -271,7 +274,7 @@ def _applied_once(world: World, verdict: Verdict, by_key: dict[tuple[str, str], 
             for i in by_key.get(key, [])
             for copy in i.sent
             for attempt in copy.attempts
-            if 200 <= attempt.status < 300 or attempt.invocation in reached
+            if 200 <= attempt.status < 300 or attempt.invocation in reached or attempt.status in MAYBE_STATUSES
         )
         runs = [item[1:] for index, item in enumerate(received) if index == 0 or received[index - 1][1:] != item[1:]]
         intents = sum(1 for *_, run_tag in runs if run_tag == tag)

@@ -232,14 +232,16 @@ class QueueConsumer:
         exc: BridgeError,
         summary: dict[str, Any],
         retry_after: int | None = None,
+        *,
+        waiting: bool = True,
     ) -> Exception | None:
-        """Back on the queue after a backoff, the intent's entry kept live (None: it has left the list);
-        past the horizon or on the last allowed receive, dead-lettered and off the list."""
+        """Back on the queue after a backoff, the intent's entry kept live (``waiting`` False, or None: it
+        has left the list); past the horizon or on the last allowed receive, dead-lettered and off the list."""
         if self._fates.retry(record, exc.code, retry_after, in_time=self._has_time()) is Fate.DEAD_LETTERED:
             summary["outcome"] = "dead_lettered"
             self._leave(intent)
             return None
-        if intent is not None and self._has_time():
+        if intent is not None and waiting and self._has_time():
             self._seen(intent)
         return exc
 
@@ -267,10 +269,11 @@ class QueueConsumer:
         newer intents do not wait for it (if one reaches Rokt first, this one is superseded when it comes
         back; an older create goes first); after the grace, Rokt's refusal stands."""
         if not self._within_grace(self._unknown_since(intent)):
+            self._leave(intent)  # Rokt's refusal stands: its first 404 is forgotten
             return None
         unknown = EventNotKnownYet("Rokt does not know this event yet; retried for a while before it counts")
         summary.update(outcome=unknown.outcome, error=unknown.code)
-        return self._retry(record, None, unknown, summary)
+        return self._retry(record, intent, unknown, summary, waiting=False)
 
     def _within_grace(self, first_404: float | None) -> bool:
         """Within the grace of a 404, counted from Rokt's first 404 for the intent (receives before it,

@@ -243,8 +243,11 @@ class EventStates:
             raise _unavailable() from exc
 
     def leave(self, intent: Intent) -> None:
-        """The intent's message is done with (or was never sent): intents behind it may go."""
-        self._update(intent, "REMOVE #entry", {}, condition="attribute_exists(#entry)")
+        """The intent's message is done with (or was never sent): intents behind it may go, and its first
+        404 is forgotten (a replay of its message starts a 404 window of its own)."""
+        self._update(
+            intent, "REMOVE #entry, #unknown", {}, condition="attribute_exists(#entry) OR attribute_exists(#unknown)"
+        )
 
     # --- plumbing -----------------------------------------------------------------------------------
     def _change(
@@ -267,7 +270,7 @@ class EventStates:
             sets["flight"] = {"S": _json(flight)}
         removes = ["flight"] if end_flight else []
         if leave_queue and intent.intent_id:
-            removes.append(WAITING + intent.intent_id)
+            removes += [WAITING + intent.intent_id, UNKNOWN + intent.intent_id]
         expression, names, values = _update_expression(sets, removes)
         if state.version:
             condition = "#s0 = :version"  # #s0 is the version (sets' first name)
@@ -305,6 +308,8 @@ class EventStates:
 
     def _update(self, intent: Intent, expression: str, values: dict[str, Any], condition: str | None = None) -> None:
         names = {"#entry": WAITING + intent.intent_id}
+        if "#unknown" in expression:
+            names["#unknown"] = UNKNOWN + intent.intent_id
         if "#expiry" in expression:
             names["#expiry"] = EXPIRY_ATTRIBUTE
         params: dict[str, Any] = {

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from botocore.exceptions import ClientError
 from chalice.local import LambdaContext
 
 import app as bridge_app
@@ -669,6 +670,96 @@ def test_the_404_grace_counts_from_rokts_first_404_not_from_receives_an_outage_s
         ("rejected", "rejected_by_rokt"),
     ]
     assert patient_queues.receive_count() == 0
+
+
+def test_a_replayed_update_whose_create_is_replayed_with_it_gets_a_404_grace(
+    settings: Settings,
+    aws: Aws,
+    queues: QueuePair,
+    sandbox: Sandbox,
+) -> None:
+    """Review finding: the first-404 record outlived its dead-lettered message, so a replayed update met
+    its old first 404, got no window, and was dropped before its replayed create came up."""
+    wall = [time.time() - 2 * 3600]  # the first 404 is two hours before the replay
+    bridge = queued_bridge_on(wall, settings, aws, queues)
+    with serving(bridge) as client:
+        # Given a create then an update queued un-noted (DynamoDB was down at intake)
+        for name in ("create:v1", "update:v2"):
+            assert post(client, *INTENTS[name]).status_code == 202
+        dynamodb = aws.dynamodb()
+        for item in dynamodb.scan(TableName=TABLE)["Items"]:
+            for name in [n for n in item if n.startswith(WAITING)]:
+                dynamodb.update_item(
+                    TableName=TABLE,
+                    Key={"id": item["id"]},
+                    UpdateExpression="REMOVE #w",
+                    ExpressionAttributeNames={"#w": name},
+                )
+        # the update handed over first: Rokt answers 404 (its first 404 is recorded), retried
+        messages = queues.receive()
+        queues.release([m for m in messages if label(m) != "update:v2"])
+        update = [m for m in messages if label(m) == "update:v2"]
+        assert len(queues.consume(client, update)["batchItemFailures"]) == 1
+        queues.release(update)
+
+        # Then Rokt fails (503) until the queue's last allowed receive: both dead-lettered with the reason
+        sandbox.fault(status=503, count=1000)
+        for _ in range(2):
+            both = queues.receive()
+            assert len(both) == 2
+            queues.release(failed(both, queues.consume(client, both)))
+        assert queues.receive() == []
+        sandbox.clear_faults()
+        wall[0] = time.time()
+
+        # When the operator replays the DLQ (within the delivery records' TTL) and SQS hands the update first
+        assert dead_letters.replay_dlq(queues.sqs, STAGE_NAMES, progress=lambda _: None, clock=lambda: wall[0]) == 2
+        queues.drain_in_order(client, handed_over("update:v2", "create:v1"))
+
+    # Then Rokt ends with the update (the last intent), as it would had the update never met a 404 before
+    assert rokt_state(sandbox) == "v2"
+
+
+class FirstFourOhFourUnrecorded:
+    """moto's DynamoDB, except that the write recording an intent's first 404 fails."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def update_item(self, **params: Any) -> Any:
+        if "if_not_exists(#unknown" in params.get("UpdateExpression", ""):
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down"}}, "UpdateItem")
+        return self._client.update_item(**params)
+
+
+def test_a_404_whose_first_time_cannot_be_recorded_is_retried_and_leaves_the_waiting_list(
+    settings: Settings, aws: Aws, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
+):
+    wall = [time.time()]
+    bridge = Bridge(
+        replace(settings, delivery_mode="queued", delivery_queue_url=patient_queues.url),
+        ssm_client=aws.ssm(),
+        dynamodb_client=FirstFourOhFourUnrecorded(aws.dynamodb()),  # type: ignore[arg-type]
+        sqs_client=aws.sqs(),
+        runtime=Runtime(time=lambda: wall[0]),
+    )
+    with serving(bridge) as client:
+        # Given an update for an event Rokt does not know, met long after it arrived
+        assert post(client, *INTENTS["update:v2"]).status_code == 202
+        wall[0] += 2 * UNKNOWN_EVENT_GRACE_SECONDS
+
+        # When Rokt answers 404 and the first 404 cannot be recorded (DynamoDB failing)
+        answer = patient_queues.consume(client, patient_queues.receive())
+
+    # Then it is retried (the horizon bounds it), not refused, and newer intents need not wait for it
+    assert len(answer["batchItemFailures"]) == 1
+    summaries = [r for r in json_logs.records() if r["message"] == "queued webhook handled"]
+    assert [(s["outcome"], s["error"]) for s in summaries] == [("retryable_failure", "event_not_known_yet")]
+    items = aws.dynamodb().scan(TableName=TABLE)["Items"]
+    assert [name for item in items for name in item if name.startswith(WAITING)] == []
 
 
 def test_an_update_rokt_refused_leaves_the_waiting_list_so_a_newer_one_goes_through(

@@ -20,7 +20,7 @@ from chalicelib.rokt.subscriptions import RoktSubscriptionsClient
 from chalicelib.runtime import Runtime
 from chalicelib.sync import mapping
 from chalicelib.sync.envelope import Account
-from chalicelib.sync.ledger_index import CURSOR_KEY, LEDGER_INDEX, LedgerIndex
+from chalicelib.sync.ledger_index import CURSOR_KEY, LEDGER_INDEX, LEDGER_KEY_PREFIX, LedgerIndex
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, sync_queue_names
 from chalicelib.sync.reconcile import Reconciler
 from chalicelib.sync.records import SyncLedger
@@ -243,6 +243,32 @@ def test_a_subscriber_id_rokt_gives_an_anonymous_subscription_reaches_braze_thou
     assert "user-later" in actual_profiles(braze)
     assert events(braze) == 0  # healing invents no custom event
     assert all(run["failed"] == 0 for run in runs)
+
+
+@pytest.mark.parametrize("change", ["stays_anonymous", "unsubscribe", "forget"])
+def test_a_ledger_item_for_an_anonymous_subscription_is_kept_while_rokt_has_it_and_forgotten_after(
+    synced: Client, sandbox: Sandbox, braze: Braze, queue: QueuePair, clock: VirtualTime, aws: Aws, change: str
+) -> None:
+    anonymous = sandbox.subscribe(subscriberId=None, calendarCode="cal-anonymous", tags=["A"])
+    forward(synced, sandbox.sent_webhooks())
+    queue.drain(synced, SYNC_BATCH_SIZE)
+
+    def rokt_changes() -> None:
+        if change == "unsubscribe":
+            sandbox.unsubscribe(anonymous)
+        else:
+            sandbox.control("POST", "subscriptions/update", {"subscriptionId": anonymous, "tags": ["B"]})
+
+    if change == "forget":  # Rokt no longer knows it (no webhook says so)
+        sandbox.control("POST", "subscriptions/forget", {"subscriptionId": anonymous})
+    else:
+        bridge_down_while(sandbox, rokt_changes)
+    one_period(clock)
+
+    key = {"id": {"S": LEDGER_KEY_PREFIX + anonymous}}
+    kept = "Item" in aws.dynamodb().get_item(TableName=TABLE, Key=key)
+    assert kept is (change == "stays_anonymous")  # re-read each period while Rokt has it; else gone
+    assert actual_profiles(braze) == {}
 
 
 def test_the_ledger_is_enumerated_through_its_sparse_index_and_the_cursor_survives_each_run(

@@ -259,7 +259,7 @@ def _applied_once(world: World, verdict: Verdict, by_key: dict[tuple[str, str], 
     after a different intent starts a new run (the contract: "an identical re-send after a different
     intent is not a duplicate"), a refused one does not (refusals are not remembered); one answered 502
     or 504 does (its outcome unknown, the bridge remembers it as maybe applied: a copy after it is sent
-    again), and so does one whose invocation may have left its flight behind."""
+    again), and so does one whose invocation met DynamoDB trouble (its flight may be left to expire)."""
     applications: Counter[tuple[tuple[str, str], str | None]] = Counter()
     risky: Counter[tuple[tuple[str, str], str | None]] = Counter()
     for applied in world.rokt.applied:
@@ -267,9 +267,10 @@ def _applied_once(world: World, verdict: Verdict, by_key: dict[tuple[str, str], 
         applications[applied.key, tag] += 1
         if applied.answer_at_risk or world.invocation_met_trouble(applied.invocation, applied.at):
             risky[applied.key, tag] += 1
-    # an invocation that may have left its flight behind (a state write's answer lost, or killed): the
-    # flight expires as maybe applied, and a later copy of the intent before it is rightly sent again
-    flight_left = world.killed | {name for _, name, fault in world.faults.log if fault.startswith("dynamodb lost")}
+    # an invocation that may have left its flight behind (a state write failed, hung, lost its answer or
+    # came too late to land it; or Lambda killed it): the flight expires as maybe applied, and a later
+    # copy of the intent before it is rightly sent again
+    flight_left = world.killed | {name for _, name, fault in world.faults.log if fault.startswith("dynamodb ")}
     for (key, tag), count in applications.items():
         reached = {a.invocation for a in world.rokt.applied if a.invocation and a.key == key} | world.queued_by
         received = sorted(

@@ -51,6 +51,7 @@ class VirtualClock:
 
     def __init__(self, dynamodb_seconds: float) -> None:
         self.now = 0.0
+        self.started = 0.0
         self.kill_at = LAMBDA_TIMEOUT_SECONDS
         self.killed = False
         self.dynamodb_seconds = dynamodb_seconds
@@ -72,18 +73,42 @@ class VirtualClock:
         with self._lock:
             self.killed = True
 
+    def jump(self, into_invocation: float) -> None:
+        """The invocation's work so far took until ``into_invocation`` seconds after it started."""
+        with self._lock:
+            self.now = max(self.now, self.started + into_invocation)
+
     def start_invocation(self) -> None:
         with self._lock:
+            self.started = self.now
             self.kill_at = self.now + LAMBDA_TIMEOUT_SECONDS
             self.killed = False
 
 
 class SlowDynamoDB:
-    """A DynamoDB client whose every call takes ``clock.dynamodb_seconds`` of virtual time."""
+    """A DynamoDB client whose every call takes ``clock.dynamodb_seconds`` of virtual time; ``before``
+    runs a one-shot hook ahead of a chosen call."""
 
     def __init__(self, client: Any, clock: VirtualClock) -> None:
         self._client = client
         self._clock = clock
+        self._hooks: dict[str, tuple[int, Callable[[], None]]] = {}  # operation: (calls left, hook)
+        self._lock = threading.Lock()
+
+    def before(self, operation: str, hook: Callable[[], None], *, nth: int = 1) -> None:
+        """Run ``hook`` once, just before the ``nth`` ``operation`` call from now."""
+        with self._lock:
+            self._hooks[operation] = (nth, hook)
+
+    def _due(self, operation: str) -> Callable[[], None] | None:
+        with self._lock:
+            if operation not in self._hooks:
+                return None
+            left, hook = self._hooks.pop(operation)
+            if left > 1:
+                self._hooks[operation] = (left - 1, hook)
+                return None
+            return hook
 
     def __getattr__(self, name: str) -> Any:
         found = getattr(self._client, name)
@@ -91,6 +116,8 @@ class SlowDynamoDB:
             return found
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            if (hook := self._due(name)) is not None:
+                hook()
             self._clock.call(self._clock.dynamodb_seconds)
             return found(*args, **kwargs)
 
@@ -99,12 +126,15 @@ class SlowDynamoDB:
 
 class KillableSession(requests.Session):
     """The container's HTTP session (Rokt, its token endpoint, Braze): refused once the invocation is
-    over; ``after_track`` runs once after Braze answered a /users/track call."""
+    over; ``after_track`` runs once after Braze answered a /users/track call; ``wait_for_reads`` waits
+    (on the reading threads, not on time) until Rokt answered so many subscription reads."""
 
     def __init__(self, clock: VirtualClock) -> None:
         super().__init__()
         self.clock = clock
         self.after_track: Callable[[], None] | None = None
+        self._reads = 0
+        self._read_answered = threading.Condition()
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         self.clock.call(0.05)
@@ -112,7 +142,15 @@ class KillableSession(requests.Session):
         if "/users/track" in str(url) and self.after_track is not None:
             hook, self.after_track = self.after_track, None
             hook()
+        if "/v1/subscription/" in str(url):
+            with self._read_answered:
+                self._reads += 1
+                self._read_answered.notify_all()
         return response
+
+    def wait_for_reads(self, count: int) -> None:
+        with self._read_answered:
+            assert self._read_answered.wait_for(lambda: self._reads >= count, timeout=10), "the reads never ended"
 
 
 class Context:
@@ -134,11 +172,12 @@ class Container:
     def __init__(self, settings: Settings, aws: Aws, queue: QueuePair, braze: Braze, dynamodb_seconds: float) -> None:
         self.clock = VirtualClock(dynamodb_seconds)
         self.session = KillableSession(self.clock)
+        self.dynamodb = SlowDynamoDB(aws.dynamodb(), self.clock)
         self.queue = queue
         self.bridge = Bridge(
             replace(settings, braze_rest_endpoint=braze.url, sync_queue_url=queue.url),
             ssm_client=aws.ssm(),
-            dynamodb_client=SlowDynamoDB(aws.dynamodb(), self.clock),  # type: ignore[arg-type]
+            dynamodb_client=self.dynamodb,  # type: ignore[arg-type]
             sqs_client=aws.sqs(),
             session=self.session,
             runtime=Runtime(monotonic=self.clock),
@@ -276,3 +315,55 @@ def test_with_dynamodb_slow_every_pass_stops_in_time_and_nothing_is_sent_twice(
         later()
 
     assert_one_subscribe_each(braze, ids, json_logs)
+
+
+def outcomes(logs: LogCapture) -> list[tuple[str, str]]:
+    """(messageId, outcome) of each sync record's log line, in order."""
+    return [(r["messageId"], r["outcome"]) for r in logs.records() if r.get("message") == "rokt webhook synced"]
+
+
+def test_records_given_back_unread_are_synced_when_they_come_back_soon_after(
+    settings: Settings,
+    aws: Aws,
+    route: Client,
+    sandbox: Sandbox,
+    braze: Braze,
+    queue: QueuePair,
+    json_logs: LogCapture,
+) -> None:
+    """The batch's reading time runs out as its third record is claimed (the virtual clock jumps to 20.5 s
+    into the invocation, as a long batch's work would take it, once the first two records were read):
+    the third record's claim is taken but its subscription never read, the fourth is not even claimed.
+    Both go back at once, their claims released — so the next invocation, seconds later and long
+    before an in-progress claim would expire, writes them to Braze instead of skipping them."""
+    ids = subscribe(route, sandbox, 4)
+    container = Container(settings, aws, queue, braze, dynamodb_seconds=0.01)
+    messages = receive_all(queue)
+    assert len(messages) == len(ids)
+
+    def reading_time_runs_out() -> None:
+        container.session.wait_for_reads(2)  # the first two records' subscriptions are read
+        container.clock.jump(20.5)  # reading ends 20 s in (25 s budget, 5 s kept for the flush)
+
+    container.dynamodb.before("put_item", reading_time_runs_out, nth=3)  # the third record's claim
+    answer = container.consume(messages)
+
+    assert answer is not None
+    unread = [m["MessageId"] for m in messages[2:]]
+    assert sorted(f["itemIdentifier"] for f in answer["batchItemFailures"]) == sorted(unread)
+    first = dict(outcomes(json_logs))
+    assert [first[m["MessageId"]] for m in messages] == ["synced", "synced", "not_attempted", "not_attempted"]
+    assert len(braze.users()) == 2
+
+    again = receive_all(queue)  # given back at once: visible again, no backoff
+    assert sorted(m["MessageId"] for m in again) == sorted(unread)
+    synced_before = len(outcomes(json_logs))
+    answer = container.consume(again)  # the next invocation, on the same virtual clock
+
+    assert answer == {"batchItemFailures": []}
+    assert sorted(outcomes(json_logs)[synced_before:]) == sorted((m, "synced") for m in unread)
+    assert receive_all(queue) == []
+    for i, subscription in enumerate(ids):
+        profile = braze.user(f"user{i}")
+        assert profile["attributes"]["rokt:calendar_code"] == [f"cal{i}/{suffix(subscription)}"]
+        assert [e["name"] for e in profile["custom_events"]] == ["subscribe"]

@@ -762,6 +762,39 @@ def test_a_404_whose_first_time_cannot_be_recorded_is_retried_and_leaves_the_wai
     assert [name for item in items for name in item if name.startswith(WAITING)] == []
 
 
+def test_an_intent_retried_for_longer_than_the_stale_bound_keeps_its_entry_live_and_holds_a_newer_one_back(
+    settings: Settings, aws: Aws, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
+):
+    wall = [time.time()]
+    with serving(queued_bridge_on(wall, settings, aws, patient_queues)) as client:
+        # Given two updates queued for one event, a second apart, and Rokt failing (503) for an hour
+        for name in ("update:v2", "update:v3"):
+            assert post(client, *INTENTS[name]).status_code == 202
+            wall[0] += 1
+        messages = patient_queues.receive()
+        patient_queues.release([m for m in messages if label(m) != "update:v2"])
+        older = [m for m in messages if label(m) == "update:v2"]
+        sandbox.fault(status=503, count=1000)
+
+        # When the older one is retried every 20 min, past the 35-min stale bound of a silent entry
+        for _ in range(3):
+            assert len(patient_queues.consume(client, older)["batchItemFailures"]) == 1
+            patient_queues.release(older)
+            wall[0] += 20 * 60
+            messages = patient_queues.receive()
+            older = [m for m in messages if label(m) == "update:v2"]
+            patient_queues.release([m for m in messages if label(m) != "update:v2"])
+        patient_queues.release(older)
+        sandbox.clear_faults()
+        messages = patient_queues.receive()
+        patient_queues.release([m for m in messages if label(m) != "update:v3"])
+        patient_queues.consume(client, [m for m in messages if label(m) == "update:v3"])
+
+    # Then each retry kept the older one's entry live: the newer one is still held back behind it
+    summaries = [r for r in json_logs.records() if r["message"] == "queued webhook handled"]
+    assert (summaries[-1]["outcome"], summaries[-1]["error"]) == ("held_back", "older_intent_pending")
+
+
 def test_an_update_rokt_refused_leaves_the_waiting_list_so_a_newer_one_goes_through(
     patient, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
 ):

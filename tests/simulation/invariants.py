@@ -158,6 +158,8 @@ def _rokt_events(world: World, verdict: Verdict) -> None:
             # bridge still ordered by it (its outcome unknown), so Rokt may hold what it asks for
             last = tried[-1][1]
         excuse = _excuse(actual, expected, accepted, ambiguous, last, intents, parked_senders, by_bridge)
+        if excuse is None and actual != expected and world.scenario.mode == "direct":
+            excuse = _given_up_after_maybe(intents, by_bridge[-1][0].perceived if by_bridge else 0.0)
         if excuse is not None:
             verdict.counted[excuse] += 1
         elif actual != expected:
@@ -192,6 +194,20 @@ def _excuse(
         # a newer intent is in the DLQ with its reason: the bridge ordered by it (an older one it
         # superseded was answered as such), so the event's state waits for the DLQ's replay
         return "an event whose newer intent was dead-lettered: its state waits for the DLQ replay"
+    return None
+
+
+def _given_up_after_maybe(intents: list[Intent], after: float) -> str | None:
+    """Direct mode (no queue): a newer intent whose delivery's outcome was unknown (answered 502/504, so
+    remembered as maybe applied, superseding the older ones) and that never got a 2xx — Braze gave up on
+    it after its retries. Direct mode alone cannot promise more under faults that outlast Braze's
+    retries (docs/reliability.md)."""
+    for intent in intents:
+        attempts = [a for c in intent.sent for a in c.attempts]
+        if any(200 <= a.status < 300 for a in attempts):
+            continue
+        if any(a.status in MAYBE_STATUSES and a.perceived > after for a in attempts):
+            return "direct mode: a newer intent Braze gave up on had superseded an older one (its outcome unknown)"
     return None
 
 
@@ -357,13 +373,13 @@ def _dead_letters(world: World, verdict: Verdict) -> None:
 
 
 def _sqs_refusing(world: World, redriven_at: float | None) -> bool:
-    """SQS failed the bridge's calls around the last receive before this redrive (a visibility timeout
-    and a backoff before it)."""
+    """SQS failed the bridge's calls (an error, a hang, an answer lost after the send applied) around the
+    last receive before this redrive (a visibility timeout and a backoff before it)."""
     if redriven_at is None:
         return False
     before = redriven_at - SQS_LAST_RECEIVE_WINDOW_SECONDS
     return any(
-        f.target == "sqs" and f.kind == "error" and f.start <= redriven_at and f.end >= before
+        f.target == "sqs" and f.kind in ("error", "lost", "hang") and f.start <= redriven_at and f.end >= before
         for f in world.scenario.faults
     )
 

@@ -283,7 +283,12 @@ class QueueConsumer:
 
     # --- the waiting list (best effort: an entry left behind stops holding others back once stale) ----
     def _leave(self, intent: _QueuedIntent | None) -> None:
+        """Off the waiting list — bookkeeping, so only before the batch's deadline (``_has_time``): an
+        entry left behind holds the event's newer intents back until it is stale, no longer."""
         if intent is None or not intent.intent_id:
+            return
+        if not self._has_time():
+            logger.warning("no time left to take a done intent off the waiting list; it goes stale")
             return
         try:
             self._waiting.leave(intent.key)
@@ -291,8 +296,9 @@ class QueueConsumer:
             logger.warning("an intent done with is still noted as waiting; intents behind it wait until it is stale")
 
     def _unknown_since(self, intent: _QueuedIntent) -> float | None:
-        """Off the waiting list; when Rokt first answered 404 for it (None: not known)."""
-        if not intent.intent_id:
+        """Off the waiting list; when Rokt first answered 404 for it (None: not known, or no time left
+        to ask — its entry then goes stale)."""
+        if not intent.intent_id or not self._has_time():
             return None
         try:
             return self._waiting.unknown_since(intent.key)

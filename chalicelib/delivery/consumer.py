@@ -268,18 +268,26 @@ class QueueConsumer:
         """Rokt's 404 for an update or delete: retried within the grace, off the waiting list meanwhile so
         newer intents do not wait for it (if one reaches Rokt first, this one is superseded when it comes
         back; an older create goes first); after the grace, Rokt's refusal stands."""
-        if not self._within_grace(self._unknown_since(intent)):
+        if not self._within_grace(record, self._unknown_since(intent)):
             self._leave(intent)  # Rokt's refusal stands: its first 404 is forgotten
             return None
         unknown = EventNotKnownYet("Rokt does not know this event yet; retried for a while before it counts")
         summary.update(outcome=unknown.outcome, error=unknown.code)
         return self._retry(record, intent, unknown, summary, waiting=False)
 
-    def _within_grace(self, first_404: float | None) -> bool:
+    def _within_grace(self, record: SQSRecord, first_404: float | None) -> bool:
         """Within the grace of a 404, counted from Rokt's first 404 for the intent (receives before it,
-        failing on an outage or handed over late by a backlog, never spend it). Not known (DynamoDB
-        failing, a message queued before intents had ids): retried — the horizon still bounds it."""
-        return first_404 is None or self._wall_clock() - first_404 < self._grace
+        failing on an outage or handed over late by a backlog, never spend it) — or from this message's
+        first receive if later: a message replayed from the DLQ starts a window of its own, whatever its
+        dead-lettered copy left recorded. Not known (DynamoDB failing, no time left to ask, a message
+        queued before intents had ids): retried — the horizon still bounds it."""
+        if first_404 is None:
+            return True
+        try:
+            first_receive = int(record.attributes.approximate_first_receive_timestamp) / 1000
+        except (TypeError, ValueError, KeyError):
+            first_receive = 0.0
+        return self._wall_clock() - max(first_404, first_receive) < self._grace
 
     # --- the waiting list (best effort: an entry left behind stops holding others back once stale) ----
     def _leave(self, intent: _QueuedIntent | None) -> None:

@@ -795,6 +795,45 @@ def test_an_intent_retried_for_longer_than_the_stale_bound_keeps_its_entry_live_
     assert (summaries[-1]["outcome"], summaries[-1]["error"]) == ("held_back", "older_intent_pending")
 
 
+def test_an_update_dead_lettered_after_the_batch_s_deadline_still_gets_a_404_window_when_replayed(
+    settings: Settings, aws: Aws, queues: QueuePair, sandbox: Sandbox
+) -> None:
+    """Review finding: a message dead-lettered past the batch's deadline (given back unread on its last
+    allowed receive) keeps its first-404 record, the bookkeeping being skipped then; its replay is a new
+    message, whose window starts at its own first receive, so it is not dropped before its create."""
+    wall = [time.time() - 2 * 3600]
+    with serving(queued_bridge_on(wall, settings, aws, queues)) as client:
+        for name in ("create:v1", "update:v2"):
+            assert post(client, *INTENTS[name]).status_code == 202
+        dynamodb = aws.dynamodb()
+        for item in dynamodb.scan(TableName=TABLE)["Items"]:  # queued un-noted (DynamoDB down at intake)
+            for name in [n for n in item if n.startswith(WAITING)]:
+                dynamodb.update_item(
+                    TableName=TABLE,
+                    Key={"id": item["id"]},
+                    UpdateExpression="REMOVE #w",
+                    ExpressionAttributeNames={"#w": name},
+                )
+        messages = queues.receive()
+        queues.release([m for m in messages if label(m) != "update:v2"])
+        update = [m for m in messages if label(m) == "update:v2"]
+        assert len(queues.consume(client, update)["batchItemFailures"]) == 1  # 404: first 404 recorded
+        queues.release(update)
+
+        # batches that run out of time before these records, until the queue's last allowed receive
+        for _ in range(2):
+            both = queues.receive()
+            assert len(both) == 2
+            queues.release(failed(both, queues.consume(client, both, remaining_ms=1)))
+        assert queues.receive() == []
+        wall[0] = time.time()
+
+        assert dead_letters.replay_dlq(queues.sqs, STAGE_NAMES, progress=lambda _: None, clock=lambda: wall[0]) == 2
+        queues.drain_in_order(client, handed_over("update:v2", "create:v1"))
+
+    assert rokt_state(sandbox) == "v2"
+
+
 def test_an_update_rokt_refused_leaves_the_waiting_list_so_a_newer_one_goes_through(
     patient, patient_queues: QueuePair, sandbox: Sandbox, json_logs: LogCapture
 ):

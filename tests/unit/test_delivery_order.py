@@ -429,3 +429,10 @@ def test_the_first_404_of_an_intent_is_kept_until_its_message_is_done_and_its_it
     states.leave(queued)
     [item] = dynamodb.scan(TableName="t")["Items"]
     assert not [name for name in item if name.startswith(("u_", "w_"))]  # done with: forgotten
+
+    # and a delivered one forgets it in the write that records its delivery
+    states.unknown_since(queued)
+    flight = states.start(states.read("brazetest", "Event_0001_user42"), queued, "me", NOW + 30)
+    states.finish(flight, queued, Applied(queued.fingerprint, NOW, {}, "update"), leave_queue=True)
+    [item] = dynamodb.scan(TableName="t")["Items"]
+    assert not [name for name in item if name.startswith(("u_", "w_"))]

@@ -81,17 +81,26 @@ def drained(rig: Rig, batch: list[Webhook], seconds: float) -> dict[str, int]:
 
 
 def lost_report(batch: list[Webhook], delivered: dict[str, int], limit: int = 10) -> list[str]:
-    """What Braze was answered for each lost event (up to ``limit``): status, seconds, error code."""
+    """What Braze was answered for each lost event, and for each event Rokt got more than once (up to
+    ``limit`` each; every copy's attempts): status, seconds, error code."""
     lines: list[str] = []
     for webhook in batch:
         if delivered.get(webhook.event_id, 0) == 0 and webhook.gave_up and len(lines) < limit:
-            answers: list[str] = []
-            for a in webhook.attempts:
-                error = a.answer.get("error", "") if isinstance(a.answer, dict) else a.error or ""
-                after = f" Retry-After {a.retry_after}" if a.retry_after else ""
-                answers.append(f"{a.status} {error} {a.seconds:.2f}s{after}")
-            lines.append(f"lost {webhook.event_id}: " + " | ".join(answers))
+            lines.append(f"lost {webhook.event_id}: " + _answers(webhook))
+    doubled = [w for w in batch if delivered.get(w.event_id, 0) > 1]
+    for event_id in list(dict.fromkeys(w.event_id for w in doubled))[:limit]:
+        copies = [w for w in doubled if w.event_id == event_id]
+        lines.append(f"doubled {event_id} ({delivered[event_id]}x): " + " || ".join(_answers(w) for w in copies))
     return lines
+
+
+def _answers(webhook: Webhook) -> str:
+    answers: list[str] = []
+    for a in webhook.attempts:
+        error = a.answer.get("error", "") if isinstance(a.answer, dict) else a.error or ""
+        after = f" Retry-After {a.retry_after}" if a.retry_after else ""
+        answers.append(f"{a.status} {error} {a.seconds:.2f}s{after}")
+    return " | ".join(answers)
 
 
 def main() -> int:

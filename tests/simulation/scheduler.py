@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 MAX_STEPS_WITHOUT_TIME = 200_000  # a livelock guard: that many switches without time moving
+MAX_BLOCKED_SECONDS = 30.0  # one actor's step, in real time: beyond, it is blocked outside the scheduler
 MAX_WALL_SECONDS = 600.0  # a seed that takes longer is reported, not waited for
 
 
@@ -205,7 +206,10 @@ class Scheduler:
         self._current = actor
         self.steps += 1
         actor.resume.release()
-        self._baton.acquire()
+        if not self._baton.acquire(timeout=MAX_BLOCKED_SECONDS):
+            raise Stuck(
+                f"{actor.name} did not hand back within {MAX_BLOCKED_SECONDS:g} s of real time (t={self.now:.0f}s)"
+            )
         self._current = None
 
     def _yield(self, actor: Actor) -> None:

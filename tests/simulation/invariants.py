@@ -150,12 +150,19 @@ def _rokt_events(world: World, verdict: Verdict) -> None:
         actual = final.get("simTag") if final is not None else None
         last = by_bridge[-1][1] if by_bridge else None
         tried = sorted(
-            ((a, i) for i in intents for c in i.sent for a in c.attempts if a.invocation not in parked_senders),
+            (
+                (a, i)
+                for i in intents
+                for c in i.sent
+                for a in c.attempts
+                if a.invocation not in parked_senders and (200 <= a.status < 300 or a.status in MAYBE_STATUSES)
+            ),
             key=lambda pair: (pair[0].perceived, pair[0].at),
         )
         if tried and tried[-1][0].perceived > (by_bridge[-1][0].perceived if by_bridge else 0.0):
-            # the last intent the bridge received was answered with an error (Braze retries it): the
-            # bridge still ordered by it (its outcome unknown), so Rokt may hold what it asks for
+            # the last intent the bridge received was answered with an error whose outcome is unknown
+            # (502/504; Braze retries it): the bridge still ordered by it, so Rokt may hold what it asks
+            # for (a 429 or 503 changed nothing and orders nothing)
             last = tried[-1][1]
         excuse = _excuse(actual, expected, accepted, ambiguous, last, intents, parked_senders, by_bridge)
         if excuse is None and actual != expected and world.scenario.mode == "direct":

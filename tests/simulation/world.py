@@ -276,12 +276,14 @@ class World:
     def _reconcile_schedule(self) -> None:
         """EventBridge's schedule: the reconciliation every 15 minutes, until one whole period has passed
         since Rokt could last have given up on a webhook (its last change, plus its 30 minutes of retries)
-        and since Rokt's reads last failed."""
+        and since its own dependencies last failed (Rokt's reads, DynamoDB)."""
         last_change = max((c.at for c in self.scenario.changes), default=0.0)
         # a period after Rokt could last have given up on a webhook, and after the reconciliation could
-        # last have been kept from reading Rokt (its token endpoint or subscription reads failing)
+        # last have been kept from working (Rokt's token endpoint or subscription reads, or DynamoDB, failing
+        # or slow): the promise is "within a period of the bridge's dependencies being back"
         reads_back = max(
-            (f.end for f in self.scenario.faults if f.target in ("rokt.token", "rokt.subscriptions")), default=0.0
+            (f.end for f in self.scenario.faults if f.target in ("rokt.token", "rokt.subscriptions", "dynamodb")),
+            default=0.0,
         )
         ends = max(last_change + RETRY_FOR_SECONDS, reads_back) + RECONCILE_PERIOD_SECONDS + 2 * RECONCILE_EVERY_SECONDS
         reconcile = self.functions[3]

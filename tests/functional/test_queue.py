@@ -672,6 +672,27 @@ def test_the_404_grace_counts_from_rokts_first_404_not_from_receives_an_outage_s
     assert patient_queues.receive_count() == 0
 
 
+def queue_un_noted_and_meet_the_update_s_404(client: Any, aws: Aws, queues: QueuePair) -> list[Any]:
+    """A create then an update queued without waiting entries (DynamoDB down at intake); the update
+    handed over first meets Rokt's 404 (its first 404 recorded) and is retried. Its messages."""
+    for name in ("create:v1", "update:v2"):
+        assert post(client, *INTENTS[name]).status_code == 202
+    dynamodb = aws.dynamodb()
+    for item in dynamodb.scan(TableName=TABLE)["Items"]:
+        for name in [n for n in item if n.startswith(WAITING)]:
+            dynamodb.update_item(
+                TableName=TABLE,
+                Key={"id": item["id"]},
+                UpdateExpression="REMOVE #w",
+                ExpressionAttributeNames={"#w": name},
+            )
+    messages = queues.receive()
+    queues.release([m for m in messages if label(m) != "update:v2"])
+    update = [m for m in messages if label(m) == "update:v2"]
+    assert len(queues.consume(client, update)["batchItemFailures"]) == 1
+    return update
+
+
 def test_a_replayed_update_whose_create_is_replayed_with_it_gets_a_404_grace(
     settings: Settings,
     aws: Aws,
@@ -683,23 +704,9 @@ def test_a_replayed_update_whose_create_is_replayed_with_it_gets_a_404_grace(
     wall = [time.time() - 2 * 3600]  # the first 404 is two hours before the replay
     bridge = queued_bridge_on(wall, settings, aws, queues)
     with serving(bridge) as client:
-        # Given a create then an update queued un-noted (DynamoDB was down at intake)
-        for name in ("create:v1", "update:v2"):
-            assert post(client, *INTENTS[name]).status_code == 202
-        dynamodb = aws.dynamodb()
-        for item in dynamodb.scan(TableName=TABLE)["Items"]:
-            for name in [n for n in item if n.startswith(WAITING)]:
-                dynamodb.update_item(
-                    TableName=TABLE,
-                    Key={"id": item["id"]},
-                    UpdateExpression="REMOVE #w",
-                    ExpressionAttributeNames={"#w": name},
-                )
-        # the update handed over first: Rokt answers 404 (its first 404 is recorded), retried
-        messages = queues.receive()
-        queues.release([m for m in messages if label(m) != "update:v2"])
-        update = [m for m in messages if label(m) == "update:v2"]
-        assert len(queues.consume(client, update)["batchItemFailures"]) == 1
+        # Given a create then an update queued un-noted (DynamoDB was down at intake), the update handed
+        # over first: Rokt answers 404 (its first 404 is recorded), retried
+        update = queue_un_noted_and_meet_the_update_s_404(client, aws, queues)
         queues.release(update)
 
         # Then Rokt fails (503) until the queue's last allowed receive: both dead-lettered with the reason
@@ -803,21 +810,9 @@ def test_an_update_dead_lettered_after_the_batch_s_deadline_still_gets_a_404_win
     message, whose window starts at its own first receive, so it is not dropped before its create."""
     wall = [time.time() - 2 * 3600]
     with serving(queued_bridge_on(wall, settings, aws, queues)) as client:
-        for name in ("create:v1", "update:v2"):
-            assert post(client, *INTENTS[name]).status_code == 202
-        dynamodb = aws.dynamodb()
-        for item in dynamodb.scan(TableName=TABLE)["Items"]:  # queued un-noted (DynamoDB down at intake)
-            for name in [n for n in item if n.startswith(WAITING)]:
-                dynamodb.update_item(
-                    TableName=TABLE,
-                    Key={"id": item["id"]},
-                    UpdateExpression="REMOVE #w",
-                    ExpressionAttributeNames={"#w": name},
-                )
-        messages = queues.receive()
-        queues.release([m for m in messages if label(m) != "update:v2"])
-        update = [m for m in messages if label(m) == "update:v2"]
-        assert len(queues.consume(client, update)["batchItemFailures"]) == 1  # 404: first 404 recorded
+        # Given a create then an update queued un-noted (DynamoDB was down at intake), the update handed
+        # over first: Rokt answers 404 (its first 404 is recorded), retried
+        update = queue_un_noted_and_meet_the_update_s_404(client, aws, queues)
         queues.release(update)
 
         # batches that run out of time before these records, until the queue's last allowed receive

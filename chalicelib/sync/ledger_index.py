@@ -72,20 +72,10 @@ class LedgerIndex:
     def page(self, shard: int, after: str | None, limit: int = PAGE_SIZE) -> tuple[list[str], str | None]:
         """Up to ``limit`` subscription ids of ``shard`` after the key ``after``; and the last key read
         (None when the shard is exhausted)."""
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": LEDGER_INDEX,
-            "KeyConditionExpression": "#shard = :shard",
-            "ExpressionAttributeNames": {"#shard": SHARD_ATTRIBUTE},
-            "ExpressionAttributeValues": {":shard": {"S": str(shard)}},
-            "Limit": limit,
-        }
+        query = self._shard_query(shard, Limit=limit)
         if after is not None:
             query["ExclusiveStartKey"] = {"id": {"S": after}, SHARD_ATTRIBUTE: {"S": str(shard)}}
-        try:
-            answer = self._dynamodb.query(**query)
-        except _AWS_ERRORS as exc:
-            raise DependencyUnavailable("the sync ledger's index (DynamoDB) is unavailable") from exc
+        answer = self._query(query)
         keys = [str(item["id"]["S"]) for item in answer.get("Items", [])]
         ids = [key.removeprefix(LEDGER_KEY_PREFIX) for key in keys if key.startswith(LEDGER_KEY_PREFIX)]
         last = answer.get("LastEvaluatedKey")
@@ -96,24 +86,32 @@ class LedgerIndex:
         ~45,000 entries, once per pass), so a pass is paced on its own size from its start."""
         total = 0
         for shard in range(SHARDS):
-            query: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": LEDGER_INDEX,
-                "KeyConditionExpression": "#shard = :shard",
-                "ExpressionAttributeNames": {"#shard": SHARD_ATTRIBUTE},
-                "ExpressionAttributeValues": {":shard": {"S": str(shard)}},
-                "Select": "COUNT",
-            }
+            query = self._shard_query(shard, Select="COUNT")
             while True:
-                try:
-                    answer = self._dynamodb.query(**query)
-                except _AWS_ERRORS as exc:
-                    raise DependencyUnavailable("the sync ledger's index (DynamoDB) is unavailable") from exc
+                answer = self._query(query)
                 total += int(answer.get("Count", 0))
                 if "LastEvaluatedKey" not in answer:
                     break
                 query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
         return total
+
+    def _shard_query(self, shard: int, **extra: Any) -> dict[str, Any]:
+        """A Query of one shard of the index (``extra``: Limit, Select, …)."""
+        return {
+            "TableName": self._table,
+            "IndexName": LEDGER_INDEX,
+            "KeyConditionExpression": "#shard = :shard",
+            "ExpressionAttributeNames": {"#shard": SHARD_ATTRIBUTE},
+            "ExpressionAttributeValues": {":shard": {"S": str(shard)}},
+            **extra,
+        }
+
+    def _query(self, query: dict[str, Any]) -> dict[str, Any]:
+        try:
+            answer: dict[str, Any] = dict(self._dynamodb.query(**query))
+        except _AWS_ERRORS as exc:
+            raise DependencyUnavailable("the sync ledger's index (DynamoDB) is unavailable") from exc
+        return answer
 
     def cursor(self) -> Cursor:
         try:

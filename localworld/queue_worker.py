@@ -161,10 +161,24 @@ def serve(project_dir: str, stage: str, environment: Mapping[str, str]) -> None:
             time.sleep(0.3)
 
 
+def scheduled_event(event_id: str) -> dict[str, Any]:
+    """EventBridge's scheduled event for the reconciliation's rule, as Lambda delivers it."""
+    return {
+        "version": "0",
+        "id": event_id,
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-01-01T00:00:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/reconcile"],
+        "detail": {},
+    }
+
+
 def _reconcile(app: Any) -> None:
     """EventBridge's scheduled event for the reconciliation, as Lambda delivers it (a 300 s function)."""
-    event = {"version": "0", "id": "local", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
-    event |= {"account": "123456789012", "time": "", "region": "us-east-1", "resources": []}
+    event = scheduled_event("local")
     context = LambdaContext("reconcile_subscriptions", 512, max_runtime_ms=300_000)
     try:
         found = app.reconcile_subscriptions(event, context)

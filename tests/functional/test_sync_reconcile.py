@@ -25,6 +25,7 @@ from chalicelib.sync.queue import SYNC_BATCH_SIZE, sync_queue_names
 from chalicelib.sync.reconcile import Reconciler
 from chalicelib.sync.records import SyncLedger
 from chalicelib.wiring import Bridge
+from localworld.queue_worker import scheduled_event
 from tests.conftest import ROKT_TOKEN, TABLE, Aws, Braze, Sandbox, serving
 from tests.support.queues import QueuePair
 from tests.support.receiver import Receiver
@@ -113,17 +114,7 @@ def forward(client: Client, envelopes: list[dict[str, Any]]) -> None:
 
 def reconcile_once(remaining_ms: int = 300_000) -> dict[str, Any]:
     """The scheduled function, as Lambda invokes it (EventBridge's scheduled event)."""
-    event = {
-        "version": "0",
-        "id": "e-1",
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "123456789012",
-        "time": "2026-01-01T00:00:00Z",
-        "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/reconcile"],
-        "detail": {},
-    }
+    event = scheduled_event("e-1")
     context = LambdaContext("reconcile_subscriptions", 512, max_runtime_ms=remaining_ms)
     answer: dict[str, Any] = bridge_app.app.handler_map["reconcile_subscriptions"](event, context)
     return answer

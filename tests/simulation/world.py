@@ -18,6 +18,7 @@ import app as bridge_app
 from chalicelib.delivery.queue import BATCH_SIZE, MAX_CONCURRENCY, delivery_queue_names
 from chalicelib.settings import RECONCILE_EVERY_MINUTES, Settings
 from chalicelib.sync.queue import SYNC_BATCH_SIZE, SYNC_BATCH_WINDOW_SECONDS, sync_queue_names
+from localworld.queue_worker import scheduled_event
 from localworld.rokt_sandbox import DEFAULT_CLIENTS
 from tests.simulation.aws import SqsModel, SsmModel
 from tests.simulation.braze import (
@@ -57,17 +58,7 @@ LEASE_BOUND_SECONDS = 30.0 + 10.0 + 1.0  # Lambda's timeout, the lease's stated 
 
 
 RECONCILE_TIMEOUT_SECONDS = 300.0  # .chalice/config.json's lambda_functions
-_SCHEDULED_EVENT = {
-    "version": "0",
-    "id": "sim-schedule",
-    "detail-type": "Scheduled Event",
-    "source": "aws.events",
-    "account": "123456789012",
-    "time": "2026-01-01T00:00:00Z",
-    "region": "us-east-1",
-    "resources": ["arn:aws:events:us-east-1:123456789012:rule/reconcile"],
-    "detail": {},
-}
+_SCHEDULED_EVENT = scheduled_event("sim-schedule")
 
 
 @dataclass
